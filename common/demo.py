@@ -1,0 +1,624 @@
+"""Built-in demo video source: real faces moving around a soft, pleasant room.
+
+The demo needs no file from the user.  It is built from the public-domain
+portrait of Grace Hopper that matplotlib ships as sample data: the head is cut
+out once (GrabCut seeded by a hand-drawn outline, feathered alpha edge), turned
+into three distinct "people" (original, mirrored and re-tinted, re-tinted), and
+composited over a blurred, deterministic background.
+
+Every face follows its own smooth Lissajous-like path, changes size, rolls a
+little and imitates turning its head (horizontal squash plus a slight
+perspective warp).  The whole animation loops every :data:`LOOP_SECONDS`.
+
+Rendering is cheap (a few milliseconds per 640x480 frame on one core): each
+face is warped from a pre-scaled sprite into its own clipped region of
+interest only, and blended there with 8-bit OpenCV operations.
+
+Example::
+
+    src = DemoSource(640, 480)
+    frame = src.render(1.5)          # BGR uint8, shape (480, 640, 3)
+    boxes = src.face_boxes(1.5)      # [(x, y, w, h), ...] ground truth
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import math
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+__all__ = ["LOOP_SECONDS", "DemoSource", "load_portrait"]
+
+#: Period of the animation in seconds (``render(t)`` repeats with it).
+LOOP_SECONDS = 20.0
+
+# Geometry of the source photo (grace_hopper.jpg, 512 x 600 pixels).
+# OpenCV's Haar frontal-face cascade finds her face at (140, 96, 249, 249).
+_PHOTO_FACE = (140, 96, 249, 249)
+# Crop around head, hat and neck, in photo coordinates (x0, y0, x1, y1).
+_CROP = (110, 5, 420, 420)
+# Loose outline of head + hat + neck (photo coordinates): outside is background.
+_OUTLINE = [
+    (200, 48), (212, 40), (226, 29), (242, 20), (263, 17), (285, 22),
+    (294, 31), (302, 38), (318, 45), (334, 54), (344, 63), (352, 74),
+    (360, 86), (378, 98), (384, 200), (370, 262), (352, 302), (334, 332),
+    (318, 352), (302, 392), (228, 392), (216, 350), (205, 336), (200, 316),
+    (192, 296), (168, 285), (150, 262), (147, 185), (150, 100), (162, 88), (176, 80), (180, 68),
+    (188, 57),
+]
+# Regions that are certainly foreground (photo coordinates).
+_HAT = [(200, 58), (228, 34), (263, 24), (290, 32), (340, 62), (368, 100),
+        (365, 160), (160, 165), (158, 100)]
+_FACE = [(180, 170), (350, 170), (345, 280), (300, 335), (230, 335),
+         (205, 300)]
+# Below the chin the neck fades out between these photo rows.
+_NECK_FADE = (338.0, 382.0)
+
+# Face widths (pixels) of the pre-scaled sprite pyramid; the largest entry is
+# the unscaled photo.  Neighbouring levels differ by about sqrt(2), so warping
+# never down-samples by more than that (no aliasing from bilinear sampling).
+_LEVEL_WIDTHS = (48.0, 68.0, 96.0, 136.0, 192.0, 249.0)
+
+# Range of the face width at 640x480 (scaled with the frame size).
+_MIN_FACE = 70.0
+_MAX_FACE = 200.0
+_MAX_ROLL_DEG = 12.0
+_MIN_SQUASH = 0.8
+_MAX_PERSPECTIVE = 0.07
+
+
+def _photo_path() -> str:
+    """Return the path of matplotlib's ``grace_hopper.jpg`` sample image.
+
+    Raises:
+        FileNotFoundError: if matplotlib (or its sample data) is missing.
+    """
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("the demo source needs matplotlib's sample data")
+    path = os.path.join(os.path.dirname(spec.origin), "mpl-data",
+                        "sample_data", "grace_hopper.jpg")
+    if os.path.exists(path):
+        return path
+    from matplotlib import cbook  # other layouts: ask matplotlib itself
+
+    return str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
+@functools.lru_cache(maxsize=1)
+def load_portrait() -> np.ndarray:
+    """Load the Grace Hopper portrait that matplotlib ships (BGR uint8).
+
+    Raises:
+        FileNotFoundError: if matplotlib's sample data cannot be found.
+    """
+    path = _photo_path()
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise FileNotFoundError(f"cannot read matplotlib sample image {path!r}")
+    return img
+
+
+def _crop_points(points: list[tuple[int, int]], scale: float) -> np.ndarray:
+    """Convert photo coordinates to (scaled) crop coordinates as int32 polygon."""
+    pts = (np.asarray(points, np.float64) - (_CROP[0], _CROP[1])) * scale
+    return np.round(pts).astype(np.int32)
+
+
+@functools.lru_cache(maxsize=1)
+def _head_cutout() -> tuple[np.ndarray, np.ndarray]:
+    """Cut the head out of the portrait once.
+
+    Returns:
+        ``(bgr, alpha)``: the cropped head (uint8, colours outside the head
+        extended from its edge so feathering shows no photo background) and a
+        feathered alpha matte (float32 in [0, 1]) of the same size.
+    """
+    photo = load_portrait()
+    x0, y0, x1, y1 = _CROP
+    crop = photo[y0:y1, x0:x1].copy()
+    h, w = crop.shape[:2]
+
+    # GrabCut at half resolution, seeded by the hand-drawn outline.
+    f = 0.5
+    small = cv2.resize(crop, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+    mask = np.full(small.shape[:2], cv2.GC_BGD, np.uint8)
+    cv2.fillPoly(mask, [_crop_points(_OUTLINE, f)], cv2.GC_PR_FGD)
+    cv2.fillPoly(mask, [_crop_points(_HAT, f)], cv2.GC_FGD)
+    cv2.fillPoly(mask, [_crop_points(_FACE, f)], cv2.GC_FGD)
+    bgd = np.zeros((1, 65), np.float64)
+    fgd = np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(12345)  # GrabCut's GMM initialisation uses OpenCV's RNG
+    cv2.grabCut(small, mask, None, bgd, fgd, 3, cv2.GC_INIT_WITH_MASK)
+    fg = np.where((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD), 255, 0)
+    fg = cv2.resize(fg.astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))
+    fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, kernel)
+    fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, kernel)
+    # Never leave the hand-drawn outline; keep the largest blob only.
+    outline = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(outline, [_crop_points(_OUTLINE, 1.0)], 255)
+    fg = cv2.bitwise_and(fg, outline)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(
+        (fg > 127).astype(np.uint8))
+    if n > 1:
+        biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        fg = np.where(labels == biggest, 255, 0).astype(np.uint8)
+
+    alpha = cv2.GaussianBlur(fg.astype(np.float32) / 255.0, (0, 0), 2.5)
+    # Fade the neck out below the chin.
+    rows = np.arange(h, dtype=np.float32) + y0
+    a, b = _NECK_FADE
+    fade = np.clip((b - rows) / (b - a), 0.0, 1.0)
+    fade = fade * fade * (3.0 - 2.0 * fade)  # smoothstep
+    alpha *= fade[:, None]
+    # Zero alpha along the crop border (clean sprite edges after warping).
+    alpha[:3, :] = 0.0
+    alpha[-3:, :] = 0.0
+    alpha[:, :3] = 0.0
+    alpha[:, -3:] = 0.0
+
+    # Extend the head's colours outwards (normalised convolution) so the
+    # feathered edge blends towards hair/skin colour, not the flag behind it.
+    hard = (alpha > 0.6).astype(np.float32)
+    num = cv2.GaussianBlur(crop.astype(np.float32) * hard[..., None], (0, 0), 6)
+    den = cv2.GaussianBlur(hard, (0, 0), 6)[..., None]
+    extended = num / np.maximum(den, 1e-4)
+    bgr = np.where(hard[..., None] > 0, crop.astype(np.float32), extended)
+    return np.clip(bgr, 0, 255).astype(np.uint8), alpha.astype(np.float32)
+
+
+def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Hermite smoothstep of ``x`` between ``lo`` and ``hi``."""
+    s = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+    return s * s * (3.0 - 2.0 * s)
+
+
+def _restyle(bgr: np.ndarray, alpha: np.ndarray, style: int) -> np.ndarray:
+    """Recolour the head so the demo people do not look identical.
+
+    Args:
+        bgr: cropped head colours (uint8).
+        alpha: its alpha matte (float32).
+        style: 0 keeps the photo; 1 gives brown hair, a dark green cap and a
+            slightly brighter, warmer complexion; 2 gives dark auburn hair, a
+            burgundy cap and a tanned complexion.
+
+    Returns:
+        The recoloured head (uint8, same shape as ``bgr``).
+    """
+    if style == 0:
+        return bgr.copy()
+    h, w = alpha.shape
+    x0, y0 = _CROP[0], _CROP[1]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    px, py = xs + x0, ys + y0
+    hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV).astype(np.float32)
+    sat, val = hsv[..., 1], hsv[..., 2]
+
+    # Cap: everything above the brim (photo row ~168).
+    cap = 1.0 - _smoothstep(py, 160.0, 170.0)
+    # Dark navy cloth of the cap (the gold badge and white top stay): the
+    # largest dark blob above the brim, softened a little.
+    dark = ((val < 60.0) & (alpha > 0.05) & (py < 185.0)).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(dark)
+    cloth = np.zeros_like(alpha)
+    if n > 1:
+        biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        blob = (labels == biggest).astype(np.uint8)
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+        blob = cv2.morphologyEx(blob, cv2.MORPH_CLOSE, kernel)
+        cloth = cv2.GaussianBlur(blob.astype(np.float32), (0, 0), 0.8)
+    # Hair: desaturated light pixels at the sides of the face, below the cap.
+    fx, fy, fw, _ = _PHOTO_FACE
+    cx, cy = fx + fw / 2.0, fy + fw / 2.0 + 10.0
+    ell = ((px - cx) / 92.0) ** 2 + ((py - cy) / 150.0) ** 2
+    side = _smoothstep(ell, 0.85, 1.15) * (1.0 - cap)
+    side *= 1.0 - _smoothstep(py, 300.0, 330.0)
+    hair = side * (1.0 - _smoothstep(sat, 110.0, 150.0)) * _smoothstep(
+        val, 80.0, 130.0)
+    # Skin: the rest of the face.
+    skin = (1.0 - cap) * (1.0 - hair)
+
+    if style == 1:
+        cap_bgr = np.array([40.0, 92.0, 30.0], np.float32)  # dark green
+        hair_hue, hair_sat, hair_val = 14.0, 150.0, 0.55
+        skin_gain = np.array([1.0, 1.06, 1.12], np.float32)
+    else:
+        cap_bgr = np.array([48.0, 32.0, 112.0], np.float32)  # burgundy
+        hair_hue, hair_sat, hair_val = 8.0, 170.0, 0.42
+        skin_gain = np.array([0.55, 0.68, 0.86], np.float32)
+
+    # Cap cloth: the new colour, shaded like the original cloth.
+    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    grey = cv2.GaussianBlur(grey, (0, 0), 1.2)
+    shade = np.clip(grey / 32.0, 0.4, 1.4)[..., None]
+    col_cap = cap_bgr * shade
+    # Hair: colourise.
+    hsv_hair = hsv.copy()
+    hsv_hair[..., 0] = hair_hue
+    hsv_hair[..., 1] = hair_sat
+    hsv_hair[..., 2] = val * hair_val
+    to_bgr = functools.partial(cv2.cvtColor, code=cv2.COLOR_HSV2BGR)
+    col_hair = to_bgr(np.clip(hsv_hair, 0, [179, 255, 255]).astype(np.uint8))
+
+    base = bgr.astype(np.float32)
+    out = base * (1.0 - skin[..., None]) + base * skin_gain * skin[..., None]
+    cl = cloth[..., None]
+    out = out * (1.0 - cl) + col_cap * cl
+    hr = hair[..., None]
+    out = out * (1.0 - hr) + col_hair.astype(np.float32) * hr
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class _Sprite:
+    """One pre-scaled, premultiplied BGRA head sprite."""
+
+    bgra: np.ndarray  # uint8 (h, w, 4), colour premultiplied by alpha
+    face_width: float  # width of the Haar face box in sprite pixels
+    center: tuple[float, float]  # face-box centre in sprite pixel coordinates
+    head: tuple[float, float, float, float]  # x0, y0, x1, y1 where alpha > 0.5
+
+
+@functools.lru_cache(maxsize=1)
+def _people() -> tuple[tuple[_Sprite, ...], ...]:
+    """Build the sprite pyramids of the three demo people (cached)."""
+    bgr, alpha = _head_cutout()
+    h, w = alpha.shape
+    fx, fy, fw, fh = _PHOTO_FACE
+    cx = fx + fw / 2.0 - 0.5 - _CROP[0]  # pixel-centre convention
+    cy = fy + fh / 2.0 - 0.5 - _CROP[1]
+
+    people = []
+    for style, mirror in ((0, False), (1, True), (2, False)):
+        col = _restyle(bgr, alpha, style)
+        a = alpha
+        ccx = cx
+        if mirror:
+            col = col[:, ::-1]
+            a = a[:, ::-1]
+            ccx = (w - 1) - cx
+        ys, xs = np.nonzero(a > 0.5)
+        head = (float(xs.min()), float(ys.min()), float(xs.max() + 1),
+                float(ys.max() + 1))
+        premul = col.astype(np.float32) * a[..., None]
+        full = np.dstack([premul, a * 255.0])
+        full = np.clip(full + 0.5, 0, 255).astype(np.uint8)
+        levels = []
+        for lw in _LEVEL_WIDTHS:
+            s = lw / fw
+            if s >= 1.0:
+                img = full
+            else:
+                size = (max(2, round(w * s)), max(2, round(h * s)))
+                img = cv2.resize(full, size, interpolation=cv2.INTER_AREA)
+            sx = img.shape[1] / w
+            sy = img.shape[0] / h
+            # Trim fully transparent margins (keep a 1-pixel empty border):
+            # smaller sprites mean smaller regions to warp and blend.
+            rows = np.flatnonzero(img[..., 3].any(axis=1))
+            cols = np.flatnonzero(img[..., 3].any(axis=0))
+            top = max(0, int(rows[0]) - 1)
+            left = max(0, int(cols[0]) - 1)
+            bottom = min(img.shape[0], int(rows[-1]) + 2)
+            right = min(img.shape[1], int(cols[-1]) + 2)
+            img = img[top:bottom, left:right]
+            levels.append(_Sprite(
+                bgra=np.ascontiguousarray(img),
+                face_width=fw * sx,
+                center=((ccx + 0.5) * sx - 0.5 - left,
+                        (cy + 0.5) * sy - 0.5 - top),
+                head=(head[0] * sx - left, head[1] * sy - top,
+                      head[2] * sx - left, head[3] * sy - top),
+            ))
+        people.append(tuple(levels))
+    return tuple(people)
+
+
+def _background(width: int, height: int) -> np.ndarray:
+    """Render the soft, out-of-focus living-room background (BGR uint8).
+
+    Drawn at reduced resolution in normalised coordinates, blurred and
+    up-sampled, so it looks the same at every frame size.  Fully
+    deterministic (fixed-seed grain).
+    """
+    sw = max(64, width // 4)
+    sh = max(48, height // 4)
+    ys, xs = np.mgrid[0:sh, 0:sw].astype(np.float32)
+    u = (xs + 0.5) / sw
+    v = (ys + 0.5) / sh
+
+    def px(x: float, y: float) -> tuple[int, int]:
+        return round(x * sw), round(y * sh)
+
+    # Wall: warm beige, lighter towards the upper right (window light).
+    top = np.array([196, 214, 228], np.float32)  # BGR
+    bottom = np.array([150, 176, 200], np.float32)
+    img = top * (1.0 - v[..., None]) + bottom * v[..., None]
+    glow = np.exp(-(((u - 0.82) / 0.45) ** 2 + ((v - 0.25) / 0.5) ** 2))
+    img += glow[..., None] * np.array([22, 20, 16], np.float32)
+
+    # Window on the right: soft sky over a green garden, with curtains.
+    cv2.rectangle(img, px(0.67, 0.08), px(0.94, 0.58), (232, 222, 205), -1)
+    sky = _smoothstep(v, 0.1, 0.45)[..., None]
+    pane = (u > 0.685) & (u < 0.925) & (v > 0.1) & (v < 0.56)
+    view = (np.array([250, 236, 214], np.float32) * (1.0 - sky)
+            + np.array([150, 200, 175], np.float32) * sky)
+    img[pane] = view[pane]
+    for x0, x1 in ((0.63, 0.7), (0.91, 0.975)):
+        cv2.rectangle(img, px(x0, 0.05), px(x1, 0.62), (120, 150, 190), -1)
+    # Picture frame on the left wall.
+    cv2.rectangle(img, px(0.08, 0.12), px(0.3, 0.38), (70, 90, 120), -1)
+    cv2.rectangle(img, px(0.095, 0.14), px(0.285, 0.36), (150, 170, 130), -1)
+    cv2.circle(img, px(0.22, 0.22), max(2, int(0.05 * sh)), (120, 200, 235),
+               -1)
+    # Floor lamp with a warm glow on the left (behind the sofa).
+    cv2.line(img, px(0.045, 0.3), px(0.045, 0.82), (60, 60, 60), 2)
+    lamp = np.exp(-(((u - 0.05) / 0.09) ** 2 + ((v - 0.27) / 0.12) ** 2))
+    img += lamp[..., None] * np.array([60, 150, 220], np.float32)
+    # Wooden floor.
+    floor = _smoothstep(v, 0.80, 0.83)[..., None]
+    wood = np.array([70, 100, 140], np.float32) * (
+        1.0 - 0.25 * (v[..., None] - 0.8) / 0.2)
+    img = img * (1.0 - floor) + wood * floor
+    # Teal sofa with three back cushions.
+    cv2.rectangle(img, px(0.1, 0.62), px(0.84, 0.86), (120, 118, 70), -1)
+    cv2.rectangle(img, px(0.07, 0.56), px(0.16, 0.87), (105, 104, 62), -1)
+    cv2.rectangle(img, px(0.78, 0.56), px(0.87, 0.87), (105, 104, 62), -1)
+    for cx in (0.28, 0.47, 0.66):
+        cv2.rectangle(img, px(cx - 0.09, 0.6), px(cx + 0.09, 0.72),
+                      (138, 134, 84), -1)
+    # Potted plant on the floor in the right corner.
+    cv2.rectangle(img, px(0.9, 0.7), px(0.97, 0.86), (60, 85, 160), -1)
+    for dx, dy, r in ((0.0, 0.0, 0.07), (-0.035, 0.05, 0.055),
+                      (0.035, 0.045, 0.055), (0.0, -0.07, 0.05),
+                      (-0.02, -0.12, 0.035)):
+        cv2.circle(img, px(0.935 + dx, 0.6 + dy), max(2, int(r * sh)),
+                   (62, 128, 72), -1)
+
+    img = cv2.GaussianBlur(img, (0, 0), max(1.0, 0.012 * sw))
+    img = cv2.resize(img, (width, height), interpolation=cv2.INTER_CUBIC)
+    # Soft vignette and a little fixed-seed grain against banding.
+    vy, vx = np.ogrid[0:height, 0:width]
+    r2 = ((vx + 0.5) / width - 0.5) ** 2 + ((vy + 0.5) / height - 0.5) ** 2
+    img *= (1.0 - 0.35 * r2)[..., None].astype(np.float32)
+    rng = np.random.default_rng(20240)
+    img += rng.normal(0.0, 1.2, (height, width, 1)).astype(np.float32)
+    return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class _Path:
+    """Motion of one face: Lissajous-like, all frequencies integer per loop."""
+
+    person: int
+    x: tuple[float, float, int, float]  # centre, amplitude, frequency, phase
+    y: tuple[float, float, int, float]
+    x2: tuple[float, int, float]  # second harmonic: amplitude, freq, phase
+    size: tuple[int, float]  # frequency, phase of the size oscillation
+    size_range: tuple[float, float]  # fraction of [min, max] face width used
+    roll: tuple[int, float]
+    yaw: tuple[int, float]
+
+
+# Positions are fractions of the frame size; sizes fractions of the range.
+_PATHS = (
+    _Path(0, (0.22, 0.12, 1, 1.8), (0.48, 0.13, 2, 4.4), (0.04, 3, 1.0),
+          (1, 2.8), (0.0, 1.0), (2, 0.3), (3, 0.0)),
+    _Path(1, (0.78, 0.12, 1, 4.8), (0.47, 0.13, 2, 4.9), (0.04, 2, 0.4),
+          (1, 0.9), (0.0, 1.0), (3, 1.7), (2, 1.2)),
+    _Path(2, (0.50, 0.13, 1, 3.2), (0.50, 0.15, 1, 2.4), (0.03, 3, 2.5),
+          (1, 5.05), (0.0, 0.85), (2, 4.0), (3, 2.6)),
+)
+
+
+def _overlap(a: tuple[float, float, float, float],
+             b: tuple[float, float, float, float]) -> float:
+    """Intersection area of two ``(x0, y0, x1, y1)`` rectangles."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    return max(0.0, w) * max(0.0, h)
+
+
+def _wave(t: float, freq: int, phase: float) -> float:
+    """``sin`` with ``freq`` whole periods per loop."""
+    return math.sin(2.0 * math.pi * freq * t / LOOP_SECONDS + phase)
+
+
+@dataclass(frozen=True)
+class _Pose:
+    """Pose of one face at one instant (frame pixel units)."""
+
+    person: int
+    cx: float
+    cy: float
+    face_width: float
+    roll_deg: float
+    yaw: float  # -1 .. 1: turning left .. right
+
+
+class DemoSource:
+    """Synthetic demo video: real faces moving over a soft room background.
+
+    ``render(t)`` and ``face_boxes(t)`` are pure, deterministic functions of
+    the time ``t`` in seconds; the animation loops every
+    :data:`LOOP_SECONDS` seconds.
+
+    Args:
+        width: frame width in pixels.
+        height: frame height in pixels.
+        faces: number of faces (0 to 3; 0 shows the empty room).
+    """
+
+    def __init__(self, width: int = 640, height: int = 480,
+                 faces: int = 3) -> None:
+        if width < 32 or height < 32:
+            raise ValueError(f"frame size too small: {width}x{height}")
+        if not 0 <= faces <= len(_PATHS):
+            raise ValueError(f"faces must be 0..{len(_PATHS)}, got {faces}")
+        self.width = int(width)
+        self.height = int(height)
+        self.faces = int(faces)
+        self.loop_seconds = LOOP_SECONDS
+        self._unit = min(self.width / 640.0, self.height / 480.0)
+        self._people = _people()
+        self._background = _background(self.width, self.height)
+
+    # ------------------------------------------------------------------ poses
+    def _poses(self, t: float) -> list[_Pose]:
+        """Poses of all faces at time ``t``, back to front (small first)."""
+        t = float(t) % LOOP_SECONDS
+        w, h = self.width, self.height
+        lo, hi = _MIN_FACE * self._unit, _MAX_FACE * self._unit
+        poses = []
+        for path in _PATHS[: self.faces]:
+            xc, xa, xf, xp = path.x
+            yc, ya, yf, yp = path.y
+            a2, f2, p2 = path.x2
+            if self.faces == 1:
+                xc = 0.5
+            s0, s1 = path.size_range
+            k = 0.5 + 0.5 * _wave(t, *path.size)
+            fw = lo + (hi - lo) * (s0 + (s1 - s0) * k)
+            cx = w * (xc + xa * _wave(t, xf, xp) + a2 * _wave(t, f2, p2))
+            cy = h * (yc + ya * _wave(t, yf, yp))
+            roll = _MAX_ROLL_DEG * _wave(t, *path.roll)
+            yaw = _wave(t, *path.yaw)
+            poses.append(_Pose(path.person, cx, cy, fw, roll, yaw))
+        poses.sort(key=lambda p: p.face_width)
+        return poses
+
+    @staticmethod
+    def _homography(pose: _Pose, sprite: _Sprite) -> np.ndarray:
+        """3x3 map from sprite pixels to frame pixels for ``pose``."""
+        r = pose.face_width / sprite.face_width
+        squash = 1.0 - (1.0 - _MIN_SQUASH) * abs(pose.yaw)
+        half = 0.5 * pose.face_width
+        p = _MAX_PERSPECTIVE * pose.yaw / half
+        th = math.radians(pose.roll_deg)
+        c, s = math.cos(th), math.sin(th)
+        to_origin = np.array([[1.0, 0.0, -sprite.center[0]],
+                              [0.0, 1.0, -sprite.center[1]],
+                              [0.0, 0.0, 1.0]])
+        scale = np.diag([r * squash, r, 1.0])
+        persp = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [p, 0.0, 1.0]])
+        rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+        place = np.array([[1.0, 0.0, pose.cx], [0.0, 1.0, pose.cy],
+                          [0.0, 0.0, 1.0]])
+        return place @ rot @ persp @ scale @ to_origin
+
+    def _sprite_for(self, pose: _Pose) -> _Sprite:
+        """Smallest pre-scaled sprite at least as large as the face."""
+        levels = self._people[pose.person]
+        for sprite in levels:
+            if sprite.face_width >= pose.face_width * 0.98:
+                return sprite
+        return levels[-1]
+
+    def _layout(self, t: float) -> list[tuple[_Pose, _Sprite, np.ndarray]]:
+        """Pose, sprite and sprite-to-frame homography of each face at ``t``.
+
+        Ordered back to front (drawing order).
+        """
+        out = []
+        for pose in self._poses(t):
+            sprite = self._sprite_for(pose)
+            out.append((pose, sprite, self._homography(pose, sprite)))
+        return out
+
+    # ------------------------------------------------------------ public API
+    def face_boxes(self, t: float) -> list[tuple[int, int, int, int]]:
+        """Ground-truth face boxes at time ``t``.
+
+        Boxes are ``(x, y, w, h)`` in the style of a Haar frontal-face box
+        (square, forehead to chin, narrowing a little as the head turns),
+        ordered back to front and clipped to the frame.  A face is listed
+        only while it is visible: at least half of its box inside the frame
+        and at most half of it hidden behind a head drawn in front of it.
+        """
+        layout = self._layout(t)
+        # Screen-space bounding boxes of the heads (for occlusion).
+        heads = []
+        for _, sprite, hmg in layout:
+            hx0, hy0, hx1, hy1 = sprite.head
+            pts = hmg @ np.array([[hx0, hx1, hx0, hx1], [hy0, hy0, hy1, hy1],
+                                  [1.0, 1.0, 1.0, 1.0]])
+            xs, ys = pts[0] / pts[2], pts[1] / pts[2]
+            heads.append((xs.min(), ys.min(), xs.max(), ys.max()))
+
+        boxes = []
+        for i, (pose, sprite, hmg) in enumerate(layout):
+            c = hmg @ np.array([sprite.center[0], sprite.center[1], 1.0])
+            cx, cy = c[0] / c[2], c[1] / c[2]
+            squash = 1.0 - (1.0 - _MIN_SQUASH) * abs(pose.yaw)
+            side = pose.face_width * (0.5 + 0.5 * squash)
+            box = (cx - side / 2.0, cy - side / 2.0, cx + side / 2.0,
+                   cy + side / 2.0)
+            frame = (0.0, 0.0, float(self.width), float(self.height))
+            if _overlap(box, frame) < 0.5 * side * side:
+                continue
+            hidden = max((_overlap(box, head) for head in heads[i + 1:]),
+                         default=0.0)
+            if hidden > 0.5 * side * side:
+                continue
+            x0, y0 = round(max(box[0], 0.0)), round(max(box[1], 0.0))
+            x1 = round(min(box[2], frame[2]))
+            y1 = round(min(box[3], frame[3]))
+            boxes.append((int(x0), int(y0), int(x1 - x0), int(y1 - y0)))
+        return boxes
+
+    def render(self, t: float) -> np.ndarray:
+        """Render the frame at time ``t`` seconds.
+
+        Returns:
+            A new BGR uint8 array of shape ``(height, width, 3)``.
+        """
+        frame = self._background.copy()
+        for _, sprite, hmg in self._layout(t):
+            self._draw(frame, sprite, hmg)
+        return frame
+
+    def __call__(self, t: float) -> np.ndarray:
+        """Alias of :meth:`render`."""
+        return self.render(t)
+
+    # ------------------------------------------------------------- internals
+    def _draw(self, frame: np.ndarray, sprite: _Sprite,
+              hmg: np.ndarray) -> None:
+        """Warp one head sprite into its clipped region of ``frame``, blend."""
+        sh, sw = sprite.bgra.shape[:2]
+        corners = np.array([[0.0, 0.0, 1.0], [sw, 0.0, 1.0], [0.0, sh, 1.0],
+                            [sw, sh, 1.0]]).T
+        mapped = hmg @ corners
+        xs = mapped[0] / mapped[2]
+        ys = mapped[1] / mapped[2]
+        x0 = max(0, math.floor(xs.min()))
+        y0 = max(0, math.floor(ys.min()))
+        x1 = min(self.width, math.ceil(xs.max()) + 1)
+        y1 = min(self.height, math.ceil(ys.max()) + 1)
+        if x1 <= x0 or y1 <= y0:
+            return
+        shift = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0], [0.0, 0.0, 1.0]])
+        m = shift @ hmg
+        m /= m[2, 2]
+        size = (x1 - x0, y1 - y0)
+        if abs(m[2, 0]) * size[0] + abs(m[2, 1]) * size[1] < 1e-2:
+            # Facing the camera (keystone under ~1%): warp affine, cheaper.
+            warped = cv2.warpAffine(
+                sprite.bgra, m[:2], size, flags=cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
+        else:
+            warped = cv2.warpPerspective(
+                sprite.bgra, m, size, flags=cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
+        color = cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR)
+        inv = cv2.bitwise_not(cv2.extractChannel(warped, 3))
+        roi = frame[y0:y1, x0:x1]
+        kept = cv2.multiply(roi, cv2.merge((inv, inv, inv)), scale=1.0 / 255.0)
+        roi[...] = cv2.add(kept, color)

@@ -1,0 +1,154 @@
+"""Masks: loading (RGBA, or the tutorial's white-background PNGs) and painting one onto a face.
+
+Placement is the tutorial's (Step 4): the mask covers rows y−0.25h … y+0.75h and columns x … x+w of the face
+box, resized to fit that region with its aspect ratio kept, and centred.  Unlike the tutorial, a face at the
+frame edge gets a clipped mask instead of none, RGBA masks are alpha-blended, and the mask can turn with the
+head's roll.  For a white-background mask the tutorial's rule decides what is drawn: a pixel of the *resized*
+mask whose channels are all < 250 — so inside the frame the result is the tutorial's ``apply_mask``, pixel for pixel.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from common.config import DogfilterError
+
+MASK_DIR = Path(__file__).resolve().parent / "assets" / "masks"
+EMOTION_MASKS = {"happy": "dog", "sad": "dalmatian", "surprise": "sheepdog", "neutral": "dalmatian"}
+WHITE_THRESHOLD = 250
+
+
+@dataclass(eq=False)
+class Mask:
+    name: str
+    bgr: np.ndarray  # H×W×3 uint8
+    alpha: np.ndarray | None  # H×W uint8, or None: white-background mask (tutorial rule)
+    _cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.bgr.shape[0], self.bgr.shape[1]
+
+    def resized(self, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
+        """BGR and float alpha (0..1) at size w×h; cached, since faces keep their size from frame to frame."""
+        key = (w, h)
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        if self.alpha is None:  # the tutorial: resize (bilinear), then keep the pixels that are not near-white
+            bgr = cv2.resize(self.bgr, (w, h))
+            a = (bgr < WHITE_THRESHOLD).all(axis=2).astype(np.float32)
+        else:
+            interp = cv2.INTER_AREA if w < self.bgr.shape[1] else cv2.INTER_LINEAR
+            bgr = cv2.resize(self.bgr, (w, h), interpolation=interp)
+            a = cv2.resize(self.alpha, (w, h), interpolation=interp).astype(np.float32) / 255.0
+        self._cache[key] = (bgr, a)
+        if len(self._cache) > 64:
+            self._cache.popitem(last=False)
+        return bgr, a
+
+
+def load_mask(path: str | Path, name: str | None = None) -> Mask:
+    p = Path(path)
+    if not p.is_file():
+        raise DogfilterError(f"mask not found: {p}")
+    img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    if img is None or img.ndim not in (2, 3) or min(img.shape[:2]) < 4:
+        raise DogfilterError(f"mask {p} is not a readable image")
+    if img.dtype != np.uint8:
+        img = (img / 257).astype(np.uint8) if img.dtype == np.uint16 else img.astype(np.uint8)
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    alpha = None
+    if img.shape[2] == 4:
+        alpha = img[:, :, 3].copy()
+        img = np.ascontiguousarray(img[:, :, :3])
+        if alpha.min() == 255:  # opaque RGBA (like the tutorial's PNGs): use the white-background rule
+            alpha = None
+    if alpha is None and not (img < WHITE_THRESHOLD).all(axis=2).any():
+        raise DogfilterError(f"mask {p} is blank: no transparent-background pixels and no non-white pixels")
+    if alpha is not None and alpha.max() == 0:
+        raise DogfilterError(f"mask {p} is fully transparent")
+    return Mask(name or p.stem, img, alpha)
+
+
+def default_masks() -> dict[str, Mask]:
+    """emotion -> Mask, from the product's own drawings."""
+    by_file: dict[str, Mask] = {}
+    out = {}
+    for emotion, fname in EMOTION_MASKS.items():
+        if fname not in by_file:
+            by_file[fname] = load_mask(MASK_DIR / f"{fname}.png", fname)
+        out[emotion] = by_file[fname]
+    return out
+
+
+def mask_region(box: tuple[int, int, int, int] | list[int]) -> tuple[int, int, int, int]:
+    """The tutorial's region for a face box: (x0, y0, x1, y1) = (x, y−0.25h, x+w, y+0.75h), unclipped."""
+    x, y, w, h = (int(round(v)) for v in box)
+    return x, int(y - 0.25 * h), x + w, int(y + 0.75 * h)
+
+
+def paint(frame: np.ndarray, box: tuple[int, int, int, int] | list[int], mask: Mask, roll_deg: float = 0.0) -> bool:
+    """Paint ``mask`` over the face ``box`` of ``frame`` (BGR, modified in place). Returns False if off-frame."""
+    x0, y0, x1, y1 = mask_region(box)
+    rw, rh = x1 - x0, y1 - y0
+    mh, mw = mask.shape
+    factor = min(rh / mh, rw / mw)
+    nw, nh = int(factor * mw), int(factor * mh)
+    if nw < 2 or nh < 2:
+        return False
+    bgr, a = mask.resized(nw, nh)
+    # top-left of the resized mask in frame coordinates (the tutorial's centring)
+    ox, oy = x0 + int((rw - nw) / 2), y0 + int((rh - nh) / 2)
+    if abs(roll_deg) > 0.5:
+        bgr, a, ox, oy = _rotate(bgr, a, ox, oy, roll_deg)
+        nh, nw = a.shape
+    H, W = frame.shape[:2]
+    fx0, fy0, fx1, fy1 = max(0, ox), max(0, oy), min(W, ox + nw), min(H, oy + nh)
+    if fx1 <= fx0 or fy1 <= fy0:
+        return False
+    mx0, my0 = fx0 - ox, fy0 - oy
+    roi = frame[fy0:fy1, fx0:fx1]
+    m_bgr = bgr[my0:my0 + (fy1 - fy0), mx0:mx0 + (fx1 - fx0)]
+    m_a = a[my0:my0 + (fy1 - fy0), mx0:mx0 + (fx1 - fx0)]
+    if mask.alpha is None and abs(roll_deg) <= 0.5:  # binary: copy, exactly like the tutorial
+        sel = m_a > 0.5
+        roi[sel] = m_bgr[sel]
+    else:
+        a3 = m_a[:, :, None]
+        roi[:] = (m_bgr.astype(np.float32) * a3 + roi.astype(np.float32) * (1.0 - a3) + 0.5).astype(np.uint8)
+    return True
+
+
+def _rotate(bgr: np.ndarray, a: np.ndarray, ox: int, oy: int, deg: float) -> tuple[np.ndarray, np.ndarray, int, int]:
+    h, w = a.shape
+    side = int(np.ceil(np.hypot(w, h)))
+    M = cv2.getRotationMatrix2D((w / 2, h / 2), -deg, 1.0)
+    M[0, 2] += (side - w) / 2
+    M[1, 2] += (side - h) / 2
+    rb = cv2.warpAffine(bgr, M, (side, side), flags=cv2.INTER_LINEAR)
+    ra = cv2.warpAffine(a, M, (side, side), flags=cv2.INTER_LINEAR)
+    return rb, ra, ox - (side - w) // 2, oy - (side - h) // 2
+
+
+def draw_debug(frame: np.ndarray, face: dict, color: tuple[int, int, int] = (0, 255, 0)) -> None:
+    """Box (the tutorial's Step 2 green rectangle) and, when known, the emotion and its probability."""
+    x, y, w, h = (int(round(v)) for v in face["box"])
+    cv2.rectangle(frame, (x, y), (x + w, y + h), color, 2)
+    label = face.get("emotion")
+    if label:
+        p = face.get("p")
+        text = f"{label} {p:.2f}" if isinstance(p, float) else str(label)
+        if face.get("stale"):
+            text += " (late)"
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        ty = max(th + 4, y - 4)
+        cv2.rectangle(frame, (x, ty - th - 4), (x + tw + 4, ty + 2), (0, 0, 0), -1)
+        cv2.putText(frame, text, (x + 2, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)

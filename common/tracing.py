@@ -1,0 +1,87 @@
+"""Counters, latency windows and the per-stage latency breakdown read from a message's timestamps.
+
+Each stage stamps ``msg.ts[stage]`` (wall-clock seconds) as the frame passes; the display turns consecutive
+stamps into per-hop latencies.  Each stage also attaches its counters (drops, malformed messages...) to what it
+sends, so the last stage sees every stage's counts without another socket.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, deque
+
+import numpy as np
+
+# the order in which stamps are taken along the pipeline; hop "a→b" is ts[b] − ts[a]
+STAGES = ["capture", "detect_in", "detect", "composite_in", "composite", "display"]
+
+
+class Counters(Counter):
+    """Named event counts of one stage, logged at most every ``every`` seconds."""
+
+    def __init__(self, stage: str, log: logging.Logger, every: float = 5.0) -> None:
+        super().__init__()
+        self.stage, self.log, self.every = stage, log, every
+        self._last_log = time.monotonic()
+
+    def drop(self, what: str, why: str, n: int = 1) -> None:
+        self[what] += n
+        self.log.warning("dropped %s: %s (%d so far)", what.replace("_", " "), why, self[what])
+
+    def maybe_log(self, extra: str = "") -> None:
+        now = time.monotonic()
+        if now - self._last_log >= self.every:
+            self._last_log = now
+            self.log.info("%s%s", extra, " ".join(f"{k}={v}" for k, v in sorted(self.items())))
+
+
+class Window:
+    """The last ``n`` values of a latency (ms), with percentiles."""
+
+    def __init__(self, n: int = 300) -> None:
+        self.values: deque[float] = deque(maxlen=n)
+
+    def add(self, v: float) -> None:
+        self.values.append(v)
+
+    def pct(self, q: float) -> float | None:
+        return float(np.percentile(self.values, q)) if self.values else None
+
+    def summary(self) -> dict[str, float | None]:
+        return {"p50": _r(self.pct(50)), "p95": _r(self.pct(95)), "p99": _r(self.pct(99)), "n": len(self.values)}
+
+
+def _r(v: float | None) -> float | None:
+    return None if v is None else round(v, 2)
+
+
+def hops(ts: dict[str, float]) -> dict[str, float]:
+    """Per-hop latency in ms from a message's stamps, plus the end-to-end ``capture→display``."""
+    out = {}
+    seen = [s for s in STAGES if s in ts]
+    for a, b in zip(seen, seen[1:], strict=False):
+        out[f"{a}→{b}"] = 1000.0 * (ts[b] - ts[a])
+    if "capture" in ts and "display" in ts:
+        out["capture→display"] = 1000.0 * (ts["display"] - ts["capture"])
+    return out
+
+
+class Rate:
+    """Events per second over a sliding window."""
+
+    def __init__(self, window_s: float = 2.0) -> None:
+        self.window_s = window_s
+        self.times: deque[float] = deque()
+
+    def tick(self, t: float | None = None) -> None:
+        t = time.monotonic() if t is None else t
+        self.times.append(t)
+        while self.times and t - self.times[0] > self.window_s:
+            self.times.popleft()
+
+    def per_second(self) -> float:
+        if len(self.times) < 2:
+            return 0.0
+        span = self.times[-1] - self.times[0]
+        return (len(self.times) - 1) / span if span > 0 else 0.0

@@ -1,0 +1,86 @@
+"""detect: find every face in a frame, cut a 48×48 grey crop of each, pass frame + boxes + crops on.
+
+connect  DEALER → capture (DOGFILTER_FRAMES_ADDR), announcing credit; PUSH → composite (DOGFILTER_DETECTIONS_ADDR)
+loop     take a frame, detect, send, give the credit back; heartbeat when idle
+handle   detector.detect(frame) → boxes (an empty list still says "no face in this frame"); crops for classify
+send     detections (the frame's pixels forwarded untouched, zero-copy)
+Run several (``honcho start -c detect=2``): the composite puts frames back in order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import zmq
+
+from common import config, wire
+from common.config import endpoint, env
+from common.detectors import DETECTORS, create_detector
+from common.flow import CreditLink, send_with_backpressure
+from common.models import CROP, face_crop
+from common.tracing import Counters
+
+
+def parse_args():  # noqa: ANN201
+    p = config.base_parser("detect", __doc__.splitlines()[0])
+    p.add_argument("--detector", default=env("detector", "haar"), choices=sorted(DETECTORS))
+    return p.parse_args()
+
+
+def main() -> int:
+    a = parse_args()
+    log = config.setup_logging("detect", a.log_level)
+    detector = create_detector(a.detector)
+    ctx = zmq.Context.instance()
+    frames = config.make_socket(ctx, zmq.DEALER)
+    frames.setsockopt(zmq.ROUTING_ID, config.worker_identity("detect"))
+    frames.connect(endpoint("frames"))
+    out = config.make_socket(ctx, zmq.PUSH)
+    out.connect(endpoint("detections"))
+    link = CreditLink(frames, window=1 if a.mode == "live" else 2, info={"detector": detector.name})
+    link.announce()
+    counters = Counters("detect", log)
+    block = a.mode == "file"
+    log.info("%s detector, frames from %s, detections to %s", detector.name, endpoint("frames"), endpoint("detections"))
+
+    while True:
+        if not frames.poll(int(1000 * config.HEARTBEAT_S)):
+            link.tick()
+            continue
+        try:
+            msg = wire.recv(frames)
+        except wire.WireError as e:
+            counters.drop("malformed", str(e))
+            link.grant(1)
+            continue
+        if msg.kind == "reset":
+            link.announce()
+            continue
+        if msg.kind == "eos":
+            msg.stats("detect", counters)
+            send_with_backpressure(out, msg, block=True, on_wait=link.tick)
+            link.grant(1)
+            continue
+        if msg.kind != "frame" or msg.image is None:
+            counters.drop("unexpected", f"{msg.kind} message without a frame")
+            link.grant(1)
+            continue
+
+        msg.stamp("detect_in")
+        faces = detector.detect(msg.image)
+        crops = (np.stack([face_crop(msg.image, f.box) for f in faces]) if faces
+                 else np.zeros((0, CROP, CROP), np.uint8))
+        det = wire.Message("detections", msg.stream, msg.frame, msg.epoch, ts=msg.ts,
+                           faces=[f.to_wire() for f in faces], meta=msg.meta, image=msg.image, crops=crops)
+        det._image_src = msg._image_src  # forward the pixels as received
+        counters["frames"] += 1
+        counters["faces"] += len(faces)
+        det.stamp("detect")
+        det.stats("detect", counters)
+        if not send_with_backpressure(out, det, block=block, timeout_s=0.5, on_wait=link.tick):
+            counters["frames_dropped"] += 1  # live: composite is gone or stuck; the frame is stale anyway
+        link.grant(1)
+        counters.maybe_log()
+
+
+if __name__ == "__main__":
+    config.run_service("detect", main)

@@ -1,0 +1,171 @@
+"""Tests for the built-in demo video source (common/demo.py)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.demo import LOOP_SECONDS, DemoSource  # noqa: E402
+
+Box = tuple[int, int, int, int]
+
+
+@functools.cache
+def _source(width: int = 640, height: int = 480, faces: int = 3) -> DemoSource:
+    """Shared sources (building one cuts the head out and draws the room)."""
+    return DemoSource(width, height, faces)
+
+
+@functools.lru_cache(maxsize=1)
+def _cascade() -> cv2.CascadeClassifier:
+    path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+    cascade = cv2.CascadeClassifier(path)
+    assert not cascade.empty(), path
+    return cascade
+
+
+def _detect(frame: np.ndarray) -> list[Box]:
+    """OpenCV tutorial face detection (equalised grey, 1.3 / 4 / 30x30)."""
+    grey = cv2.equalizeHist(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+    found = _cascade().detectMultiScale(
+        grey, scaleFactor=1.3, minNeighbors=4, minSize=(30, 30))
+    return [tuple(int(v) for v in box) for box in found]
+
+
+def _iou(a: Box, b: Box) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    iw = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    ih = max(0, min(ay + ah, by + bh) - max(ay, by))
+    inter = iw * ih
+    return inter / float(aw * ah + bw * bh - inter)
+
+
+@pytest.mark.timeout(60)
+def test_render_is_deterministic() -> None:
+    src = _source()
+    a = src.render(1.23)
+    b = src.render(1.23)
+    assert np.array_equal(a, b)
+    # A freshly built source renders the very same frame.
+    assert np.array_equal(a, DemoSource(640, 480).render(1.23))
+    assert src.face_boxes(1.23) == src.face_boxes(1.23)
+
+
+@pytest.mark.timeout(60)
+def test_different_times_give_different_frames() -> None:
+    src = _source()
+    f0 = src.render(0.0)
+    for t in (0.1, 1.0, 5.0, 12.3):
+        ft = src.render(t)
+        assert not np.array_equal(f0, ft), t
+    # Consecutive frames at 30 fps differ, but only a little (smooth motion).
+    a, b = src.render(4.0), src.render(4.0 + 1 / 30)
+    diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    assert diff.max() > 0
+    assert (diff.max(axis=2) > 40).mean() < 0.05
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("size", [(640, 480), (1280, 720), (320, 240),
+                                  (480, 640)])
+def test_shape_and_dtype(size: tuple[int, int]) -> None:
+    width, height = size
+    src = _source(width, height)
+    for t in (0.0, 7.7, 19.9, 123.4):
+        frame = src.render(t)
+        assert frame.shape == (height, width, 3)
+        assert frame.dtype == np.uint8
+        assert frame.flags["C_CONTIGUOUS"]
+        for x, y, w, h in src.face_boxes(t):
+            assert 0 <= x and 0 <= y and w > 0 and h > 0
+            assert x + w <= width and y + h <= height
+
+
+@pytest.mark.timeout(60)
+def test_render_returns_a_fresh_array() -> None:
+    src = _source()
+    frame = src.render(2.0)
+    frame[:] = 0
+    assert src.render(2.0).any()
+
+
+@pytest.mark.timeout(60)
+def test_animation_loops() -> None:
+    src = _source()
+    a = src.render(3.0).astype(np.int16)
+    b = src.render(3.0 + LOOP_SECONDS).astype(np.int16)
+    assert np.abs(a - b).max() <= 1
+    assert src.face_boxes(3.0) == src.face_boxes(3.0 + LOOP_SECONDS)
+
+
+@pytest.mark.timeout(60)
+def test_faces_move_and_change_size() -> None:
+    src = _source()
+    b0, b3 = src.face_boxes(0.0), src.face_boxes(3.0)
+    assert len(b0) == len(b3) == 3
+    centres0 = sorted((x + w / 2, y + h / 2) for x, y, w, h in b0)
+    centres3 = sorted((x + w / 2, y + h / 2) for x, y, w, h in b3)
+    moved = [np.hypot(c0[0] - c3[0], c0[1] - c3[1])
+             for c0, c3 in zip(centres0, centres3, strict=True)]
+    assert max(moved) > 20
+    assert sorted(w for _, _, w, _ in b0) != sorted(w for _, _, w, _ in b3)
+    # Over the loop the face width spans roughly 70-200 px at 640x480.
+    widths = [w for k in range(100)
+              for _, _, w, _ in src.face_boxes(k * LOOP_SECONDS / 100)]
+    assert min(widths) < 85
+    assert max(widths) > 180
+
+
+@pytest.mark.timeout(60)
+def test_face_size_scales_with_frame() -> None:
+    small, large = _source(640, 480), _source(1280, 720)
+    w_small = max(w for k in range(40) for _, _, w, _ in small.face_boxes(k / 2))
+    w_large = max(w for k in range(40) for _, _, w, _ in large.face_boxes(k / 2))
+    assert w_large == pytest.approx(1.5 * w_small, rel=0.05)
+
+
+@pytest.mark.timeout(60)
+def test_fewer_faces() -> None:
+    for n in (0, 1, 2):
+        src = DemoSource(640, 480, faces=n)
+        assert len(src.face_boxes(5.0)) == n
+        assert src.render(5.0).shape == (480, 640, 3)
+    with pytest.raises(ValueError):
+        DemoSource(640, 480, faces=4)
+
+
+@pytest.mark.timeout(60)
+def test_empty_room_has_no_faces() -> None:
+    for size in ((640, 480), (1280, 720)):
+        frame = DemoSource(*size, faces=0).render(0.0)
+        assert _detect(frame) == []
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("size", [(640, 480), (1280, 720)])
+def test_haar_finds_the_real_faces(size: tuple[int, int]) -> None:
+    src = _source(*size)
+    n = 40
+    with_one = with_two = 0
+    for k in range(n):
+        t = k * LOOP_SECONDS / n
+        frame = src.render(t)
+        truth = src.face_boxes(t)
+        found = _detect(frame)
+        if found:
+            with_one += 1
+            for box in found:
+                best = max((_iou(box, g) for g in truth), default=0.0)
+                assert best >= 0.3, (t, box, truth)
+        if len(found) >= 2:
+            with_two += 1
+    assert with_one >= 0.9 * n, with_one
+    assert with_two >= 0.5 * n, with_two
