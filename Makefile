@@ -1,0 +1,29 @@
+# make demo : set everything up and run the live demo (browser view at http://127.0.0.1:8080/)
+# make test : set everything up and run the tests (what CI runs)
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+# The CPU build of PyTorch; on a CUDA box use e.g. `make setup TORCH=torch`
+TORCH ?= torch==2.13.0
+
+.PHONY: setup demo test lint masks clean
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+demo: setup
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+masks: setup
+	$(PY) -m tools.make_masks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
