@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,15 +38,16 @@ class WorkerState:
     last_seen: float = field(default_factory=time.monotonic)
     info: dict[str, Any] = field(default_factory=dict)
     sent: int = 0
+    last_sent: float = 0.0
 
 
 class Dispatcher:
-    """ROUTER side: which workers exist, how much each may still take, least recently used first."""
+    """ROUTER side: which workers exist and how much each may still take. Work goes to the worker with the
+    most free credit (the least loaded), the least recently used among equals."""
 
     def __init__(self, sock: zmq.Socket, name: str, expiry: float = EXPIRY_S) -> None:
         self.sock, self.name, self.expiry = sock, name, expiry
         self.workers: dict[bytes, WorkerState] = {}
-        self._queue: deque[bytes] = deque()  # one entry per unit of credit
 
     def grant(self, ident: bytes, n: int) -> None:
         w = self.workers.get(ident)
@@ -55,9 +55,7 @@ class Dispatcher:
             w = self.workers[ident] = WorkerState()
             log.info("%s: worker %s joined", self.name, _name(ident))
         w.last_seen = time.monotonic()
-        n = max(0, min(int(n), 64))
-        w.credit += n
-        self._queue.extend([ident] * n)
+        w.credit = min(w.credit + max(0, int(n)), 64)
 
     def handle(self, ident: bytes, msg: wire.Message) -> bool:
         """Account for a message from a worker. Returns True when it was a control message (nothing else to do)."""
@@ -74,15 +72,16 @@ class Dispatcher:
         return msg.kind == "heartbeat"
 
     def available(self) -> bool:
-        return bool(self._queue)
+        return any(w.credit > 0 for w in self.workers.values())
 
     def send(self, msg: wire.Message, jpeg_quality: int | None = None) -> bytes | None:
         """Send to the least recently used worker with credit. Returns its identity, or None if none can take it."""
-        while self._queue:
-            ident = self._queue.popleft()
-            w = self.workers.get(ident)
-            if w is None or w.credit <= 0:
-                continue
+        while True:
+            ready = [(w.credit, -w.last_sent, i) for i, w in self.workers.items() if w.credit > 0]
+            if not ready:
+                return None
+            ident = max(ready)[2]
+            w = self.workers[ident]
             try:
                 self.sock.send_multipart([ident, *wire.encode(msg, jpeg_quality)], copy=False)
             except zmq.ZMQError as e:  # EHOSTUNREACH: the worker went away
@@ -91,12 +90,11 @@ class Dispatcher:
                 continue
             w.credit -= 1
             w.sent += 1
+            w.last_sent = time.monotonic()
             return ident
-        return None
 
     def forget(self, ident: bytes) -> None:
         self.workers.pop(ident, None)
-        self._queue = deque(i for i in self._queue if i != ident)
 
     def expire(self) -> list[bytes]:
         """Forget workers not heard from in ``expiry`` seconds; returns them."""

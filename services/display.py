@@ -134,17 +134,17 @@ td,th{padding:2px 8px;text-align:right} th{text-align:left;color:#aaa;font-weigh
 .big{font-size:28px;font-weight:bold}</style></head><body>
 <img id="v" src="/stream.mjpg" alt="live view">
 <div><h1>dogfilter</h1><div><span class="big" id="fps">–</span> frames/s</div>
-<div><span id="frames">0</span> frames, <span id="faces">0</span> faces</div>
+<div><span id="nframes">0</span> frames, <span id="faces">0</span> faces</div>
 <h3>latency (ms)</h3><table id="lat"></table><h3>counters</h3><table id="cnt"></table>
-<h3>classify workers (faces)</h3><table id="wk"></table></div>
-<script>
-function rows(t, obj, f){t.innerHTML=Object.entries(obj).map(([k,v])=>'<tr><th>'+k+'</th>'+f(v)+'</tr>').join('')}
+<h3>classify workers (faces)</h3><table id="wk"></table></div><script>
+const $=id=>document.getElementById(id);
+function rows(t,obj,f){$(t).innerHTML=Object.entries(obj).map(([k,v])=>'<tr><th>'+k+'</th>'+f(v)+'</tr>').join('')}
 async function tick(){try{const s=await (await fetch('/stats.json')).json();
-fps.textContent=s.fps.toFixed(1);frames.textContent=s.frames;faces.textContent=s.faces;
-rows(lat,s.latency_ms,v=>'<td>p50 '+(v.p50??'–')+'</td><td>p95 '+(v.p95??'–')+'</td>');
+$('fps').textContent=s.fps.toFixed(1);$('nframes').textContent=s.frames;$('faces').textContent=s.faces;
+rows('lat',s.latency_ms,v=>'<td>p50 '+(v.p50??'–')+'</td><td>p95 '+(v.p95??'–')+'</td>');
 const c={};for(const[st,o]of Object.entries(s.counters))for(const[k,v]of Object.entries(o))c[st+'.'+k]=v;
-rows(cnt,c,v=>'<td>'+v+'</td>');rows(wk,s.classify_workers,v=>'<td>'+v+'</td>');}catch(e){}}
-setInterval(tick,1000);tick();</script></body></html>"""
+rows('cnt',c,v=>'<td>'+v+'</td>');rows('wk',s.classify_workers,v=>'<td>'+v+'</td>');}catch(e){}}
+setInterval(tick,1000);tick();;</script></body></html>"""
 
 
 class BrowserView:

@@ -1,0 +1,78 @@
+"""Shared fixtures: paths to ../shared (skipped with a reason where absent) and short real clips."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+ASSETS = SHARED / "seed" / "assets"
+FER = SHARED / "fer2013"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is absent: it comes with the project's shared data (../shared), not with a clone")
+    return path
+
+
+@pytest.fixture
+def assets() -> Path:
+    return need(ASSETS)
+
+
+@pytest.fixture
+def fer_dir() -> Path:
+    return need(FER)
+
+
+BAR_BITS = 10
+BAR_H = 16
+
+
+def stamp_index(frame: np.ndarray, i: int) -> None:
+    """Write i as a black/white barcode along the bottom edge (survives video compression)."""
+    h, w = frame.shape[:2]
+    cell = w // BAR_BITS
+    for b in range(BAR_BITS):
+        frame[h - BAR_H:, b * cell:(b + 1) * cell] = 255 if (i >> b) & 1 else 0
+
+
+def read_index(frame: np.ndarray) -> int:
+    h, w = frame.shape[:2]
+    cell = w // BAR_BITS
+    strip = frame[h - BAR_H + 4:h - 4].mean(axis=(0, 2))
+    return sum(1 << b for b in range(BAR_BITS) if strip[b * cell + 4:(b + 1) * cell - 4].mean() > 128)
+
+
+def make_clip(path: Path, n: int = 24, size: tuple[int, int] = (640, 480), fps: float = 15.0) -> list[np.ndarray]:
+    """A short clip of the built-in demo scene (real faces), each frame numbered by a barcode."""
+    from common.demo import DemoSource
+
+    scene = DemoSource(*size)
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    frames = []
+    for i in range(n):
+        f = scene.render(i / fps)
+        stamp_index(f, i)
+        w.write(f)
+        frames.append(f)
+    w.release()
+    return frames
+
+
+def read_video(path: Path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    out = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            return out
+        out.append(f)

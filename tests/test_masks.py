@@ -1,0 +1,108 @@
+"""Mask painting: the tutorial's placement and white-background rule, RGBA blending, clipping at the edge."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from common import masks
+from common.config import DogfilterError
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def tutorial_apply_mask(face: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The tutorial's Step 4 function, verbatim."""
+    mask_h, mask_w, _ = mask.shape
+    face_h, face_w, _ = face.shape
+    factor = min(face_h / mask_h, face_w / mask_w)
+    new_mask_w = int(factor * mask_w)
+    new_mask_h = int(factor * mask_h)
+    new_mask_shape = (new_mask_w, new_mask_h)
+    resized_mask = cv2.resize(mask, new_mask_shape)
+    face_with_mask = face.copy()
+    non_white_pixels = (resized_mask < 250).all(axis=2)
+    off_h = int((face_h - new_mask_h) / 2)
+    off_w = int((face_w - new_mask_w) / 2)
+    face_with_mask[off_h: off_h + new_mask_h, off_w: off_w + new_mask_w][non_white_pixels] = \
+        resized_mask[non_white_pixels]
+    return face_with_mask
+
+
+def _tutorial_scene(assets, name: str) -> tuple[np.ndarray, tuple[int, int, int, int], np.ndarray]:
+    frame = cv2.copyMakeBorder(cv2.imread(str(assets / "child.png")), 120, 40, 40, 40, cv2.BORDER_REFLECT)
+    box = (60, 150, 200, 210)
+    x, y, w, h = box
+    y0, y1, x0, x1 = int(y - 0.25 * h), int(y + 0.75 * h), x, x + w
+    expected = frame.copy()
+    expected[y0:y1, x0:x1] = tutorial_apply_mask(frame[y0:y1, x0:x1], cv2.imread(str(assets / name)))
+    return frame, box, expected
+
+
+@pytest.mark.parametrize("name", ["dog.png", "dalmation.png", "sheepdog.png"])
+def test_white_background_mask_matches_the_tutorial_pixel_for_pixel(assets, tmp_path, name: str) -> None:
+    frame, box, expected = _tutorial_scene(assets, name)
+    flat = tmp_path / "white_bg.png"  # what the tutorial's cv2.imread sees: 3 channels, white background
+    cv2.imwrite(str(flat), cv2.imread(str(assets / name)))
+    ours = frame.copy()
+    assert masks.paint(ours, box, masks.load_mask(flat))
+    assert np.array_equal(ours, expected)
+    assert (ours != frame).sum() > 1000
+
+
+@pytest.mark.parametrize("name", ["dog.png", "dalmation.png", "sheepdog.png"])
+def test_tutorial_rgba_png_is_blended_by_its_alpha_in_the_same_place(assets, name: str) -> None:
+    frame, box, expected = _tutorial_scene(assets, name)
+    ours = frame.copy()
+    assert masks.paint(ours, box, masks.load_mask(assets / name))
+    changed_tut, changed_ours = (expected != frame).any(axis=2), (ours != frame).any(axis=2)
+    overlap = (changed_tut & changed_ours).sum() / changed_tut.sum()
+    assert overlap > 0.97  # same pixels painted; only anti-aliased edges differ
+    assert np.abs(ours.astype(int) - expected).mean() < 2.0
+
+
+def _solid_rgba(color: tuple[int, int, int], size: int = 100) -> masks.Mask:
+    bgr = np.zeros((size, size, 3), np.uint8)
+    bgr[:] = color
+    alpha = np.zeros((size, size), np.uint8)
+    alpha[:, : size // 2] = 255  # left half opaque, right half transparent
+    return masks.Mask("solid", bgr, alpha)
+
+
+def test_rgba_mask_is_blended_by_its_alpha_in_the_tutorials_region() -> None:
+    frame = np.full((300, 300, 3), 50, np.uint8)
+    box = (100, 100, 80, 80)  # region: rows 80..160, cols 100..180
+    assert masks.paint(frame, box, _solid_rgba((0, 0, 255)))
+    assert (frame[85:155, 105:135] == (0, 0, 255)).all()  # opaque half painted
+    assert (frame[85:155, 145:175] == 50).all()  # transparent half untouched
+    assert (frame[:78] == 50).all() and (frame[162:] == 50).all()  # nothing outside the region
+
+
+def test_face_at_the_frame_edge_gets_a_clipped_mask_not_none() -> None:
+    frame = np.full((200, 200, 3), 50, np.uint8)
+    box = (-30, -10, 100, 100)  # region starts left of and above the frame
+    assert masks.paint(frame, box, _solid_rgba((255, 0, 0)))
+    assert (frame[0:60, 0:15] == (255, 0, 0)).all()
+
+
+def test_product_masks_are_rgba_and_distinct() -> None:
+    table = masks.default_masks()
+    assert {"happy", "sad", "surprise"} <= set(table)
+    seen = set()
+    for emotion in ("happy", "sad", "surprise"):
+        m = table[emotion]
+        assert m.alpha is not None and 0.05 < (m.alpha > 128).mean() < 0.7, emotion
+        seen.add(m.bgr[m.alpha > 128].mean(axis=0).round().tobytes())
+    assert len(seen) == 3
+
+
+def test_bad_masks_give_one_clear_error(tmp_path) -> None:
+    with pytest.raises(DogfilterError, match="mask not found"):
+        masks.load_mask(tmp_path / "nope.png")
+    (tmp_path / "junk.png").write_bytes(b"not a png at all")
+    with pytest.raises(DogfilterError, match="not a readable image"):
+        masks.load_mask(tmp_path / "junk.png")
+    cv2.imwrite(str(tmp_path / "white.png"), np.full((20, 20, 3), 255, np.uint8))
+    with pytest.raises(DogfilterError, match="blank"):
+        masks.load_mask(tmp_path / "white.png")

@@ -1,0 +1,82 @@
+"""Emotion models: the tutorial's checkpoint format, weights-only loading, clear errors, and a real worker."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from common.config import DogfilterError
+from common.models import DEFAULT_MODEL, EmotionClassifier, TutorialNet, face_crop, load_checkpoint
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _face(assets, name: str) -> np.ndarray:
+    return cv2.imread(str(assets / name), cv2.IMREAD_GRAYSCALE)
+
+
+def test_tutorial_checkpoint_reads_happy_and_surprise(assets) -> None:
+    clf = EmotionClassifier(assets / "model_best.pth")
+    probs = clf.predict_proba(np.stack([_face(assets, "0_28809.png"), _face(assets, "2_1028.png")]))
+    assert [clf.classes[i] for i in probs.argmax(1)] == ["happy", "surprise"]
+    assert np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_batched_and_single_inference_agree(assets) -> None:
+    clf = EmotionClassifier(assets / "model_best.pth")
+    faces = np.stack([_face(assets, f) for f in ("0_28809.png", "1_25803.png", "2_1028.png")])
+    batch = clf.predict_proba(faces)
+    single = np.concatenate([clf.predict_proba(f[None]) for f in faces])
+    assert np.allclose(batch, single, atol=1e-5)
+
+
+def test_default_model_is_the_tutorial_net_with_provenance() -> None:
+    ckpt = load_checkpoint(DEFAULT_MODEL)
+    assert ckpt.arch == "tutorial" and ckpt.classes == ["happy", "sad", "surprise"]
+    assert {"command", "recipe", "accuracy", "data"} <= set(ckpt.meta)
+    assert ckpt.meta["accuracy"]["test"] > 0.5  # well above the 1/3 of chance
+    assert DEFAULT_MODEL.stat().st_size < 400_000
+    clf = EmotionClassifier()
+    assert clf.predict_proba(np.zeros((5, 48, 48), np.uint8)).shape == (5, 3)
+
+
+def test_default_model_reads_real_faces_above_chance(fer_dir) -> None:
+    with np.load(fer_dir / "fer2013_test.npz") as d:
+        X, Y = d["X"][:600].reshape(-1, 48, 48), d["Y"][:600]
+    acc = (EmotionClassifier().predict_proba(X).argmax(1) == Y).mean()
+    assert acc > 0.5
+
+
+def test_face_crop_is_the_tutorials_input_and_clips_at_the_edge() -> None:
+    img = np.zeros((100, 100, 3), np.uint8)
+    img[10:50, 20:60] = 255
+    crop = face_crop(img, (20, 10, 40, 40))
+    assert crop.shape == (48, 48) and crop.dtype == np.uint8 and crop.min() == 255
+    assert face_crop(img, (-20, -20, 50, 50)).shape == (48, 48)
+
+
+def test_bad_model_files_give_one_clear_error(tmp_path) -> None:
+    with pytest.raises(DogfilterError, match="model file not found"):
+        EmotionClassifier(tmp_path / "missing.pth")
+    (tmp_path / "junk.pth").write_bytes(b"this is not a checkpoint")
+    with pytest.raises(DogfilterError, match="not a weights-only PyTorch checkpoint"):
+        EmotionClassifier(tmp_path / "junk.pth")
+    torch.save({"weights": {}}, tmp_path / "nosd.pth")
+    with pytest.raises(DogfilterError, match="no 'state_dict'"):
+        EmotionClassifier(tmp_path / "nosd.pth")
+    sd = TutorialNet(n_classes=7).state_dict()
+    torch.save({"state_dict": sd}, tmp_path / "sevenclass.pth")  # 7 outputs, no meta saying so
+    with pytest.raises(DogfilterError, match="does not fit the tutorial architecture"):
+        EmotionClassifier(tmp_path / "sevenclass.pth")
+
+
+class Evil:
+    """Any object that is not plain weights: unpickling it could run code."""
+
+
+def test_pickled_objects_are_refused(tmp_path) -> None:
+    torch.save({"state_dict": {}, "obj": Evil()}, tmp_path / "evil.pth")
+    with pytest.raises(DogfilterError, match="weights-only"):
+        EmotionClassifier(tmp_path / "evil.pth")

@@ -1,0 +1,256 @@
+"""The whole pipeline: five real processes over real ZeroMQ sockets, on real images.
+
+File mode (every frame, in order, masks where the faces are), honcho with three classify workers, a live run
+that is fed garbage, outpaced, watched in the browser and has workers killed and restarted, and the one-line
+errors of bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import zmq
+
+from common.detectors import HaarDetector
+from common.masks import mask_region
+from tests.conftest import ROOT, make_clip, read_index, read_video
+from tools.run import Pipeline
+
+MAGENTA = (255, 0, 255)
+
+
+def _solid_mask(path: Path) -> Path:
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    rgba[:, :, :3] = MAGENTA
+    rgba[:, :, 3] = 255
+    rgba[0, 0, 3] = 254  # keep it an alpha mask (a fully opaque one would use the white-background rule)
+    cv2.imwrite(str(path), rgba)
+    return path
+
+
+def _run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tools.run", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.timeout(180)
+def test_file_mode_keeps_every_frame_in_order_with_a_mask_on_each_face(tmp_path) -> None:
+    clip = tmp_path / "clip.avi"
+    frames = make_clip(clip, n=24)
+    mask = _solid_mask(tmp_path / "magenta.png")
+    out = tmp_path / "out.avi"
+    masks = [f"--mask={e}={mask}" for e in ("happy", "sad", "surprise", "neutral")]
+    r = _run_cli("file", str(clip), str(out), "--detect", "2", *masks, "--stats-out", str(tmp_path / "s.json"))
+    assert r.returncode == 0, r.stderr
+    got = read_video(out)
+    assert len(got) == len(frames)
+    assert [read_index(f) for f in got] == list(range(len(frames)))  # in order, although two detectors raced
+
+    haar, painted, faces = HaarDetector(), 0, 0
+    for src, dst in zip(read_video(clip), got, strict=True):
+        for face in haar.detect(src):
+            x0, y0, x1, y1 = mask_region(face.box)
+            cy, cx = min(max((y0 + y1) // 2, 0), 479), (x0 + x1) // 2
+            faces += 1
+            painted += bool(np.abs(dst[cy - 2:cy + 3, cx - 2:cx + 3].astype(int) - MAGENTA).max() < 60)
+    assert faces >= 24  # the demo clip has several faces per frame
+    assert painted / faces > 0.95
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["frames"] == 24 and stats["counters"]["capture"].get("frames_dropped", 0) == 0
+
+
+@pytest.mark.timeout(120)
+def test_image_mode_paints_the_default_masks_and_boxes_mode_draws_the_tutorials_boxes(tmp_path) -> None:
+    import matplotlib.cbook
+
+    photo = Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    src = cv2.imread(str(photo))
+    masked, boxed = tmp_path / "masked.png", tmp_path / "boxed.png"
+    assert _run_cli("image", str(photo), str(masked)).returncode == 0
+    assert _run_cli("image", str(photo), str(boxed), "--render", "boxes").returncode == 0
+    m, b = cv2.imread(str(masked)), cv2.imread(str(boxed))
+    (x, y, w, h), = [f.box for f in HaarDetector().detect(src)]
+    x0, y0, x1, y1 = mask_region((x, y, w, h))
+    changed = (m != src).any(axis=2)
+    assert changed[y0:y1, x0:x1].mean() > 0.15 and changed.sum() == changed[y0:y1, x0:x1].sum()
+    green = (b == (0, 255, 0)).all(axis=2)
+    assert green[y, x:x + w].mean() > 0.9 and green[y:y + h, x].mean() > 0.9  # the green rectangle
+
+
+@pytest.mark.timeout(180)
+def test_honcho_spreads_faces_over_three_classify_workers(tmp_path) -> None:
+    clip = tmp_path / "clip.avi"
+    make_clip(clip, n=30)
+    stats, out = tmp_path / "stats.json", tmp_path / "out.avi"
+    env_file = tmp_path / "test.env"
+    env_file.write_text("\n".join([
+        "PYTHONUNBUFFERED=1", "OMP_NUM_THREADS=1", "DOGFILTER_MODE=file", f"DOGFILTER_SOURCE={clip}",
+        f"DOGFILTER_OUTPUT={out}", f"DOGFILTER_STATS_OUT={stats}",
+        *(f"DOGFILTER_{n.upper()}_ADDR=ipc://{tmp_path}/{n}" for n in ("frames", "detections", "classify", "display")),
+    ]) + "\n")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    r = subprocess.run([str(Path(sys.executable).parent / "honcho"), "-f", str(ROOT / "Procfile"), "-e", str(env_file),
+                        "-d", str(ROOT), "start", "-c", "classify=3"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=150)
+    s = json.loads(stats.read_text())
+    assert s["frames"] == 30, r.stdout[-3000:]
+    workers = s["classify_workers"]
+    assert len(workers) == 3 and all(n > 0 for n in workers.values()), workers
+    assert {name.split("@")[0] for name in workers} == {"classify.1", "classify.2", "classify.3"}
+    assert len(read_video(out)) == 30
+
+
+# ----------------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("stage, args, expect", [
+    ("capture", ["--source", "/no/such/video.mp4"], "video not found"),
+    ("capture", ["--source", "7"], "cannot open camera 7"),
+    ("capture", ["--source", "__FILE__"], "cannot read video"),
+    ("classify", ["--model", "/no/such/model.pth"], "model file not found"),
+    ("classify", ["--model", "__FILE__"], "not a weights-only PyTorch checkpoint"),
+    ("composite", ["--mask", "happy=/no/such/mask.png"], "mask not found"),
+    ("composite", ["--mask", "happy"], "want EMOTION=PATH"),
+    ("display", ["--output", "/tmp/out.xyz"], "unknown kind"),
+])
+def test_bad_input_gives_one_clear_line_and_a_nonzero_exit(tmp_path, stage: str, args: list[str],
+                                                           expect: str) -> None:
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00not a video or a model\x00" * 10)
+    args = [str(junk) if a == "__FILE__" else a for a in args]
+    env = {**os.environ, **{f"DOGFILTER_{n.upper()}_ADDR": f"ipc://{tmp_path}/{n}"
+                            for n in ("frames", "detections", "classify", "display")}}
+    r = subprocess.run([sys.executable, "-m", f"services.{stage}", *args], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=50)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert any(expect in ln for ln in lines) and lines[-1].startswith(f"dogfilter-{stage}: error:"), r.stderr
+
+
+@pytest.mark.timeout(90)
+def test_launcher_reports_the_failing_stage_in_one_line(tmp_path) -> None:
+    r = _run_cli("file", str(tmp_path / "missing.mp4"), str(tmp_path / "out.mp4"))
+    assert r.returncode != 0
+    assert r.stderr.strip().count("\n") == 0 and "video not found" in r.stderr and "Traceback" not in r.stderr
+
+
+# ----------------------------------------------------------------------------------------------- live
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stats(path: Path) -> dict:
+    for _ in range(50):
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            time.sleep(0.1)
+    raise AssertionError("no stats")
+
+
+def _wait_for(path: Path, cond, timeout: float = 30.0) -> dict:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        s = _stats(path)
+        if cond(s):
+            return s
+        time.sleep(0.3)
+    raise AssertionError(f"condition not met in {timeout}s; last stats: {json.dumps(s)[:2000]}")
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    d = tmp_path_factory.mktemp("live")
+    port = _free_port()
+    stats = d / "stats.json"
+    p = Pipeline(capture=["--source", "demo", "--size", "640x480", "--fps", "120"],
+                 display=["--http", str(port), "--stats-out", str(stats)], mode="live")
+    p.start()
+    p.port, p.stats = port, stats
+    _wait_for(stats, lambda s: s["frames"] >= 10, timeout=60)
+    yield p
+    p.stop()
+
+
+@pytest.mark.timeout(90)
+def test_live_source_outpacing_detection_drops_at_the_source_and_lag_stays_bounded(live) -> None:
+    s0 = _stats(live.stats)
+    time.sleep(4)
+    s = _stats(live.stats)
+    assert s["frames"] > s0["frames"]
+    assert s["counters"]["capture"]["frames_dropped"] > s0["counters"]["capture"].get("frames_dropped", 0)
+    lat = s["latency_ms"]["capture→display"]
+    assert lat["p95"] < 1000, lat  # a 120 fps source into a ~10-30 fps detector: drops, not a growing queue
+    assert s["faces"] > 0 and set(s["emotions"]) <= {"happy", "sad", "surprise", "neutral"}
+
+
+@pytest.mark.timeout(60)
+def test_browser_view_serves_the_page_stats_and_a_live_mjpeg_stream(live) -> None:
+    base = f"http://127.0.0.1:{live.port}"
+    page = urllib.request.urlopen(base + "/", timeout=10).read().decode()
+    assert "/stream.mjpg" in page and "/stats.json" in page
+    stats = json.loads(urllib.request.urlopen(base + "/stats.json", timeout=10).read())
+    assert stats["frames"] > 0 and "capture→display" in stats["latency_ms"]
+    with urllib.request.urlopen(base + "/stream.mjpg", timeout=10) as r:
+        assert r.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+        buf = b""
+        while buf.count(b"\xff\xd9") < 2 and len(buf) < 2_000_000:
+            buf += r.read1(65536)
+    start = buf.index(b"\xff\xd8")
+    img = cv2.imdecode(np.frombuffer(buf[start:buf.index(b"\xff\xd9", start) + 2], np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None and img.shape == (480, 640, 3)
+
+
+@pytest.mark.timeout(60)
+def test_malformed_messages_are_dropped_and_counted_while_stages_keep_working(live) -> None:
+    ctx = zmq.Context.instance()
+    before = _stats(live.stats)
+    socks = []
+    for name, kind in (("detections", zmq.PUSH), ("display", zmq.PUSH), ("frames", zmq.DEALER)):
+        s = ctx.socket(kind)
+        s.setsockopt(zmq.LINGER, 0)
+        s.connect(live.endpoints[name])
+        socks.append(s)
+        time.sleep(0.2)
+        s.send_multipart([b"\x93not a header", b"junk"])
+        s.send_multipart([b"\x82\xa1v\x01\xa4kind\xa5frame"])  # msgpack map, but not a valid message
+    s = _wait_for(live.stats, lambda s: s["counters"].get("composite", {}).get("malformed", 0) >= 2
+                  and s["counters"]["display"].get("malformed", 0) >= 2
+                  and s["counters"]["capture"].get("malformed", 0) >= 2)
+    after = _wait_for(live.stats, lambda x: x["frames"] > s["frames"] + 10)
+    assert after["frames"] > before["frames"]
+    for sock in socks:
+        sock.close()
+
+
+@pytest.mark.timeout(120)
+def test_killed_workers_do_not_stall_video_and_restarted_ones_rejoin(live) -> None:
+    live.procs["classify.1"].kill()
+    live.procs["classify.1"].wait()
+    s = _stats(live.stats)
+    _wait_for(live.stats, lambda x: x["frames"] > s["frames"] + 20)  # video goes on without a classifier
+    live.start_one("classify", "classify.2", [])
+    s = _wait_for(live.stats, lambda x: any(k.startswith("classify.2") and v > 0
+                                            for k, v in x["classify_workers"].items()))
+    live.procs["detect.1"].kill()
+    live.procs["detect.1"].wait()
+    time.sleep(1)
+    live.start_one("detect", "detect.2", [])
+    _wait_for(live.stats, lambda x: x["frames"] > s["frames"] + 20)
+    assert live.failed() is None or live.failed()[0] in ("classify.1", "detect.1")

@@ -1,0 +1,98 @@
+"""The wire format: round trips, zero-copy forwarding, and rejection of malformed or oversized input."""
+
+from __future__ import annotations
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+
+from common import wire
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def _frame(h: int = 48, w: int = 64) -> np.ndarray:
+    return (np.arange(h * w * 3, dtype=np.uint32) % 251).astype(np.uint8).reshape(h, w, 3)
+
+
+def _roundtrip(msg: wire.Message, **kw) -> wire.Message:
+    return wire.decode([bytes(memoryview(p)) for p in wire.encode(msg, **kw)])
+
+
+def test_roundtrip_keeps_every_field_and_pixel() -> None:
+    img = _frame()
+    crops = np.random.default_rng(0).integers(0, 255, (2, 48, 48), dtype=np.uint8)
+    faces = [{"box": [1, 2, 30, 30], "score": 0.9}, {"box": [10, 5, 20, 20], "probs": [0.1, 0.2, 0.7]}]
+    msg = wire.Message("detections", "camA", 41, 1234, ts={"capture": 1.5}, faces=faces, meta={"fps": 30.0},
+                       image=img, crops=crops)
+    out = _roundtrip(msg)
+    assert (out.kind, out.stream, out.frame, out.epoch) == ("detections", "camA", 41, 1234)
+    assert out.ts == {"capture": 1.5} and out.faces == faces and out.meta == {"fps": 30.0}
+    assert np.array_equal(out.image, img) and np.array_equal(out.crops, crops)
+
+
+def test_jpeg_image_is_close_to_raw() -> None:
+    img = np.full((120, 160, 3), 90, np.uint8)
+    img[30:90, 40:120] = (20, 200, 60)
+    out = _roundtrip(wire.Message("frame", image=img), jpeg_quality=90)
+    assert out.image.shape == img.shape
+    assert np.abs(out.image.astype(int) - img).mean() < 3
+
+
+def test_unmodified_image_is_forwarded_without_a_copy() -> None:
+    ctx = zmq.Context.instance()
+    a, b = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+    a.bind("inproc://wire-fwd")
+    b.connect("inproc://wire-fwd")
+    wire.send(a, wire.Message("frame", image=_frame(480, 640)))
+    got = wire.recv(b)
+    fwd = wire.Message("detections", image=got.image, crops=np.zeros((0, 48, 48), np.uint8))
+    fwd._image_src = got._image_src
+    parts = wire.encode(fwd)
+    assert isinstance(parts[1], zmq.Frame)  # the received frame itself, not a copy of its bytes
+    assert np.array_equal(wire.decode([bytes(memoryview(p)) for p in parts]).image, got.image)
+    a.close()
+    b.close()
+
+
+def _header(**over) -> bytes:
+    h = {"v": wire.SCHEMA, "kind": "frame", "stream": "s", "epoch": 0, "frame": 0, "ts": {}, "faces": [],
+         "meta": {}, "parts": [{"name": "image", "shape": [4, 4, 3], "dtype": "uint8", "enc": "raw"}]}
+    h.update(over)
+    return msgpack.packb(h)
+
+
+GOOD_PIXELS = bytes(48)
+
+
+@pytest.mark.parametrize("frames, why", [
+    ([], "empty"),
+    ([b"\xc1garbage"], "not msgpack"),
+    ([msgpack.packb([1, 2, 3])], "not a map"),
+    ([_header(v=99), GOOD_PIXELS], "schema version"),
+    ([_header(kind="pickle"), GOOD_PIXELS], "unknown message kind"),
+    ([_header(frame=-1), GOOD_PIXELS], "frame number"),
+    ([_header(stream=""), GOOD_PIXELS], "stream id"),
+    ([_header()], "describes 1 parts"),
+    ([_header(), bytes(47)], "does not match shape"),
+    ([_header(parts=[{"name": "image", "shape": [4, 4, 3], "dtype": "float64", "enc": "raw"}]), GOOD_PIXELS], "dtype"),
+    ([_header(parts=[{"name": "image", "shape": [99999, 4, 3], "dtype": "uint8", "enc": "raw"}]), GOOD_PIXELS],
+     "bad shape"),
+    ([_header(parts=[{"name": "image", "shape": [4, 4, 3], "dtype": "uint8", "enc": "jpeg"}]), b"notajpeg"],
+     "corrupt JPEG"),
+    ([_header(faces=[{"box": [0, 0, -5, 10]}]), GOOD_PIXELS], "bad size"),
+    ([_header(faces=[{"box": "0,0,5,5"}]), GOOD_PIXELS], "[x, y, w, h]"),
+    ([_header(ts={"capture": float("nan")}), GOOD_PIXELS], "finite"),
+    ([b"\x00" * (wire.MAX_HEADER_BYTES + 1)], "over the"),
+])
+def test_malformed_input_is_rejected_with_a_reason(frames: list[bytes], why: str) -> None:
+    with pytest.raises(wire.WireError, match=why.replace("[", r"\[").replace("]", r"\]")):
+        wire.decode(frames)
+
+
+def test_crop_count_must_match_faces() -> None:
+    msg = wire.Message("detections", faces=[{"box": [0, 0, 5, 5]}], image=_frame(),
+                       crops=np.zeros((2, 48, 48), np.uint8))
+    with pytest.raises(wire.WireError, match="2 crops for 1 faces"):
+        _roundtrip(msg)
