@@ -254,3 +254,27 @@ def test_killed_workers_do_not_stall_video_and_restarted_ones_rejoin(live) -> No
     live.start_one("detect", "detect.2", [])
     _wait_for(live.stats, lambda x: x["frames"] > s["frames"] + 20)
     assert live.failed() is None or live.failed()[0] in ("classify.1", "detect.1")
+
+
+# ----------------------------------------------------------------------------------------------- remote worker
+
+
+@pytest.mark.timeout(120)
+def test_remote_worker_joins_over_encrypted_tcp_and_an_unkeyed_one_is_refused(tmp_path) -> None:
+    keys = tmp_path / "keys"
+    assert _run_cli("keys", str(keys)).returncode == 0
+    port = _free_port()
+    stats = tmp_path / "stats.json"
+    p = Pipeline(capture=["--source", "demo", "--size", "320x240", "--fps", "15"],
+                 display=["--stats-out", str(stats)], mode="live", n_classify=0,
+                 composite=["--curve-dir", str(keys)], tcp_classify=f"tcp://127.0.0.1:{port}")
+    with p:
+        # "another machine": a worker that knows only the host's address, with and without the keys
+        p.start_one("classify", "remote.1", ["--connect", f"tcp://127.0.0.1:{port}", "--curve-dir", str(keys)])
+        p.start_one("classify", "intruder.1", ["--connect", f"tcp://127.0.0.1:{port}", "--curve-dir", ""])
+        s = _wait_for(stats, lambda x: x["classify_workers"].get(next(iter(x["classify_workers"]), ""), 0) > 5,
+                      timeout=60)
+        time.sleep(2)
+        s = _stats(stats)
+    names = {k.split("@")[0] for k in s["classify_workers"]}
+    assert names == {"remote.1"}, s["classify_workers"]
