@@ -155,5 +155,10 @@ def main() -> int:
         counters.maybe_log(f"sent={sent} workers={len(pool.workers)} ")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console-script entry point: errors as one line, exit codes as documented."""
     config.run_service("capture", main)
+
+
+if __name__ == "__main__":
+    cli()

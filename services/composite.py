@@ -369,5 +369,10 @@ def main() -> int:
         comp.counters.maybe_log(f"workers={len(comp.pool.workers)} ")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console-script entry point: errors as one line, exit codes as documented."""
     config.run_service("composite", main)
+
+
+if __name__ == "__main__":
+    cli()

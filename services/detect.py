@@ -82,5 +82,10 @@ def main() -> int:
         counters.maybe_log()
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console-script entry point: errors as one line, exit codes as documented."""
     config.run_service("detect", main)
+
+
+if __name__ == "__main__":
+    cli()

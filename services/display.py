@@ -291,5 +291,10 @@ def main() -> int:
         write_stats()
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console-script entry point: errors as one line, exit codes as documented."""
     config.run_service("display", main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -278,3 +278,20 @@ def test_remote_worker_joins_over_encrypted_tcp_and_an_unkeyed_one_is_refused(tm
         s = _stats(stats)
     names = {k.split("@")[0] for k in s["classify_workers"]}
     assert names == {"remote.1"}, s["classify_workers"]
+
+
+@pytest.mark.timeout(60)
+def test_console_scripts_give_one_line_errors_too() -> None:
+    import shutil
+
+    import torch
+
+    exe = shutil.which("dogfilter-classify", path=str(Path(sys.executable).parent))
+    if exe is None:
+        pytest.skip("the package is not installed (pip install -e .): no console scripts")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: --device cuda is not an error here")
+    r = subprocess.run([exe, "--device", "cuda"], capture_output=True, text=True, timeout=50)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == ("dogfilter-classify: error: --device cuda: "
+                                "no CUDA device is available to this PyTorch build")
