@@ -41,6 +41,10 @@ class DemoSource(Source):
         self.i += 1
         return frame
 
+    def render_at(self, i: int) -> np.ndarray:
+        """Frame i of the scene at this source's rate, rendered directly (live mode skips what it drops)."""
+        return self.scene.render(i / self.fps)
+
 
 class VideoSource(Source):
     def __init__(self, spec: str | int, loop: bool = False) -> None:

@@ -19,7 +19,7 @@ import zmq
 from common import config, wire
 from common.config import DogfilterError, endpoint, env
 from common.flow import Dispatcher
-from common.sources import Source, open_source, parse_size
+from common.sources import DemoSource, Source, open_source, parse_size
 from common.tracing import Counters
 
 
@@ -89,7 +89,11 @@ def main() -> int:
     poller = zmq.Poller()
     poller.register(router, zmq.POLLIN)
     reader = None
-    if a.mode == "live":
+    # live + the demo scene: render on demand the instant that is due when a detector is free (no thread, no
+    # frames rendered only to be dropped); a camera or a file must be read as it comes: a reader thread does that
+    on_demand = a.mode == "live" and isinstance(src, DemoSource)
+    t_start, last_due = time.monotonic(), -1
+    if a.mode == "live" and not on_demand:
         reader = Reader(ctx, src, fps, a.frames, a.stream, epoch)
         pair = ctx.socket(zmq.PAIR)
         pair.connect("inproc://frames")
@@ -107,7 +111,10 @@ def main() -> int:
         return msg
 
     while True:
-        events = dict(poller.poll(int(1000 * config.HEARTBEAT_S)))
+        timeout = 1000 * config.HEARTBEAT_S
+        if on_demand and pool.available():
+            timeout = max(0.0, 1000 * (t_start + (last_due + 1) / fps - time.monotonic()))
+        events = dict(poller.poll(int(timeout) + (0 if timeout == 0 else 1)))
         if router in events:
             while router.poll(0):
                 ident, *frames = router.recv_multipart(copy=False)
@@ -129,7 +136,17 @@ def main() -> int:
             if slot is not None and pool.available():
                 pool.send(finish_frame(slot), jpeg)
                 slot, sent = None, sent + 1
-        if reader is None:  # file mode: read only what a worker asked for
+        if on_demand:
+            due = int((time.monotonic() - t_start) * fps)
+            if a.frames and due >= a.frames:
+                source_done = True
+            elif due > last_due and pool.available():
+                counters["frames_dropped"] += due - last_due - 1  # instants nobody was free to take
+                msg = wire.Message("frame", a.stream, sent, epoch, image=src.render_at(due))
+                msg.stamp("capture")
+                pool.send(finish_frame(msg), jpeg)
+                sent, last_due = sent + 1, due
+        elif reader is None:  # file mode: read only what a worker asked for
             while not source_done and pool.available():
                 try:
                     img = src.read() if not a.frames or sent < a.frames else None

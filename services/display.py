@@ -253,12 +253,12 @@ def main() -> int:
 
     try:
         while True:
-            if time.monotonic() - last_write > 1.0:
+            if time.monotonic() - last_write > 0.25:
                 write_stats()
                 last_write = time.monotonic()
                 counters.maybe_log(f"frames={stats.frames} fps={stats.rate.per_second():.1f} "
                                    f"latency_p50={(stats.latency.get('capture→display') or Window()).pct(50)} ")
-            if not pull.poll(int(1000 * config.HEARTBEAT_S)):
+            if not pull.poll(250):
                 continue
             try:
                 msg = wire.recv(pull)

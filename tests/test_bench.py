@@ -1,0 +1,27 @@
+"""The benchmark command runs end to end with tiny counts, so it cannot rot (figures are printed, not asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+@pytest.mark.timeout(400)
+def test_quick_benchmark_prints_every_section_and_writes_json(tmp_path) -> None:
+    out = tmp_path / "bench.json"
+    r = subprocess.run([sys.executable, "-m", "tools.bench", "--quick", "--json", str(out)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=380)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for heading in ("Each stage alone", "Transport", "Classifier", "End to end", "tutorial's single loop"):
+        assert heading in r.stdout
+    data = json.loads(out.read_text())
+    assert data["machine"]["cores"] >= 1
+    for name, runs in data["stages"].items():
+        assert runs[0]["msgs_per_s"] > 0, name
+    assert all(v[0]["ratio"] > 0 for v in data["transport"].values())
+    assert all(v[0]["fps"] > 0 for v in data["e2e"].values())

@@ -1,0 +1,599 @@
+"""dogfilter-bench: every stage in isolation, the transport, the classifier, the whole pipeline, and the tutorial's
+single loop — one command, one table (Markdown on stdout) and a JSON file.
+
+    dogfilter-bench                       # the full run (a few minutes on 2 cores)
+    dogfilter-bench --quick               # tiny counts: a smoke test
+    dogfilter-bench --only transport,classifier --json out.json
+
+Each stage alone is a real process on real sockets, driven by a feeder and a sink that the benchmark plays (the
+same wire and credit code as the neighbouring stages).  Each figure is the median of ``--repeats`` runs, with the
+spread (min–max) beside it.  Ratios compare figures taken in the same run, since these machines are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import zmq
+
+from common import wire
+from common.config import make_socket
+from common.flow import Dispatcher
+
+ROOT = Path(__file__).resolve().parent.parent
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def machine() -> dict[str, Any]:
+    import msgpack
+    import torch
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else "?"
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
+            "torch": torch.__version__, "opencv": cv2.__version__, "pyzmq": zmq.__version__,
+            "libzmq": zmq.zmq_version(), "msgpack": ".".join(map(str, msgpack.version)), "os": platform.platform()}
+
+
+def proc_usage(pid: int) -> tuple[float, float]:
+    """(CPU seconds, RSS MiB) of a process, from /proc."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu = (int(f[11]) + int(f[12])) / CLK
+        rss = next(int(ln.split()[1]) for ln in Path(f"/proc/{pid}/status").read_text().splitlines()
+                   if ln.startswith("VmRSS")) / 1024
+        return cpu, rss
+    except (OSError, StopIteration, IndexError):
+        return 0.0, 0.0
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def med(runs: list[dict], key: str) -> dict[str, float]:
+    vals = [r[key] for r in runs if r.get(key) is not None and not np.isnan(r[key])]
+    if not vals:
+        return {"median": float("nan"), "min": float("nan"), "max": float("nan")}
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals)}
+
+
+def fmt(x: dict[str, float], digits: int = 1) -> str:
+    if np.isnan(x["median"]):
+        return "–"
+    return f"{x['median']:.{digits}f} ({x['min']:.{digits}f}–{x['max']:.{digits}f})"
+
+
+def demo_frames(size: tuple[int, int], n: int) -> list[np.ndarray]:
+    from common.demo import DemoSource
+
+    scene = DemoSource(*size)
+    return [scene.render(i / 30) for i in range(n)]
+
+
+class Stage:
+    """One service as a child process on private ipc endpoints."""
+
+    def __init__(self, stage: str, args: list[str], d: Path, mode: str = "file") -> None:
+        self.endpoints = {n: f"ipc://{d}/{n}" for n in ("frames", "detections", "classify", "display")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOGFILTER_")}
+        env.update({f"DOGFILTER_{k.upper()}_ADDR": v for k, v in self.endpoints.items()})
+        env.update({"DOGFILTER_MODE": mode, "OMP_NUM_THREADS": "1", "HONCHO_PROCESS_NAME": stage})
+        self.p = subprocess.Popen([sys.executable, "-m", f"services.{stage}", *args], cwd=ROOT, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        self.p.terminate()
+        try:
+            self.p.wait(5)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+
+
+def drive(stage: Stage, n: int, warmup: int, step: Callable[[], list[float]]) -> dict[str, float]:
+    """Call ``step`` (which returns latencies of messages that came out) until n have, after a warm-up."""
+    lat: list[float] = []
+    got = 0
+    deadline = time.monotonic() + 120
+    while got < warmup:
+        got += len(step())
+        if time.monotonic() > deadline:
+            raise RuntimeError("stage did not answer during warm-up")
+    cpu0, _ = proc_usage(stage.p.pid)
+    t0 = time.perf_counter()
+    while len(lat) < n:
+        lat += step()
+        if time.monotonic() > deadline:
+            raise RuntimeError("stage too slow")
+    dt = time.perf_counter() - t0
+    cpu1, rss = proc_usage(stage.p.pid)
+    return {"msgs_per_s": len(lat) / dt, "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "p99_ms": pct(lat, 99),
+            "cpu_pct": 100 * (cpu1 - cpu0) / dt, "rss_mb": rss}
+
+
+# ------------------------------------------------------------------------------------------------ stages alone
+
+
+def bench_detect(n: int, warmup: int, size: tuple[int, int], detector: str) -> dict[str, float]:
+    ctx = zmq.Context.instance()
+    with tempfile.TemporaryDirectory() as d:
+        st = Stage("detect", ["--detector", detector], Path(d))
+        router, sink = make_socket(ctx, zmq.ROUTER), make_socket(ctx, zmq.PULL)
+        router.bind(st.endpoints["frames"])
+        sink.bind(st.endpoints["detections"])
+        pool, frames, i = Dispatcher(router, "bench"), demo_frames(size, 30), 0
+
+        def step() -> list[float]:
+            nonlocal i
+            while router.poll(0):
+                ident, *fr = router.recv_multipart()
+                pool.handle(ident, wire.decode(fr))
+            while pool.available():
+                m = wire.Message("frame", "bench", i, 1, image=frames[i % len(frames)])
+                m.stamp("capture")
+                pool.send(m)
+                i += 1
+            out = []
+            if sink.poll(50):
+                while sink.poll(0):
+                    m = wire.recv(sink)
+                    out.append(1000 * (time.time() - m.ts["capture"]))
+            return out
+
+        try:
+            return drive(st, n, warmup, step)
+        finally:
+            st.stop()
+            router.close()
+            sink.close()
+
+
+def bench_classify(n: int, warmup: int, faces_per_job: int, model: str | None) -> dict[str, float]:
+    ctx = zmq.Context.instance()
+    crops = np.random.default_rng(0).integers(0, 255, (faces_per_job, 48, 48), dtype=np.uint8)
+    with tempfile.TemporaryDirectory() as d:
+        st = Stage("classify", ["--model", model] if model else [], Path(d))
+        router = make_socket(ctx, zmq.ROUTER, hwm=1000)
+        router.bind(st.endpoints["classify"])
+        pool, j = Dispatcher(router, "bench"), 0
+        sent: dict[int, float] = {}
+
+        def step() -> list[float]:
+            nonlocal j
+            out = []
+            if router.poll(50):
+                while router.poll(0):
+                    ident, *fr = router.recv_multipart()
+                    m = wire.decode(fr)
+                    if not pool.handle(ident, m) and m.kind == "emotions":
+                        pool.grant(ident, 1)
+                        out.append(1000 * (time.perf_counter() - sent.pop(m.meta["job"])))
+            while pool.available():
+                pool.send(wire.Message("crops", "bench", j, 1, faces=[{"box": [0, 0, 48, 48]}] * faces_per_job,
+                                       meta={"job": j}, crops=crops))
+                sent[j] = time.perf_counter()
+                j += 1
+            return out
+
+        try:
+            r = drive(st, n, warmup, step)
+            r["faces_per_s"] = r["msgs_per_s"] * faces_per_job
+            return r
+        finally:
+            st.stop()
+            router.close()
+
+
+def bench_composite(n: int, warmup: int, size: tuple[int, int]) -> dict[str, float]:
+    ctx = zmq.Context.instance()
+    img = demo_frames(size, 1)[0]
+    from common.detectors import HaarDetector
+    from common.models import face_crop
+
+    faces = [f.to_wire() for f in HaarDetector().detect(img)]
+    crops = np.stack([face_crop(img, f["box"]) for f in faces])
+    with tempfile.TemporaryDirectory() as d:
+        st = Stage("composite", [], Path(d))
+        feed, sink = make_socket(ctx, zmq.PUSH), make_socket(ctx, zmq.PULL)
+        worker = make_socket(ctx, zmq.DEALER, hwm=1000)
+        worker.setsockopt(zmq.ROUTING_ID, b"bench-classify")
+        feed.connect(st.endpoints["detections"])
+        worker.connect(st.endpoints["classify"])
+        sink.bind(st.endpoints["display"])
+        wire.send(worker, wire.Message("ready", meta={"credit": 64}))
+        i = 0
+        probs, classes = [0.8, 0.1, 0.1], ["happy", "sad", "surprise"]
+
+        def step() -> list[float]:
+            nonlocal i
+            while worker.poll(0):  # an instant classifier
+                job = wire.recv(worker)
+                if job.kind == "crops":
+                    wire.send(worker, wire.Message("emotions", job.stream, job.frame, job.epoch,
+                                                   faces=[{"box": f["box"], "probs": probs} for f in job.faces],
+                                                   meta={"job": job.meta["job"], "classes": classes,
+                                                         "worker": "bench"}))
+                elif job.kind == "reset":
+                    wire.send(worker, wire.Message("ready", meta={"credit": 64}))
+            if feed.poll(0, zmq.POLLOUT):
+                m = wire.Message("detections", "bench", i, 1, faces=[dict(f) for f in faces], image=img, crops=crops)
+                m.stamp("capture")
+                wire.send(feed, m, flags=zmq.NOBLOCK)
+                i += 1
+            out = []
+            if sink.poll(5):
+                while sink.poll(0):
+                    m = wire.recv(sink)
+                    out.append(1000 * (time.time() - m.ts["capture"]))
+            return out
+
+        try:
+            r = drive(st, n, warmup, step)
+            r["faces"] = len(faces)
+            return r
+        finally:
+            st.stop()
+            for s in (feed, sink, worker):
+                s.close()
+
+
+def bench_capture(n: int, warmup: int, size: tuple[int, int]) -> dict[str, float]:
+    ctx = zmq.Context.instance()
+    with tempfile.TemporaryDirectory() as d:
+        st = Stage("capture", ["--source", "demo", "--size", f"{size[0]}x{size[1]}"], Path(d))
+        dealer = make_socket(ctx, zmq.DEALER)
+        dealer.setsockopt(zmq.ROUTING_ID, b"bench-detect")
+        dealer.connect(st.endpoints["frames"])
+        wire.send(dealer, wire.Message("ready", meta={"credit": 2}))
+
+        def step() -> list[float]:
+            out = []
+            if dealer.poll(50):
+                while dealer.poll(0):
+                    m = wire.recv(dealer)
+                    if m.kind == "frame":
+                        out.append(1000 * (time.time() - m.ts["capture"]))
+                    wire.send(dealer, wire.Message("ready", meta={"credit": 1 if m.kind == "frame" else 2}))
+            return out
+
+        try:
+            return drive(st, n, warmup, step)
+        finally:
+            st.stop()
+            dealer.close()
+
+
+def bench_display(n: int, warmup: int, size: tuple[int, int]) -> dict[str, float]:
+    ctx = zmq.Context.instance()
+    img = demo_frames(size, 1)[0]
+    with tempfile.TemporaryDirectory() as d:
+        stats = Path(d) / "stats.json"
+        st = Stage("display", ["--output", str(Path(d) / "rec.avi"), "--stats-out", str(stats)], Path(d))
+        feed = make_socket(ctx, zmq.PUSH)
+        feed.connect(st.endpoints["display"])
+
+        def send(i: int) -> None:
+            m = wire.Message("composited", "bench", i, 1, image=img, meta={"fps": 30.0})
+            m.stamp("composite")
+            wire.send(feed, m)
+
+        for i in range(warmup):  # the process is up and its recorder open before the clock starts
+            send(i)
+        while not stats.exists() or json.loads(stats.read_text() or "{}").get("frames", 0) < warmup:
+            time.sleep(0.05)
+            if st.p.poll() is not None:
+                raise RuntimeError("display exited")
+        cpu0, _ = proc_usage(st.p.pid)
+        t0 = time.perf_counter()
+        for i in range(warmup, warmup + n):
+            send(i)
+        cpu1, rss = proc_usage(st.p.pid)
+        wire.send(feed, wire.Message("eos", "bench", warmup + n, 1, meta={"last": warmup + n - 1}))
+        st.p.wait(120)
+        dt = time.perf_counter() - t0
+        s = json.loads(stats.read_text())
+        feed.close()
+        hop = s["latency_ms"].get("composite→display", {})
+        return {"msgs_per_s": (s["frames"] - warmup) / dt, "p50_ms": hop.get("p50"), "p95_ms": hop.get("p95"),
+                "p99_ms": hop.get("p99"), "cpu_pct": 100 * (cpu1 - cpu0) / dt, "rss_mb": rss}
+
+
+# ------------------------------------------------------------------------------------------------ transport
+
+
+def bench_transport(size: tuple[int, int], n: int, addr_kind: str) -> dict[str, float]:
+    """One hop PUSH→PULL of a frame: the product's wire (header + zero-copy pixels, validated decode) vs raw pyzmq
+    (the bytes alone, zero-copy)."""
+    ctx = zmq.Context.instance()
+    img = demo_frames(size, 1)[0]
+    res = {}
+    with tempfile.TemporaryDirectory() as d:
+        for name in ("raw", "wire"):
+            addr = f"ipc://{d}/{name}" if addr_kind == "ipc" else "tcp://127.0.0.1:*"
+            pull = ctx.socket(zmq.PULL)
+            pull.bind(addr)
+            push = ctx.socket(zmq.PUSH)
+            push.connect(pull.getsockopt_string(zmq.LAST_ENDPOINT))
+            lat = []
+            t0 = time.perf_counter()
+            for i in range(n):
+                ts = time.perf_counter()
+                if name == "raw":
+                    push.send(img, copy=False)
+                    got = np.frombuffer(pull.recv(copy=False).buffer, np.uint8).reshape(img.shape)
+                else:
+                    m = wire.Message("frame", "bench", i, 1, image=img)
+                    m.stamp("capture")
+                    wire.send(push, m)
+                    got = wire.recv(pull).image
+                lat.append(1000 * (time.perf_counter() - ts))
+                assert got.shape == img.shape
+            res[f"{name}_per_s"] = n / (time.perf_counter() - t0)
+            res[f"{name}_p50_ms"] = pct(lat, 50)
+            push.close()
+            pull.close()
+    res["ratio"] = res["wire_per_s"] / res["raw_per_s"]
+    return res
+
+
+# ------------------------------------------------------------------------------------------------ classifier
+
+
+def bench_classifier(model: str | None, batch: int, seconds: float, device: str = "cpu") -> dict[str, float]:
+    import torch
+
+    from common.models import EmotionClassifier
+
+    torch.set_num_threads(1)
+    clf = EmotionClassifier(model, device)
+    x = np.random.default_rng(0).integers(0, 255, (batch, 48, 48), dtype=np.uint8)
+    clf.predict_proba(x)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or n < 3:
+        clf.predict_proba(x)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        n += 1
+    dt = time.perf_counter() - t0
+    return {"faces_per_s": n * batch / dt, "ms_per_face": 1000 * dt / (n * batch)}
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+
+
+def bench_e2e(mode: str, size: tuple[int, int], seconds: float, n_classify: int, n_detect: int, fps: float,
+              file_frames: int) -> dict[str, float]:
+    from tools.run import Pipeline
+
+    with tempfile.TemporaryDirectory() as d:
+        stats = Path(d) / "stats.json"
+        if mode == "file":
+            clip = Path(d) / "clip.avi"
+            w = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30, size)
+            for f in demo_frames(size, file_frames):
+                w.write(f)
+            w.release()
+            p = Pipeline(capture=["--source", str(clip)], display=["--output", str(Path(d) / "o.avi"),
+                                                                   "--stats-out", str(stats)],
+                         n_classify=n_classify, n_detect=n_detect, mode="file")
+            with p:
+                n0, t0 = _first_frames(stats, 3)  # the clock starts once frames flow (not at process start)
+                p.wait(timeout=600)
+                dt = time.perf_counter() - t0
+            s = json.loads(stats.read_text())
+            lat = s["latency_ms"].get("capture→display", {})
+            return {"fps": (s["frames"] - n0) / dt, "p50_ms": lat.get("p50"), "p99_ms": lat.get("p99"), "dropped": 0}
+        p = Pipeline(capture=["--source", "demo", "--size", f"{size[0]}x{size[1]}", "--fps", str(fps)],
+                     display=["--stats-out", str(stats)], n_classify=n_classify, n_detect=n_detect, mode="live")
+        with p:
+            _first_frames(stats, 5)
+            s0 = json.loads(stats.read_text())
+            time.sleep(seconds)
+            s1 = json.loads(stats.read_text())
+        dt = s1["elapsed_s"] - s0["elapsed_s"]
+        lat = s1["latency_ms"].get("capture→display", {})
+        return {"fps": (s1["frames"] - s0["frames"]) / dt if dt > 0 else float("nan"), "p50_ms": lat.get("p50"),
+                "p99_ms": lat.get("p99"),
+                "dropped": s1["counters"].get("capture", {}).get("frames_dropped", 0)}
+
+
+def _first_frames(stats: Path, n: int) -> tuple[int, float]:
+    """Wait until the display has shown n frames; returns (frames shown, perf_counter then)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            frames = json.loads(stats.read_text())["frames"]
+            if frames >= n:
+                return frames, time.perf_counter()
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.02)
+    raise RuntimeError("no frames reached the display")
+
+
+def bench_tutorial_loop(size: tuple[int, int], n: int, model: str | None) -> dict[str, float]:
+    """The tutorial's Step 8 per-frame loop, in one process: Haar, one CNN call per face, apply_mask."""
+    import torch
+
+    from common.detectors import HaarDetector
+    from common.masks import default_masks
+    from common.models import EmotionClassifier, face_crop
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    haar, clf = HaarDetector(), EmotionClassifier(model)
+    masks = default_masks()
+    table = [masks[c] for c in ("happy", "sad", "surprise")]
+    from common.masks import paint
+
+    frames = demo_frames(size, 30)
+    t0 = time.perf_counter()
+    for i in range(n):
+        frame = frames[i % len(frames)].copy()
+        for f in haar.detect(frame):
+            k = int(clf.predict_proba(face_crop(frame, f.box)[None]).argmax())
+            paint(frame, f.box, table[min(k, 2)])
+    return {"fps": n / (time.perf_counter() - t0)}
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+
+def repeat(fn: Callable[[], dict], r: int) -> list[dict]:
+    return [fn() for _ in range(r)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="dogfilter-bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny counts (smoke test)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--only", default="stages,transport,classifier,e2e,tutorial",
+                    help="comma-separated sections")
+    ap.add_argument("--json", default="bench.json", help="where to write the figures as JSON")
+    ap.add_argument("--detector", default=None, help="detector for the detect stage (default: the service's)")
+    a = ap.parse_args(argv)
+    only = set(a.only.split(","))
+    q = a.quick
+    r = 1 if q else a.repeats
+    n_msgs, warm = (10, 2) if q else (120, 10)
+    sizes = [(640, 480)] if q else [(640, 480), (1280, 720)]
+    out: dict[str, Any] = {"machine": machine(), "quick": q, "repeats": r}
+    lines = [f"# dogfilter-bench{' --quick' if q else ''}", "",
+             "machine: " + ", ".join(f"{k} {v}" for k, v in out["machine"].items()), ""]
+    import torch
+
+    det_args = a.detector or ""
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    if "stages" in only:
+        log("stages in isolation…")
+        rows = []
+        for size in sizes:
+            tag = f"{size[0]}×{size[1]}"
+            runs = {
+                f"capture (demo source) {tag}": repeat(lambda s=size: bench_capture(n_msgs, warm, s), r),
+                f"detect ({det_args or 'default'}) {tag}": repeat(
+                    lambda s=size: bench_detect(n_msgs // 2 if not q else n_msgs, warm, s, det_args or "haar"), r),
+                f"composite (3 faces) {tag}": repeat(lambda s=size: bench_composite(n_msgs, warm, s), r),
+                f"display (recording) {tag}": repeat(lambda s=size: bench_display(n_msgs, warm, s), r),
+            }
+            if size == sizes[0]:
+                runs["classify (3 faces/job)"] = repeat(lambda: bench_classify(n_msgs, warm, 3, None), r)
+            rows += [(k, v) for k, v in runs.items()]
+        out["stages"] = {k: v for k, v in rows}
+        lines += ["## Each stage alone (real process, real sockets; median (min–max))", "",
+                  "| stage | msgs/s | p50 ms | p95 ms | p99 ms | CPU % | RSS MiB |", "|---|---|---|---|---|---|---|"]
+        for k, v in rows:
+            lines.append(f"| {k} | {fmt(med(v, 'msgs_per_s'))} | {fmt(med(v, 'p50_ms'), 2)} | "
+                         f"{fmt(med(v, 'p95_ms'), 2)} | {fmt(med(v, 'p99_ms'), 2)} | {fmt(med(v, 'cpu_pct'), 0)} | "
+                         f"{fmt(med(v, 'rss_mb'), 0)} |")
+        lines.append("")
+
+    if "transport" in only:
+        log("transport…")
+        tr = {}
+        lines += ["## Transport: one hop, product wire vs raw pyzmq (same run)", "",
+                  "| frame | link | wire msgs/s | raw msgs/s | wire/raw | wire p50 ms | raw p50 ms |",
+                  "|---|---|---|---|---|---|---|"]
+        for size in [(640, 480), (1280, 720)]:
+            for kind in ("ipc", "tcp"):
+                v = repeat(lambda s=size, k=kind: bench_transport(s, 50 if q else 400, k), r)
+                tr[f"{size[0]}x{size[1]} {kind}"] = v
+                lines.append(f"| {size[0]}×{size[1]} | {kind} | {fmt(med(v, 'wire_per_s'), 0)} | "
+                             f"{fmt(med(v, 'raw_per_s'), 0)} | {fmt(med(v, 'ratio'), 2)} | "
+                             f"{fmt(med(v, 'wire_p50_ms'), 3)} | {fmt(med(v, 'raw_p50_ms'), 3)} |")
+        out["transport"] = tr
+        lines.append("")
+
+    if "classifier" in only:
+        log("classifier…")
+        from common.models import ASSETS, DEFAULT_MODEL
+
+        models = {p.stem: str(p) for p in sorted((ASSETS / "models").glob("*.pth"))
+                  if "blazeface" not in p.stem}
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        cl: dict[str, Any] = {}
+        lines += ["## Classifier: faces/s by batch size (1 CPU thread; CUDA when present)", "",
+                  "| model | device | " + " | ".join(f"batch {b}" for b in (1, 8, 64, 256)) + " | ms/face @64 |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, path in models.items():
+            for dev in devices:
+                cells = []
+                for b in (1, 8, 64, 256):
+                    v = repeat(lambda p=path, b=b, dev=dev: bench_classifier(p, b, 0.2 if q else 1.0, dev), r)
+                    cl[f"{name} {dev} {b}"] = v
+                    cells.append(fmt(med(v, "faces_per_s"), 0))
+                ms = med(cl[f"{name} {dev} 64"], "ms_per_face")
+                star = " (default)" if Path(path) == DEFAULT_MODEL else ""
+                lines.append(f"| {name}{star} | {dev} | " + " | ".join(cells) + f" | {ms['median']:.4f} |")
+        out["classifier"] = cl
+        lines.append("")
+
+    if "e2e" in only or "tutorial" in only:
+        log("end to end…")
+        e2e: dict[str, Any] = {}
+        secs = 3 if q else 8
+        configs = [("live", s, 1, 1, 30.0) for s in sizes] + [("live", s, 1, 2, 1000.0) for s in sizes]
+        configs += [("file", s, 1, 2, 0) for s in sizes]
+        if not q:
+            configs += [("live", (640, 480), c, 2, 1000.0) for c in (2, 3)]
+        lines += ["## End to end (demo source, 3 faces a frame; median (min–max))", "",
+                  "| mode | size | source fps | detect | classify | frames/s | capture→display p50 ms | p99 ms |",
+                  "|---|---|---|---|---|---|---|---|"]
+        if "e2e" in only:
+            for mode, size, ncl, ndet, fps in configs:
+                key = f"{mode} {size[0]}x{size[1]} src{fps:g} det{ndet} cls{ncl}"
+                v = repeat(lambda m=mode, s=size, c=ncl, d=ndet, f=fps:
+                           bench_e2e(m, s, secs, c, d, f, 30 if q else 150), r)
+                e2e[key] = v
+                lines.append(f"| {mode} | {size[0]}×{size[1]} | {'as fast as read' if mode == 'file' else f'{fps:g}'} "
+                             f"| {ndet} | {ncl} | {fmt(med(v, 'fps'))} | {fmt(med(v, 'p50_ms'))} | "
+                             f"{fmt(med(v, 'p99_ms'))} |")
+        out["e2e"] = e2e
+        lines.append("")
+        if "tutorial" in only:
+            log("tutorial loop…")
+            tut = {}
+            lines += ["## The tutorial's single loop (Haar + CNN per face + mask, one process) vs the pipeline", "",
+                      "| size | tutorial loop frames/s | pipeline frames/s (live, unpaced, 2 detect) | ratio |",
+                      "|---|---|---|---|"]
+            for size in sizes:
+                v = repeat(lambda s=size: bench_tutorial_loop(s, 10 if q else 60, None), r)
+                tut[f"{size[0]}x{size[1]}"] = v
+                key = f"live {size[0]}x{size[1]} src1000 det2 cls1"
+                pipe = med(e2e[key], "fps") if key in e2e else {"median": float("nan")}
+                t = med(v, "fps")
+                lines.append(f"| {size[0]}×{size[1]} | {fmt(t)} | {fmt(pipe) if key in e2e else '–'} | "
+                             f"{pipe['median'] / t['median']:.2f} |")
+            out["tutorial"] = tut
+            lines.append("")
+
+    text = "\n".join(lines)
+    print(text)
+    Path(a.json).write_text(json.dumps(out, indent=1, default=float))
+    log(f"figures written to {a.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
