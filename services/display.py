@@ -258,7 +258,9 @@ def main() -> int:
                 last_write = time.monotonic()
                 counters.maybe_log(f"frames={stats.frames} fps={stats.rate.per_second():.1f} "
                                    f"latency_p50={(stats.latency.get('capture→display') or Window()).pct(50)} ")
-            if not pull.poll(250):
+            if not pull.poll(30 if a.window else 250):
+                if a.window and cv2.waitKey(1) & 0xFF == ord("q"):  # keep the window alive while no frame comes
+                    return 0
                 continue
             try:
                 msg = wire.recv(pull)
