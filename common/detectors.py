@@ -56,7 +56,51 @@ class HaarDetector:
         return [Face((int(x), int(y), int(w), int(h))) for x, y, w, h in rects]
 
 
-DETECTORS: dict[str, type] = {"haar": HaarDetector}
+class BlazeFaceDetector:
+    """MediaPipe's BlazeFace, re-implemented in PyTorch (``common/blazeface.py``): faster than Haar on one core
+    (tools/bench_detect: ~28 ms against ~37 ms per 640×480 frame for faces from 30 px; ~11 ms from 60 px), finds
+    turned, rolled and small faces (from ``min_face`` pixels, like Haar's ``min_size``), and gives six keypoints:
+    right eye, left eye, nose tip, mouth, right ear, left ear (the subject's sides: keypoint 0 is the eye on the
+    image's left in a frontal face).
+
+    The masks are placed for Haar's boxes (square, about mid-forehead to chin), so BlazeFace's boxes are mapped onto
+    them: a square of ``box_scale`` × the network's box width, its centre moved by ``box_shift`` × that width.  The
+    defaults are the medians measured against Haar's boxes of the same faces (tests/test_detectors.py checks the
+    IoU stays high).
+    """
+
+    name = "blazeface"
+    #: (box_scale, (shift x, shift y)) per model, measured against Haar boxes (204 faces, 30-300 px, frontal)
+    CALIBRATION = {"short": (1.20, (0.0, -0.115)), "full": (1.22, (0.0, -0.045))}
+
+    def __init__(self, model: str = "short", min_face: float = 30.0, input_size: int | None = None,
+                 min_score: float | None = 0.6, box_scale: float | None = None,
+                 box_shift: tuple[float, float] | None = None, threads: int | None = 1) -> None:
+        import torch
+
+        from common.blazeface import BlazeFace
+
+        if threads:
+            torch.set_num_threads(threads)  # one core per detect process; run several processes to scale
+        self.impl = BlazeFace(model, min_face=min_face, input_size=input_size, min_score=min_score)
+        scale, shift = self.CALIBRATION.get(model, (1.0, (0.0, 0.0)))
+        self.box_scale = scale if box_scale is None else box_scale
+        self.box_shift = shift if box_shift is None else box_shift
+
+    def detect(self, bgr: np.ndarray) -> list[Face]:
+        faces = []
+        for d in self.impl.detect(bgr):
+            x0, y0, x1, y1 = (float(v) for v in d.box)
+            w = x1 - x0
+            side = self.box_scale * w
+            cx = (x0 + x1) / 2 + self.box_shift[0] * w
+            cy = (y0 + y1) / 2 + self.box_shift[1] * w
+            box = (int(round(cx - side / 2)), int(round(cy - side / 2)), int(round(side)), int(round(side)))
+            faces.append(Face(box, d.score, [(float(x), float(y)) for x, y in d.keypoints]))
+        return faces
+
+
+DETECTORS: dict[str, type] = {"haar": HaarDetector, "blazeface": BlazeFaceDetector}
 
 
 def create_detector(name: str, **options: Any) -> Detector:

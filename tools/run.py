@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         sp.add_argument("--classify", type=int, default=1, help="classify processes")
         sp.add_argument("--model", help="classifier checkpoint (default: the project's)")
         sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-        sp.add_argument("--detector", default="haar")
+        sp.add_argument("--detector", default="blazeface", choices=["blazeface", "haar"],
+                       help="face detector (default blazeface; haar: the tutorial's)")
         sp.add_argument("--mask", action="append", default=[], metavar="EMOTION=PATH")
         sp.add_argument("--debug", action="store_true", help="boxes, emotion and probability per face")
         sp.add_argument("--render", choices=["masks", "boxes"], default="masks")
