@@ -127,6 +127,17 @@ def paint(frame: np.ndarray, box: tuple[int, int, int, int] | list[int], mask: M
     return True
 
 
+def roll_from_keypoints(kp: object) -> float:
+    """Head roll in degrees from a detector's keypoints (BlazeFace: [right eye, left eye, ...] as [x, y]; the
+    subject's right eye is on the image's left). 0 when there are none or they are unusable."""
+    try:
+        (rx, ry), (lx, ly) = kp[0][:2], kp[1][:2]  # type: ignore[index]
+        roll = float(np.degrees(np.arctan2(float(ly) - float(ry), float(lx) - float(rx))))
+    except (TypeError, ValueError, IndexError, KeyError):
+        return 0.0
+    return roll if np.isfinite(roll) and abs(roll) <= 90 else 0.0
+
+
 def _rotate(bgr: np.ndarray, a: np.ndarray, ox: int, oy: int, deg: float) -> tuple[np.ndarray, np.ndarray, int, int]:
     h, w = a.shape
     side = int(np.ceil(np.hypot(w, h)))

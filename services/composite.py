@@ -303,13 +303,7 @@ class Compositor:
             if self.a.render == "masks":
                 mask = self.masks.get(face["emotion"]) or self.masks.get(self.a.default_emotion)
                 if mask is not None:
-                    roll = 0.0  # head roll from the eyes, when the detector gives keypoints (BlazeFace)
-                    try:
-                        (rx, ry), (lx, ly) = face["kp"][0][:2], face["kp"][1][:2]  # subject's right eye, left eye
-                        roll = float(np.degrees(np.arctan2(float(ly) - float(ry), float(lx) - float(rx))))
-                    except (KeyError, TypeError, ValueError, IndexError):
-                        pass
-                    masks.paint(image, face["box"], mask, roll_deg=roll if np.isfinite(roll) else 0.0)
+                    masks.paint(image, face["box"], mask, roll_deg=masks.roll_from_keypoints(face.get("kp")))
             if self.a.debug or self.a.render == "boxes":
                 masks.draw_debug(image, face)
         out = wire.Message("composited", msg.stream, msg.frame, msg.epoch, ts=msg.ts, faces=msg.faces,

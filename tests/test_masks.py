@@ -106,3 +106,11 @@ def test_bad_masks_give_one_clear_error(tmp_path) -> None:
     cv2.imwrite(str(tmp_path / "white.png"), np.full((20, 20, 3), 255, np.uint8))
     with pytest.raises(DogfilterError, match="blank"):
         masks.load_mask(tmp_path / "white.png")
+
+
+def test_roll_from_keypoints() -> None:
+    assert masks.roll_from_keypoints([[10, 10], [30, 10], [20, 20]]) == 0.0
+    assert masks.roll_from_keypoints([[10, 10], [30, 30]]) == pytest.approx(45.0)  # left eye lower: head tilted
+    assert masks.roll_from_keypoints(None) == 0.0
+    assert masks.roll_from_keypoints([[1, 2]]) == 0.0
+    assert masks.roll_from_keypoints([["a", 2], [3, 4]]) == 0.0
