@@ -296,3 +296,17 @@ def test_console_scripts_give_one_line_errors_too() -> None:
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip() == ("dogfilter-classify: error: --device cuda: "
                                 "no CUDA device is available to this PyTorch build")
+
+
+@pytest.mark.timeout(120)
+def test_jpeg_frames_for_remote_links_keep_every_frame(tmp_path) -> None:
+    clip = tmp_path / "clip.avi"
+    frames = make_clip(clip, n=12)
+    out, stats = tmp_path / "out.avi", tmp_path / "s.json"
+    p = Pipeline(capture=["--source", str(clip), "--jpeg", "90"], display=["--output", str(out), "--stats-out",
+                                                                              str(stats)], mode="file")
+    with p:
+        assert p.wait(timeout=100) == 0
+    got = read_video(out)
+    assert [read_index(f) for f in got] == list(range(len(frames)))
+    assert json.loads(stats.read_text())["faces"] > 0
