@@ -96,8 +96,15 @@ class Stage:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOGFILTER_")}
         env.update({f"DOGFILTER_{k.upper()}_ADDR": v for k, v in self.endpoints.items()})
         env.update({"DOGFILTER_MODE": mode, "OMP_NUM_THREADS": "1", "HONCHO_PROCESS_NAME": stage})
+        self.log = d / f"{stage}.log"
         self.p = subprocess.Popen([sys.executable, "-m", f"services.{stage}", *args], cwd=ROOT, env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  stdout=subprocess.DEVNULL, stderr=self.log.open("wb"))
+
+    def check(self) -> None:
+        """Raise with the stage's own last line if it has exited."""
+        if self.p.poll() is not None:
+            lines = [ln for ln in self.log.read_text(errors="replace").splitlines() if ln.strip()]
+            raise RuntimeError(f"the stage exited ({self.p.returncode}): {lines[-1] if lines else 'no output'}")
 
     def stop(self) -> None:
         self.p.terminate()
@@ -114,6 +121,7 @@ def drive(stage: Stage, n: int, warmup: int, step: Callable[[], list[float]]) ->
     deadline = time.monotonic() + 120
     while got < warmup:
         got += len(step())
+        stage.check()
         if time.monotonic() > deadline:
             raise RuntimeError("stage did not answer during warm-up")
     cpu0, _ = proc_usage(stage.p.pid)
