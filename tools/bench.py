@@ -114,6 +114,15 @@ class Stage:
             self.p.kill()
 
 
+def drain_latencies(sink: zmq.Socket, wait_ms: int) -> list[float]:
+    """Receive what has arrived (waiting up to wait_ms for the first): capture→here latency of each, ms."""
+    out = []
+    if sink.poll(wait_ms):
+        while sink.poll(0):
+            out.append(1000 * (time.time() - wire.recv(sink).ts["capture"]))
+    return out
+
+
 def drive(stage: Stage, n: int, warmup: int, step: Callable[[], list[float]]) -> dict[str, float]:
     """Call ``step`` (which returns latencies of messages that came out) until n have, after a warm-up."""
     lat: list[float] = []
@@ -158,12 +167,7 @@ def bench_detect(n: int, warmup: int, size: tuple[int, int], detector: str) -> d
                 m.stamp("capture")
                 pool.send(m)
                 i += 1
-            out = []
-            if sink.poll(50):
-                while sink.poll(0):
-                    m = wire.recv(sink)
-                    out.append(1000 * (time.time() - m.ts["capture"]))
-            return out
+            return drain_latencies(sink, 50)
 
         try:
             return drive(st, n, warmup, step)
@@ -245,12 +249,7 @@ def bench_composite(n: int, warmup: int, size: tuple[int, int]) -> dict[str, flo
                 m.stamp("capture")
                 wire.send(feed, m, flags=zmq.NOBLOCK)
                 i += 1
-            out = []
-            if sink.poll(5):
-                while sink.poll(0):
-                    m = wire.recv(sink)
-                    out.append(1000 * (time.time() - m.ts["capture"]))
-            return out
+            return drain_latencies(sink, 5)
 
         try:
             r = drive(st, n, warmup, step)
