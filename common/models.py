@@ -1,8 +1,13 @@
-"""Emotion models: the tutorial's CNN, checkpoint loading (weights only, validated) and batched inference.
+"""Emotion models: the tutorial's CNN, the project's FerNet, checkpoint loading (weights only, validated) and
+batched inference.
 
 Checkpoints are the tutorial's format, ``{'state_dict': ...}`` (its ``model_best.pth`` also holds ``optimizer``
-and ``epoch``), plus an optional ``meta`` map written by this project: architecture, classes, input size,
-normalisation, accuracy, data fingerprint. They are read with ``torch.load(weights_only=True)``: never unpickled.
+and ``epoch``), plus an optional ``meta`` map written by this project: ``arch`` (a key of ARCHITECTURES) and
+``arch_args``, ``classes`` (the outputs, in order), input size, ``norm`` (``{'mean', 'std'}`` for the whole data
+set, or ``{'kind': 'per_image'}``), optional ``tta: 'hflip'``, accuracy, data fingerprints and the command that
+made it.  They are read with ``torch.load(weights_only=True)``: never unpickled.  A checkpoint without meta is
+read as the tutorial's: its network, happy/sad/surprise, raw 0..255 pixels.  The models and their provenance:
+assets/models/MODELS.md.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from torch.nn import functional as F  # noqa: N812
 from common.config import DogfilterError
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-DEFAULT_MODEL = ASSETS / "models" / "fer3_tutorial_cnn.pth"
+DEFAULT_MODEL = ASSETS / "models" / "fer4_fernet.pth"  # the tutorial CNN: fer3_tutorial_cnn.pth
 TUTORIAL_CLASSES = ["happy", "sad", "surprise"]
 CROP = 48
 
@@ -48,7 +53,70 @@ class TutorialNet(nn.Module):
         return self.fc3(x)
 
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {"tutorial": TutorialNet}
+class BasicBlock(nn.Module):
+    """ResNet's basic block: two 3×3 conv-BN layers and a shortcut (1×1 conv-BN where the shape changes)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.short: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.short = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        return F.relu(self.bn2(self.conv2(y)) + self.short(x), inplace=True)
+
+    def fuse(self) -> None:
+        self.conv1, self.bn1 = _fuse(self.conv1, self.bn1), nn.Identity()
+        self.conv2, self.bn2 = _fuse(self.conv2, self.bn2), nn.Identity()
+        if isinstance(self.short, nn.Sequential):
+            self.short = _fuse(self.short[0], self.short[1])
+
+
+def _fuse(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    return fuse_conv_bn_eval(conv.eval(), bn.eval())
+
+
+class FerNet(nn.Module):
+    """A compact ResNet for 48×48 grey faces (the project's default; see assets/models/MODELS.md).
+
+    A 3×3 conv-BN-ReLU stem at 48×48, then one basic block per width, each halving the resolution
+    (48 → 24 → 12 → 6), global average pooling, dropout and a linear classifier.  With the default widths
+    (12, 24, 48, 128) and 4 classes: 0.25 M parameters, 17 M multiply-adds per face.  ``fuse()`` folds every
+    BatchNorm into its convolution for inference (EmotionClassifier does it on load); channels-last is faster
+    on CPU for inference (not for training).
+    """
+
+    def __init__(self, n_classes: int = 3, widths: tuple[int, ...] | list[int] = (12, 24, 48, 128),
+                 dropout: float = 0.2) -> None:
+        super().__init__()
+        widths = [int(w) for w in widths]
+        self.stem = nn.Sequential(nn.Conv2d(1, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
+                                  nn.ReLU(inplace=True))
+        self.blocks = nn.Sequential(*[BasicBlock(a, b, 2) for a, b in zip(widths[:-1], widths[1:], strict=True)])
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(widths[-1], n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.stem(x))
+        return self.fc(self.drop(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)))
+
+    def fuse(self) -> FerNet:
+        """Inference only: fold BatchNorm into the convolutions (same outputs, fewer passes over memory)."""
+        self.eval()
+        self.stem = nn.Sequential(_fuse(self.stem[0], self.stem[1]), nn.ReLU(inplace=True))
+        for b in self.blocks:
+            b.fuse()
+        return self.to(memory_format=torch.channels_last)
+
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {"tutorial": TutorialNet, "fernet": FerNet}
 
 
 def face_crop(image: np.ndarray, box: list[int] | tuple[int, ...], size: int = CROP) -> np.ndarray:
@@ -101,7 +169,11 @@ def build_model(ckpt: Checkpoint, source: str = "checkpoint") -> nn.Module:
     cls = ARCHITECTURES.get(ckpt.arch)
     if cls is None:
         raise DogfilterError(f"model {source}: unknown architecture {ckpt.arch!r} (known: {sorted(ARCHITECTURES)})")
-    net = cls(n_classes=len(ckpt.classes))
+    args = ckpt.meta.get("arch_args") or {}
+    try:
+        net = cls(n_classes=len(ckpt.classes), **args)
+    except (TypeError, ValueError) as e:
+        raise DogfilterError(f"model {source}: bad arch_args {args!r} for {ckpt.arch} ({e})") from None
     try:
         net.load_state_dict(ckpt.state_dict)
     except (RuntimeError, KeyError, TypeError) as e:
@@ -109,6 +181,34 @@ def build_model(ckpt: Checkpoint, source: str = "checkpoint") -> nn.Module:
         raise DogfilterError(f"model {source} does not fit the {ckpt.arch} architecture: "
                              f"{first[1].strip() if len(first) > 1 else first[0]}"[:300]) from None
     return net.eval()
+
+
+NORM_KINDS = ("dataset", "per_image")
+
+
+def check_norm(norm: dict[str, Any] | None, source: str = "checkpoint") -> dict[str, Any]:
+    """``meta['norm']``: ``{'mean': m, 'std': s}`` (one mean/std for the whole data set; the tutorial's raw
+    pixels are mean 0, std 1) or ``{'kind': 'per_image'}`` (each crop to zero mean, unit variance)."""
+    norm = dict(norm or {})
+    kind = norm.get("kind", "dataset")
+    if kind not in NORM_KINDS:
+        raise DogfilterError(f"model {source}: unknown normalisation {kind!r} (known: {', '.join(NORM_KINDS)})")
+    norm["kind"] = kind
+    if kind == "dataset":
+        norm["mean"], norm["std"] = float(norm.get("mean", 0.0)), float(norm.get("std", 1.0))
+        if not norm["std"] > 0:
+            raise DogfilterError(f"model {source}: normalisation std must be > 0, got {norm['std']}")
+    return norm
+
+
+def normalise(x: torch.Tensor, norm: dict[str, Any]) -> torch.Tensor:
+    """N×1×H×W float pixels (0..255) → the network's input; the same function serves training and inference."""
+    if norm.get("kind") == "per_image":
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        std = x.std(dim=(1, 2, 3), keepdim=True).clamp_min(1.0)  # a flat crop stays flat instead of exploding
+        return (x - mean) / std
+    mean, std = float(norm.get("mean", 0.0)), float(norm.get("std", 1.0))
+    return (x - mean) / std if mean or std != 1.0 else x
 
 
 class EmotionClassifier:
@@ -124,10 +224,14 @@ class EmotionClassifier:
         self.meta = ckpt.meta
         self.classes = ckpt.classes
         self.device = torch.device(device)
-        self.net = build_model(ckpt, str(self.path)).to(self.device)
-        norm = ckpt.meta.get("norm") or {}
-        self.mean = float(norm.get("mean", 0.0))
-        self.std = float(norm.get("std", 1.0))  # the tutorial feeds raw 0..255 pixels
+        self.norm = check_norm(ckpt.meta.get("norm"), str(self.path))  # the tutorial feeds raw 0..255 pixels
+        self.tta = ckpt.meta.get("tta") == "hflip"  # average the crop's and its mirror image's probabilities
+        net = build_model(ckpt, str(self.path))
+        if hasattr(net, "fuse"):  # FerNet: BatchNorm folded into the convolutions, channels-last (~30 % faster)
+            net = net.fuse()
+        self.net = net.to(self.device)
+        self.mean = float(self.norm.get("mean", 0.0))
+        self.std = float(self.norm.get("std", 1.0))
 
     @property
     def name(self) -> str:
@@ -138,7 +242,8 @@ class EmotionClassifier:
         if len(crops) == 0:
             return np.zeros((0, len(self.classes)), np.float32)
         x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device, non_blocking=True)
-        x = x.view(-1, 1, CROP, CROP).float()
-        if self.mean or self.std != 1.0:
-            x = (x - self.mean) / self.std
-        return torch.softmax(self.net(x), dim=1).float().cpu().numpy()
+        x = normalise(x.view(-1, 1, CROP, CROP).float(), self.norm)
+        p = torch.softmax(self.net(x), dim=1)
+        if self.tta:
+            p = (p + torch.softmax(self.net(x.flip(3)), dim=1)) / 2
+        return p.float().cpu().numpy()

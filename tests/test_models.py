@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from common.config import DogfilterError
-from common.models import DEFAULT_MODEL, EmotionClassifier, TutorialNet, face_crop, load_checkpoint
+from common.models import ASSETS, DEFAULT_MODEL, EmotionClassifier, TutorialNet, face_crop, load_checkpoint
+
+TUTORIAL_MODEL = ASSETS / "models" / "fer3_tutorial_cnn.pth"
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -32,14 +34,23 @@ def test_batched_and_single_inference_agree(assets) -> None:
     assert np.allclose(batch, single, atol=1e-5)
 
 
-def test_default_model_is_the_tutorial_net_with_provenance() -> None:
-    ckpt = load_checkpoint(DEFAULT_MODEL)
+def test_committed_tutorial_net_has_provenance() -> None:
+    ckpt = load_checkpoint(TUTORIAL_MODEL)
     assert ckpt.arch == "tutorial" and ckpt.classes == ["happy", "sad", "surprise"]
     assert {"command", "recipe", "accuracy", "data"} <= set(ckpt.meta)
     assert ckpt.meta["accuracy"]["test"] > 0.5  # well above the 1/3 of chance
-    assert DEFAULT_MODEL.stat().st_size < 400_000
+    assert TUTORIAL_MODEL.stat().st_size < 400_000
+    assert EmotionClassifier(TUTORIAL_MODEL).predict_proba(np.zeros((5, 48, 48), np.uint8)).shape == (5, 3)
+
+
+def test_default_model_loads_with_its_provenance() -> None:
+    ckpt = load_checkpoint(DEFAULT_MODEL)
+    assert {"happy", "sad", "surprise"} <= set(ckpt.classes)
+    assert {"command", "accuracy", "data"} <= set(ckpt.meta)
+    assert DEFAULT_MODEL.stat().st_size < 2_500_000
     clf = EmotionClassifier()
-    assert clf.predict_proba(np.zeros((5, 48, 48), np.uint8)).shape == (5, 3)
+    p = clf.predict_proba(np.zeros((5, 48, 48), np.uint8))
+    assert p.shape == (5, len(clf.classes)) and np.allclose(p.sum(1), 1, atol=1e-5)
 
 
 def test_default_model_reads_real_faces_above_chance(fer_dir) -> None:
