@@ -81,7 +81,6 @@ class Stream:
 @dataclass
 class Job:
     entry: Entry
-    stream: str
     msg: wire.Message
     worker: bytes | None = None
     sent: float = 0.0
@@ -148,7 +147,7 @@ class Compositor:
             jid = next(self.job_ids)
             job_msg = wire.Message("crops", msg.stream, msg.frame, msg.epoch,
                                    faces=[{"box": f["box"]} for f in msg.faces], meta={"job": jid}, crops=msg.crops)
-            self.jobs[jid] = Job(entry, msg.stream, job_msg)
+            self.jobs[jid] = Job(entry, job_msg)
             self.queue.append(jid)
         if self.live and len(st.entries) > 64:  # never hold more than ~2 s of video
             oldest = min(st.entries)
@@ -180,7 +179,7 @@ class Compositor:
         job.entry.waiting = 0
         if job.entry.emitted:  # too late for its frame: still teach the tracker
             self.counters["late_results"] += 1
-            st = self.streams.get(job.stream)
+            st = self.streams.get(job.msg.stream)
             for face in faces:
                 tr = next((t for t in st.tracks if t.id == face.get("track")), None) if st else None
                 if tr is not None and face.get("probs"):
