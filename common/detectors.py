@@ -1,11 +1,14 @@
-"""Face detectors behind one small interface: ``detect(bgr) -> list[Face]``.
+"""Face detectors behind one small interface: ``detect(bgr, stream=None, frame=None) -> list[Face]``.
 
 A new detector is a class with a ``name`` and a ``detect`` method, registered in ``DETECTORS``; nothing else in
-the pipeline changes.
+the pipeline changes.  ``stream`` (any hashable key) and ``frame`` (its frame number) say that the picture is a
+frame of a video: a detector may then use what it saw in earlier frames of that stream (BlazeFace follows the
+faces it found); without them, each picture is a still photo.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -31,7 +34,7 @@ class Face:
 class Detector(Protocol):
     name: str
 
-    def detect(self, bgr: np.ndarray) -> list[Face]: ...
+    def detect(self, bgr: np.ndarray, stream: Hashable = None, frame: int | None = None) -> list[Face]: ...
 
 
 class HaarDetector:
@@ -47,7 +50,8 @@ class HaarDetector:
             raise DogfilterError(f"cannot load Haar cascade {path}")
         self.scale_factor, self.min_neighbors, self.min_size = scale_factor, min_neighbors, min_size
 
-    def detect(self, bgr: np.ndarray) -> list[Face]:
+    def detect(self, bgr: np.ndarray, stream: Hashable = None, frame: int | None = None) -> list[Face]:
+        """Every frame on its own, as the tutorial does (``stream`` and ``frame`` are not used)."""
         gray = bgr if bgr.ndim == 2 else cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
         blackwhite = cv2.equalizeHist(gray)
         rects = self.cascade.detectMultiScale(
@@ -57,11 +61,12 @@ class HaarDetector:
 
 
 class BlazeFaceDetector:
-    """MediaPipe's BlazeFace, re-implemented in PyTorch (``common/blazeface.py``): faster than Haar on one core
-    (tools/bench_detect: ~28 ms against ~37 ms per 640×480 frame for faces from 30 px; ~11 ms from 60 px), finds
-    turned, rolled and small faces (from ``min_face`` pixels, like Haar's ``min_size``), and gives six keypoints:
-    right eye, left eye, nose tip, mouth, right ear, left ear (the subject's sides: keypoint 0 is the eye on the
-    image's left in a frontal face).
+    """MediaPipe's BlazeFace (``common/blazeface.py``; run by onnxruntime, or PyTorch with ``engine="torch"``):
+    finds turned, rolled and small faces (from ``min_face`` pixels, like Haar's ``min_size``), and gives six
+    keypoints: right eye, left eye, nose tip, mouth, right ear, left ear (the subject's sides: keypoint 0 is the eye
+    on the image's left in a frontal face).  A still photo gets a full scan; frames of a stream are tracked
+    (``common/facetrack.py``: known faces followed in small regions, the full scan spread over ``rescan`` frames),
+    which costs a fraction of a scan per frame (``python -m tools.bench_detect`` prints both).
 
     The masks are placed for Haar's boxes (square, about mid-forehead to chin), so BlazeFace's boxes are mapped onto
     them: a square of ``box_scale`` × the network's box width, its centre moved by ``box_shift`` × that width.  The
@@ -75,21 +80,24 @@ class BlazeFaceDetector:
 
     def __init__(self, model: str = "short", min_face: float = 30.0, input_size: int | None = None,
                  min_score: float | None = 0.6, box_scale: float | None = None,
-                 box_shift: tuple[float, float] | None = None, threads: int | None = 1) -> None:
-        import torch
-
+                 box_shift: tuple[float, float] | None = None, threads: int = 1, engine: str = "auto",
+                 rescan: int = 8) -> None:
         from common.blazeface import BlazeFace
+        from common.facetrack import FaceTracker
 
-        if threads:
-            torch.set_num_threads(threads)  # one core per detect process; run several processes to scale
-        self.impl = BlazeFace(model, min_face=min_face, input_size=input_size, min_score=min_score)
+        # one core per detect process by default; run several processes to scale
         scale, shift = self.CALIBRATION.get(model, (1.0, (0.0, 0.0)))
         self.box_scale = scale if box_scale is None else box_scale
         self.box_shift = shift if box_shift is None else box_shift
+        # min_face is in the boxes this detector reports (Haar's units); the network's own boxes are box_scale smaller
+        self.impl = BlazeFace(model, min_face=min_face / self.box_scale, input_size=input_size, min_score=min_score,
+                              engine=engine, threads=threads)
+        self.tracker = FaceTracker(self.impl, rescan=rescan)
 
-    def detect(self, bgr: np.ndarray) -> list[Face]:
+    def detect(self, bgr: np.ndarray, stream: Hashable = None, frame: int | None = None) -> list[Face]:
+        dets = self.impl.detect(bgr) if stream is None else self.tracker.step(bgr, stream, frame)
         faces = []
-        for d in self.impl.detect(bgr):
+        for d in dets:
             x0, y0, x1, y1 = (float(v) for v in d.box)
             w = x1 - x0
             side = self.box_scale * w

@@ -15,7 +15,7 @@ Message kinds and who sends them:
 =============  ===========================  =====================================================
 kind           from → to                    carries
 =============  ===========================  =====================================================
-``frame``      capture → detect             image
+``frame``      capture → detect             image; ``meta.still``: unrelated photos (an image folder), not video
 ``detections`` detect → composite           image, faces (boxes; empty list = "no face"), crops
 ``crops``      composite → classify         crops, ``meta.job``
 ``emotions``   classify → composite         faces[i].probs, ``meta.job``, ``meta.classes``

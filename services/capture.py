@@ -107,6 +107,8 @@ def main() -> int:
     def finish_frame(msg: wire.Message) -> wire.Message:
         msg.frame = sent
         msg.meta.update({"fps": fps, "mode": a.mode})
+        if src.kind == "images":
+            msg.meta["still"] = True  # photos, not video: detect must not carry faces from one to the next
         msg.stats("capture", counters)
         return msg
 

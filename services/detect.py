@@ -2,7 +2,8 @@
 
 connect  DEALER → capture (DOGFILTER_FRAMES_ADDR), announcing credit; PUSH → composite (DOGFILTER_DETECTIONS_ADDR)
 loop     take a frame, detect, send, give the credit back; heartbeat when idle
-handle   detector.detect(frame) → boxes (an empty list still says "no face in this frame"); crops for classify
+handle   detector.detect(frame, stream, frame number) → boxes (an empty list still says "no face in this frame"):
+         BlazeFace follows the faces of each stream between spread-out scans; crops for classify
 send     detections (the frame's pixels forwarded untouched, zero-copy)
 Run several (``honcho start -c detect=2``): the composite puts frames back in order.
 """
@@ -28,13 +29,19 @@ def parse_args():  # noqa: ANN201
     p.add_argument("--min-face", type=float, default=float(env("min_face", 30)),
                    help="blazeface: smallest face to find, in pixels (default 30, Haar's minimum); larger is faster "
                         "(it sets the scale of the frame the network sees: 60 costs about 40%% of 30)")
+    p.add_argument("--engine", default=env("engine", "auto"), choices=["auto", "onnxruntime", "torch"],
+                   help="blazeface: what runs the network (auto: onnxruntime when installed, the faster here)")
+    p.add_argument("--rescan", type=int, default=int(env("rescan", 8)),
+                   help="blazeface: spread the full scan for new faces over this many frames of a stream and follow "
+                        "known faces in between (default 8; 1 = a full scan of every frame)")
     return p.parse_args()
 
 
 def main() -> int:
     a = parse_args()
     log = config.setup_logging("detect", a.log_level)
-    detector = create_detector(a.detector, **({"min_face": a.min_face} if a.detector == "blazeface" else {}))
+    options = {"min_face": a.min_face, "engine": a.engine, "rescan": a.rescan} if a.detector == "blazeface" else {}
+    detector = create_detector(a.detector, **options)
     ctx = zmq.Context.instance()
     frames = config.make_socket(ctx, zmq.DEALER)
     frames.setsockopt(zmq.ROUTING_ID, config.worker_identity("detect"))
@@ -71,7 +78,8 @@ def main() -> int:
             continue
 
         msg.stamp("detect_in")
-        faces = detector.detect(msg.image)
+        video = None if msg.meta.get("still") else (msg.stream, msg.epoch)  # photos: each on its own
+        faces = detector.detect(msg.image, stream=video, frame=msg.frame)
         crops = (np.stack([face_crop(msg.image, f.box) for f in faces]) if faces
                  else np.zeros((0, CROP, CROP), np.uint8))
         det = wire.Message("detections", msg.stream, msg.frame, msg.epoch, ts=msg.ts,

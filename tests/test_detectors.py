@@ -98,9 +98,12 @@ def test_converted_weights_load_weights_only_and_match_their_provenance() -> Non
         net = blazeface.load_network(kind)
         n = sum(p.numel() for p in net.parameters())
         assert n == {"short": 101_390, "full": 508_308}[kind]
-    # the conversion was checked against the reference interpreter: every row of the table agrees closely
-    rows = re.findall(r"^\| (short|full) \| (\w+) \|.*\| (yes|NO) \|$", text, re.M)
-    assert len(rows) == 8 and all(r[2] == "yes" for r in rows), rows
+        onnx = blazeface.ONNX[kind]
+        assert f"`{onnx.name}`" in text and hashlib.sha256(onnx.read_bytes()).hexdigest() in text
+    # both converted forms were checked against the reference interpreter: every row of the table agrees closely
+    rows = re.findall(r"^\| (short|full) \| (torch \(\.pth\)|onnxruntime \(\.onnx\)) \| (\w+) \|.*\| (yes|NO) \|$",
+                      text, re.M)
+    assert len(rows) == 16 and all(r[3] == "yes" for r in rows), rows
 
 
 @pytest.mark.timeout(30)
@@ -176,7 +179,7 @@ def test_demo_frames_blazeface_finds_every_face_and_nothing_else(bf) -> None:
 def test_group_photos_blazeface_finds_what_haar_finds_and_more_with_no_more_false_boxes(haar, bf) -> None:
     """Rolled, turned and small (30-300 px) faces, 1-6 people: count faces found (IoU ≥ 0.5 with the truth)."""
     total = h_found = b_found = h_false = b_false = haar_only = 0
-    ious = []
+    ious, h_truth, b_truth = [], [], []
     for seed in range(1000, 1030):
         s = group_photo(640, 480, seed=seed)
         hb, bb = [f.box for f in haar.detect(s.image)], [f.box for f in bf.detect(s.image)]
@@ -185,13 +188,18 @@ def test_group_photos_blazeface_finds_what_haar_finds_and_more_with_no_more_fals
         total, h_found, b_found, h_false, b_false = total + len(s.boxes), h_found + ha, b_found + ba, \
             h_false + hf, b_false + bfalse
         haar_only += sum(p >= 0 > q for p, q in zip(hw, bw, strict=True))
-        ious += [iou(hb[p], bb[q]) for p, q in zip(hw, bw, strict=True) if p >= 0 and q >= 0]
-    # measured: 116 faces; Haar finds 83 (1 false box), BlazeFace 107 (1 false box); one 30-px face only Haar
-    # finds (the smallest faces sit at BlazeFace's limit for min_face=30); mean IoU of their boxes 0.88
+        for p, q, t in zip(hw, bw, s.boxes, strict=True):
+            if p >= 0 and q >= 0:
+                ious.append(iou(hb[p], bb[q]))
+                h_truth.append(iou(hb[p], t))
+                b_truth.append(iou(bb[q], t))
+    # measured: 116 faces; Haar finds 83 (1 false box), BlazeFace all 116 (no false box); no face only Haar finds;
+    # on the faces both find, the boxes overlap by IoU 0.88 on average, and BlazeFace's sit closer to the truth
     assert b_found >= h_found + 0.1 * total, (b_found, h_found, total)
     assert b_false <= h_false
-    assert haar_only <= 0.02 * total
-    assert np.mean(ious) > 0.8 and np.min(ious) > 0.5  # the same faces get comparable boxes: masks land alike
+    assert haar_only == 0
+    assert np.mean(ious) > 0.8  # the same faces get comparable boxes: masks land alike
+    assert np.mean(b_truth) >= np.mean(h_truth) - 0.02 and np.min(b_truth) > 0.6
 
 
 @pytest.mark.timeout(60)

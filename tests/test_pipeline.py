@@ -89,6 +89,33 @@ def test_image_mode_paints_the_default_masks_and_boxes_mode_draws_the_tutorials_
 
 
 @pytest.mark.timeout(180)
+def test_a_folder_of_photos_gets_a_mask_on_every_photos_face(tmp_path) -> None:
+    """Photos are not video: each is searched in full (a face is not looked for where the last photo had one)."""
+    from common.demo import DemoSource
+    from tools.bench_detect import paste_face
+
+    room = DemoSource(640, 480, faces=0).render(0.0)
+    photos, truths = tmp_path / "photos", []
+    photos.mkdir()
+    for k, (cx, cy, w) in enumerate(((150, 200, 90), (480, 300, 110), (320, 150, 70), (500, 120, 80))):
+        img = room.copy()
+        truths.append(paste_face(img, k % 3, cx, cy, w))
+        cv2.imwrite(str(photos / f"{k:02d}.png"), img)
+    mask = _solid_mask(tmp_path / "magenta.png")
+    out = tmp_path / "out"
+    r = _run_cli("file", str(photos), f"{out}/", *[f"--mask={e}={mask}" for e in ("happy", "sad", "surprise",
+                                                                                    "neutral")])
+    assert r.returncode == 0, r.stderr
+    got = sorted(out.iterdir())
+    assert len(got) == 4
+    for path, (x, y, w, h) in zip(got, truths, strict=True):
+        img = cv2.imread(str(path))
+        magenta = (np.abs(img.astype(int) - MAGENTA).max(axis=2) < 60)
+        assert magenta[int(y + h / 2) - 2:int(y + h / 2) + 3, int(x + w / 2) - 2:int(x + w / 2) + 3].all(), path
+        assert magenta.sum() < 4 * w * h  # one mask: none left where an earlier photo had its face
+
+
+@pytest.mark.timeout(180)
 def test_honcho_spreads_faces_over_three_classify_workers(tmp_path) -> None:
     clip = tmp_path / "clip.avi"
     make_clip(clip, n=30)

@@ -151,11 +151,11 @@ def drive(stage: Stage, n: int, warmup: int, step: Callable[[], list[float]]) ->
 def bench_detect(n: int, warmup: int, size: tuple[int, int], detector: str) -> dict[str, float]:
     ctx = zmq.Context.instance()
     with tempfile.TemporaryDirectory() as d:
-        st = Stage("detect", ["--detector", detector], Path(d))
+        st = Stage("detect", ["--detector", detector] if detector else [], Path(d))  # "": the service's default
         router, sink = make_socket(ctx, zmq.ROUTER), make_socket(ctx, zmq.PULL)
         router.bind(st.endpoints["frames"])
         sink.bind(st.endpoints["detections"])
-        pool, frames, i = Dispatcher(router, "bench"), demo_frames(size, 30), 0
+        pool, frames, i = Dispatcher(router, "bench"), demo_frames(size, 90), 0  # 3 s of video, looped
 
         def step() -> list[float]:
             nonlocal i
@@ -500,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
             runs = {
                 f"capture (demo source) {tag}": repeat(lambda s=size: bench_capture(n_msgs, warm, s), r),
                 f"detect ({det_args or 'default'}) {tag}": repeat(
-                    lambda s=size: bench_detect(n_msgs // 2 if not q else n_msgs, warm, s, det_args or "haar"), r),
+                    lambda s=size: bench_detect(n_msgs // 2 if not q else n_msgs, warm, s, det_args), r),
                 f"composite (3 faces) {tag}": repeat(lambda s=size: bench_composite(n_msgs, warm, s), r),
                 f"display (recording) {tag}": repeat(lambda s=size: bench_display(n_msgs, warm, s), r),
             }

