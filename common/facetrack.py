@@ -5,7 +5,7 @@ A full BlazeFace scan of a 640×480 frame for faces from 30 px costs a 384×288 
 face pipelines do (detect, then follow each face in a small region around where it was), per stream:
 
 follow   every known face is looked for again in a square region around where it should be now (its last box
-         moved by its velocity), ``roi_scale`` × its width, resized to ``roi_input`` (64) pixels: all regions go
+         moved by its velocity), ``roi_scale`` × its width, resized to ``roi_input`` (48) pixels: all regions go
          through the network as one batch.  A face the network no longer sees there (score under
          ``follow_score``) is dropped; a scan finds it again if it comes back.
 scan     the pyramid passes of a full scan (:meth:`BlazeFace.passes`) are spread over ``rescan`` frames, one pass
@@ -71,7 +71,7 @@ class FaceTracker:
     gives the faces of frame number ``n`` of stream ``key``; streams are independent; ``rescan=1`` is a full
     scan of every frame (what :meth:`BlazeFace.detect` does)."""
 
-    def __init__(self, detector: BlazeFace, rescan: int = 8, roi_scale: float = 2.0, roi_input: int = 64,
+    def __init__(self, detector: BlazeFace, rescan: int = 8, roi_scale: float = 1.8, roi_input: int = 48,
                  follow_score: float = 0.5, match_iou: float = 0.3, max_tracks: int = 32,
                  max_streams: int = 64) -> None:
         self.bf = detector
