@@ -47,8 +47,14 @@ def machine() -> dict[str, Any]:
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else "?"
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    try:
+        import onnxruntime
+
+        ort = onnxruntime.__version__
+    except ImportError:
+        ort = "none"
     return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
-            "torch": torch.__version__, "opencv": cv2.__version__, "pyzmq": zmq.__version__,
+            "torch": torch.__version__, "onnxruntime": ort, "opencv": cv2.__version__, "pyzmq": zmq.__version__,
             "libzmq": zmq.zmq_version(), "msgpack": ".".join(map(str, msgpack.version)), "os": platform.platform()}
 
 

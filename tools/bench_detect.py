@@ -1,6 +1,6 @@
 """Face detectors side by side: time per frame on one core, and faces found against ground truth.
 
-    python -m tools.bench_detect                 # haar, blazeface (and its faster min_face=60), 640×480 and 1280×720
+    python -m tools.bench_detect                 # haar, blazeface (onnxruntime; torch; min_face=60), 640×480, 1280×720
     python -m tools.bench_detect -n 100 --detectors haar blazeface blazeface:model=full --sizes 640x480
 
 Scenes (all made here from what is installed, no photo files):
