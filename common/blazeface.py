@@ -548,7 +548,8 @@ class BlazeFace:
                     min_score: float | None = None,
                     expect: list[np.ndarray] | None = None) -> list[Detection | None]:
         """The face in each square region (centre x, centre y, side; frame pixels; may reach past the frame, which
-        reads as black), each region resized to ``size``×``size``, all regions in one batch.  Per region: the best
+        reads as black; the side is rounded to a whole multiple of ``size``), each region resized to
+        ``size``×``size``, all regions in one batch.  Per region: the best
         face overlapping ``expect[i]`` (a box where the face should be; default the middle half of the region), as
         weighted NMS would merge it, in frame pixels, or None when no anchor there reaches ``min_score``."""
         if not rois:
@@ -558,7 +559,7 @@ class BlazeFace:
         size = -(-size // self.net.align) * self.net.align
         crops, origins = [], []
         for cx, cy, side in rois:
-            side = max(8, int(round(side)))
+            side = size * max(1, round(side / size))  # a whole multiple of the input: shrinks ~4× faster
             x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
             cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(W, x0 + side), min(H, y0 + side)
             if cx1 <= cx0 or cy1 <= cy0:

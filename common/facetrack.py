@@ -9,9 +9,14 @@ follow   every known face is looked for again in a square region around where it
          through the network as one batch.  A face the network no longer sees there (score under
          ``follow_score``) is dropped; a scan finds it again if it comes back.
 scan     the pyramid passes of a full scan (:meth:`BlazeFace.passes`) are spread over ``rescan`` frames, one pass
-         at a time (for 640×480: the 384×288 pass, ``rescan``/2 frames later the 128×96 pass), so the cost per
+         at a time (for 640×480: the 461×346 pass, ``rescan``/2 frames later the 128×96 pass), so the cost per
          frame stays flat; a face that appears is found within ``rescan`` frames.  A scanned face that matches a
          followed one replaces it; any other becomes a new followed face.
+gate     a pass that is due is skipped when nothing changed in the picture, outside the faces being followed,
+         since that pass last ran (a grey 1/8-size thumbnail, differences over ``change_level`` grey levels on
+         more than ``change_share`` of it): a new face cannot have appeared in a still background.  It runs
+         anyway once ``idle_scans`` of its turns have been skipped (a face missed once gets another look; slow
+         lighting drift).  ``change_level=None`` turns the gate off.
 fresh    the first frame of a stream, or one after a gap of more than ``rescan`` frames (a restarted capture, a
          seek), gets a full scan at once.
 
@@ -26,6 +31,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from common.blazeface import BlazeFace, Detection, suppress_inner
@@ -64,6 +70,9 @@ class StreamState:
     frame: int | None = None  # last frame number seen
     step: int = 0  # frames since the last full scan: the scan schedule's clock
     used: float = 0.0
+    seen: dict[int, tuple[np.ndarray, list[np.ndarray]]] = field(default_factory=dict)  # pass → (thumbnail,
+    #   boxes followed then) when it last ran
+    skipped: dict[int, int] = field(default_factory=dict)  # pass index → turns skipped since it last ran
 
 
 class FaceTracker:
@@ -73,14 +82,16 @@ class FaceTracker:
 
     def __init__(self, detector: BlazeFace, rescan: int = 8, roi_scale: float = 1.8, roi_input: int = 48,
                  follow_score: float = 0.5, match_iou: float = 0.3, max_tracks: int = 32,
-                 max_streams: int = 64) -> None:
+                 max_streams: int = 64, change_level: float | None = 12.0, change_share: float = 0.002,
+                 idle_scans: int = 4) -> None:
         self.bf = detector
         self.rescan = max(1, int(rescan))
         self.roi_scale, self.roi_input = roi_scale, roi_input
         self.follow_score, self.match_iou = follow_score, match_iou
         self.max_tracks, self.max_streams = max_tracks, max_streams
+        self.change_level, self.change_share, self.idle_scans = change_level, change_share, max(1, idle_scans)
         self.streams: OrderedDict[Hashable, StreamState] = OrderedDict()
-        self.counts = {"full_scans": 0, "scan_passes": 0, "followed": 0, "lost": 0, "new": 0}
+        self.counts = {"full_scans": 0, "scan_passes": 0, "scans_skipped": 0, "followed": 0, "lost": 0, "new": 0}
 
     def _state(self, key: Hashable) -> StreamState:
         st = self.streams.pop(key, None) or StreamState()
@@ -90,10 +101,31 @@ class FaceTracker:
         st.used = time.monotonic()
         return st
 
-    def _scheduled(self, passes: list, step: int) -> list:
+    def _scheduled(self, passes: list, step: int) -> list[int]:
         """The passes due at this step of the schedule: pass j at step j·rescan/len(passes) (mod rescan)."""
         n = len(passes)
-        return [p for j, p in enumerate(passes) if step % self.rescan == (j * self.rescan) // n]
+        return [j for j in range(n) if step % self.rescan == (j * self.rescan) // n]
+
+    @staticmethod
+    def thumbnail(bgr: np.ndarray) -> np.ndarray:
+        grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if bgr.ndim == 3 else bgr
+        return cv2.resize(grey, (max(1, grey.shape[1] // 8), max(1, grey.shape[0] // 8)),
+                          interpolation=cv2.INTER_AREA)
+
+    def _changed(self, st: StreamState, j: int, thumb: np.ndarray) -> bool:
+        """Has the picture changed, outside the followed faces, since pass j last ran?"""
+        ref, then = st.seen.get(j, (None, []))
+        if ref is None or ref.shape != thumb.shape:
+            return True
+        moved = cv2.absdiff(thumb, ref) > self.change_level
+        # the followed faces move: that is no news, where they were then nor where they are now (their heads:
+        # a bit more than the box)
+        for box in then + [t.det.box for t in st.tracks]:
+            x0, y0, x1, y1 = box / 8
+            w = x1 - x0
+            moved[max(0, int(y0 - 0.8 * w)):max(0, int(y1 + 0.5 * w) + 1),
+                  max(0, int(x0 - 0.4 * w)):max(0, int(x1 + 0.4 * w) + 1)] = False
+        return bool(moved.mean() > self.change_share)
 
     def step(self, bgr: np.ndarray, key: Hashable = None, frame: int | None = None) -> list[Detection]:
         st = self._state(key)
@@ -106,10 +138,25 @@ class FaceTracker:
             self.counts["full_scans"] += 1
             st.tracks = [Track(d, frame=n) for d in dets[:self.max_tracks]]
             st.frame, st.step = n, 1
+            if self.change_level is not None:
+                thumb = self.thumbnail(bgr)
+                st.seen = dict.fromkeys(range(len(passes)), (thumb, [t.det.box for t in st.tracks]))
+                st.skipped = {}
             return dets
 
         due = self._scheduled(passes, st.step)
-        scanned = self.bf.scan(bgr, due) if due else []
+        if due and self.change_level is not None:
+            thumb = self.thumbnail(bgr)
+            run = []
+            for j in due:
+                if self._changed(st, j, thumb) or st.skipped.get(j, 0) + 1 >= self.idle_scans:
+                    run.append(j)
+                    st.seen[j], st.skipped[j] = (thumb, [t.det.box for t in st.tracks]), 0
+                else:
+                    st.skipped[j] = st.skipped.get(j, 0) + 1
+                    self.counts["scans_skipped"] += 1
+            due = run
+        scanned = self.bf.scan(bgr, [passes[j] for j in due]) if due else []
         self.counts["scan_passes"] += len(due)
         followed = []
         unmatched = list(st.tracks)

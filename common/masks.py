@@ -29,13 +29,15 @@ class Mask:
     bgr: np.ndarray  # H×W×3 uint8
     alpha: np.ndarray | None  # H×W uint8, or None: white-background mask (tutorial rule)
     _cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _levels: list = field(default_factory=list, repr=False)  # BGRA halvings of an alpha mask: cheap shrinking
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.bgr.shape[0], self.bgr.shape[1]
 
-    def resized(self, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
-        """BGR and float alpha (0..1) at size w×h; cached, since faces keep their size from frame to frame."""
+    def resized(self, w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """BGR, float alpha (0..1) and both as one BGRA uint8 image (for rotating in one warp) at size w×h;
+        cached, since faces keep their size from frame to frame."""
         key = (w, h)
         hit = self._cache.get(key)
         if hit is not None:
@@ -44,14 +46,22 @@ class Mask:
         if self.alpha is None:  # the tutorial: resize (bilinear), then keep the pixels that are not near-white
             bgr = cv2.resize(self.bgr, (w, h))
             a = (bgr < WHITE_THRESHOLD).all(axis=2).astype(np.float32)
-        else:
-            interp = cv2.INTER_AREA if w < self.bgr.shape[1] else cv2.INTER_LINEAR
-            bgr = cv2.resize(self.bgr, (w, h), interpolation=interp)
-            a = cv2.resize(self.alpha, (w, h), interpolation=interp).astype(np.float32) / 255.0
-        self._cache[key] = (bgr, a)
+        else:  # area-average from the smallest halving still at least this size: never from far larger pixels
+            if not self._levels:
+                self._levels.append(cv2.merge([self.bgr, self.alpha]))
+                while min(self._levels[-1].shape[:2]) >= 32:
+                    self._levels.append(cv2.resize(self._levels[-1], None, fx=0.5, fy=0.5,
+                                                   interpolation=cv2.INTER_AREA))
+            src = next((lv for lv in reversed(self._levels) if lv.shape[1] >= w and lv.shape[0] >= h),
+                       self._levels[0])
+            interp = cv2.INTER_AREA if w < src.shape[1] else cv2.INTER_LINEAR
+            both = cv2.resize(src, (w, h), interpolation=interp)
+            bgr, a = np.ascontiguousarray(both[:, :, :3]), both[:, :, 3].astype(np.float32) / 255.0
+        bgra = both if self.alpha is not None else cv2.merge([bgr, (a * 255.0 + 0.5).astype(np.uint8)])
+        self._cache[key] = (bgr, a, bgra)
         if len(self._cache) > 64:
             self._cache.popitem(last=False)
-        return bgr, a
+        return bgr, a, bgra
 
 
 def load_mask(path: str | Path, name: str | None = None) -> Mask:
@@ -104,11 +114,11 @@ def paint(frame: np.ndarray, box: tuple[int, int, int, int] | list[int], mask: M
     nw, nh = int(factor * mw), int(factor * mh)
     if nw < 2 or nh < 2:
         return False
-    bgr, a = mask.resized(nw, nh)
+    bgr, a, bgra = mask.resized(nw, nh)
     # top-left of the resized mask in frame coordinates (the tutorial's centring)
     ox, oy = x0 + int((rw - nw) / 2), y0 + int((rh - nh) / 2)
     if abs(roll_deg) > 0.5:
-        bgr, a, ox, oy = _rotate(bgr, a, ox, oy, roll_deg)
+        bgr, a, ox, oy = _rotate(bgra, ox, oy, roll_deg)
         nh, nw = a.shape
     H, W = frame.shape[:2]
     fx0, fy0, fx1, fy1 = max(0, ox), max(0, oy), min(W, ox + nw), min(H, oy + nh)
@@ -121,9 +131,8 @@ def paint(frame: np.ndarray, box: tuple[int, int, int, int] | list[int], mask: M
     if mask.alpha is None and abs(roll_deg) <= 0.5:  # binary: copy, exactly like the tutorial
         sel = m_a > 0.5
         roi[sel] = m_bgr[sel]
-    else:
-        a3 = m_a[:, :, None]
-        roi[:] = (m_bgr.astype(np.float32) * a3 + roi.astype(np.float32) * (1.0 - a3) + 0.5).astype(np.uint8)
+    else:  # roi·(1−a) + mask·a, rounded: OpenCV's per-pixel weighted sum (one SIMD pass, no float copies)
+        roi[:] = cv2.blendLinear(m_bgr, roi, m_a, 1.0 - m_a)
     return True
 
 
@@ -138,15 +147,15 @@ def roll_from_keypoints(kp: object) -> float:
     return roll if np.isfinite(roll) and abs(roll) <= 90 else 0.0
 
 
-def _rotate(bgr: np.ndarray, a: np.ndarray, ox: int, oy: int, deg: float) -> tuple[np.ndarray, np.ndarray, int, int]:
-    h, w = a.shape
+def _rotate(bgra: np.ndarray, ox: int, oy: int, deg: float) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """The mask turned by ``deg`` about its centre (one warp of colour and alpha), in a square that holds it."""
+    h, w = bgra.shape[:2]
     side = int(np.ceil(np.hypot(w, h)))
     M = cv2.getRotationMatrix2D((w / 2, h / 2), -deg, 1.0)
     M[0, 2] += (side - w) / 2
     M[1, 2] += (side - h) / 2
-    rb = cv2.warpAffine(bgr, M, (side, side), flags=cv2.INTER_LINEAR)
-    ra = cv2.warpAffine(a, M, (side, side), flags=cv2.INTER_LINEAR)
-    return rb, ra, ox - (side - w) // 2, oy - (side - h) // 2
+    r = cv2.warpAffine(bgra, M, (side, side), flags=cv2.INTER_LINEAR)
+    return r[:, :, :3], r[:, :, 3].astype(np.float32) * np.float32(1 / 255), ox - (side - w) // 2, oy - (side - h) // 2
 
 
 def draw_debug(frame: np.ndarray, face: dict, color: tuple[int, int, int] = (0, 255, 0)) -> None:

@@ -6,10 +6,11 @@ connect  PULL bound at DOGFILTER_DETECTIONS_ADDR (detect workers push); ROUTER b
 loop     frames from detect may arrive out of order (several detect workers): they wait in a small reorder
          buffer keyed by (stream, frame number)
 handle   faces → one crops job to the least-loaded classify worker; the emotions come back by job id.  A frame
-         is painted when all its faces are classified or its deadline passes (live: --deadline-ms; a late
-         classifier never stalls video: the face's last known emotion is used, from a tracker that matches
-         faces across frames, else the neutral default).  Probabilities are smoothed per tracked face so the
-         mask does not flicker.
+         is painted when all its faces are classified or its deadline passes (live: --deadline-ms, or the
+         shorter --known-deadline-ms when every face is already tracked with a known emotion; a late classifier
+         never stalls video: the face's last known emotion is used, from a tracker that matches faces across
+         frames, else the neutral default; a late reply still updates the tracked faces).  Probabilities are
+         smoothed per tracked face so the mask does not flicker.
 send     composited frames, in frame order, to display; eos once the last frame of a stream is out
 """
 
@@ -40,6 +41,9 @@ def parse_args():  # noqa: ANN201
                    help="draw boxes, emotion and probability per face")
     p.add_argument("--deadline-ms", type=float, default=float(env("deadline_ms", 40)),
                    help="live: how long a frame waits for its emotions")
+    p.add_argument("--known-deadline-ms", type=float, default=float(env("known_deadline_ms", 5)),
+                   help="live: how long a frame waits when every face in it is a tracked face whose emotion is known "
+                        "already (the reply, when it comes, still updates those faces)")
     p.add_argument("--reorder-ms", type=float, default=float(env("reorder_ms", 150)),
                    help="live: how long to wait for a missing earlier frame")
     p.add_argument("--file-timeout-s", type=float, default=float(env("file_timeout_s", 20)),
@@ -142,6 +146,8 @@ class Compositor:
         now = time.monotonic()
         msg.stamp("composite_in")
         entry = Entry(msg, now, now + self.deadline, len(msg.faces))
+        if self.live and msg.faces and all(self._known(st, f["box"]) for f in msg.faces):
+            entry.deadline = min(entry.deadline, now + self.a.known_deadline_ms / 1000)
         st.entries[msg.frame] = entry
         if msg.faces:
             jid = next(self.job_ids)
@@ -257,6 +263,11 @@ class Compositor:
             if st.gap_since is not None:
                 t = min(t, 1000 * (st.gap_since + self.a.reorder_ms / 1000 - now))
         return max(0, int(t) + 1)
+
+    @staticmethod
+    def _known(st: Stream, box: list[float]) -> bool:
+        """A tracked face with an emotion already is where this box is."""
+        return any(t.probs is not None and iou(t.box, box) >= 0.3 for t in st.tracks)
 
     def _smooth(self, tr: Track, p: np.ndarray) -> None:
         a = min(max(self.a.smooth, 0.0), 0.95)
