@@ -62,6 +62,7 @@ class Entry:
     deadline: float
     waiting: int  # faces without probabilities yet
     emitted: bool = False
+    known: bool = False  # every face already tracked with an emotion: painted without waiting long
 
 
 @dataclass
@@ -147,7 +148,7 @@ class Compositor:
         msg.stamp("composite_in")
         entry = Entry(msg, now, now + self.deadline, len(msg.faces))
         if self.live and msg.faces and all(self._known(st, f["box"]) for f in msg.faces):
-            entry.deadline = min(entry.deadline, now + self.a.known_deadline_ms / 1000)
+            entry.deadline, entry.known = min(entry.deadline, now + self.a.known_deadline_ms / 1000), True
         st.entries[msg.frame] = entry
         if msg.faces:
             jid = next(self.job_ids)
@@ -184,7 +185,9 @@ class Compositor:
             face["probs"] = res.get("probs")
         job.entry.waiting = 0
         if job.entry.emitted:  # too late for its frame: still teach the tracker
-            self.counters["late_results"] += 1
+            # known faces are painted at once by design: their replies update them ("after_paint"); any other
+            # reply that missed its frame is late
+            self.counters["updated_after_paint" if job.entry.known else "late_results"] += 1
             st = self.streams.get(job.msg.stream)
             for face in faces:
                 tr = next((t for t in st.tracks if t.id == face.get("track")), None) if st else None
