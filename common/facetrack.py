@@ -16,7 +16,8 @@ gate     a pass that is due is skipped when nothing changed in the picture, outs
          since that pass last ran (a grey 1/8-size thumbnail, differences over ``change_level`` grey levels on
          more than ``change_share`` of it): a new face cannot have appeared in a still background.  It runs
          anyway once ``idle_scans`` of its turns have been skipped (a face missed once gets another look; slow
-         lighting drift).  ``change_level=None`` turns the gate off.
+         lighting drift), and at its next turn after a followed face was lost (it may be there still, seen less
+         well).  ``change_level=None`` turns the gate off.
 fresh    the first frame of a stream, or one after a gap of more than ``rescan`` frames (a restarted capture, a
          seek), gets a full scan at once.
 
@@ -73,6 +74,7 @@ class StreamState:
     seen: dict[int, tuple[np.ndarray, list[np.ndarray]]] = field(default_factory=dict)  # pass → (thumbnail,
     #   boxes followed then) when it last ran
     skipped: dict[int, int] = field(default_factory=dict)  # pass index → turns skipped since it last ran
+    unsure: set[int] = field(default_factory=set)  # passes that must run at their next turn (a face was lost)
 
 
 class FaceTracker:
@@ -108,7 +110,8 @@ class FaceTracker:
 
     @staticmethod
     def thumbnail(bgr: np.ndarray) -> np.ndarray:
-        grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if bgr.ndim == 3 else bgr
+        code = cv2.COLOR_BGRA2GRAY if bgr.ndim == 3 and bgr.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+        grey = cv2.cvtColor(bgr, code) if bgr.ndim == 3 else bgr
         return cv2.resize(grey, (max(1, grey.shape[1] // 8), max(1, grey.shape[0] // 8)),
                           interpolation=cv2.INTER_AREA)
 
@@ -149,8 +152,9 @@ class FaceTracker:
             thumb = self.thumbnail(bgr)
             run = []
             for j in due:
-                if self._changed(st, j, thumb) or st.skipped.get(j, 0) + 1 >= self.idle_scans:
+                if j in st.unsure or self._changed(st, j, thumb) or st.skipped.get(j, 0) + 1 >= self.idle_scans:
                     run.append(j)
+                    st.unsure.discard(j)
                     st.seen[j], st.skipped[j] = (thumb, [t.det.box for t in st.tracks]), 0
                 else:
                     st.skipped[j] = st.skipped.get(j, 0) + 1
@@ -182,8 +186,9 @@ class FaceTracker:
                 expect.append(b)
             found = self.bf.detect_rois(bgr, rois, self.roi_input, self.follow_score, expect)
             for t, best in zip(unmatched, found, strict=True):
-                if best is None:
+                if best is None:  # gone, or no longer seen well here: the next scans must look, changed or not
                     self.counts["lost"] += 1
+                    st.unsure.update(range(len(passes)))
                     continue
                 t.update(best, n)
                 followed.append(t)

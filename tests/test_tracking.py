@@ -6,6 +6,7 @@ its ground truth) and faces pasted onto the demo's room (tools/bench_detect.past
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -95,6 +96,26 @@ def test_the_gate_skips_scans_of_a_still_picture_but_not_of_a_changing_one(room:
 
 
 @pytest.mark.timeout(60)
+def test_a_face_lost_by_following_is_looked_for_at_the_next_scan_even_in_a_still_picture(
+        room: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    det = BlazeFaceDetector(rescan=4)
+    img = room.copy()
+    truth = paste_face(img, 2, 300.0, 240.0, 90.0)
+    for i in range(6):
+        assert len(det.detect(img, stream="s", frame=i)) == 1
+    real = det.impl.detect_rois
+    monkeypatch.setattr(det.impl, "detect_rois", lambda *a, **k: [None] * len(a[1]))  # following misses it once
+    assert det.detect(img, stream="s", frame=6) == []
+    monkeypatch.setattr(det.impl, "detect_rois", real)
+    before = dict(det.tracker.counts)
+    back = next(i for i in range(7, 7 + 4) if det.detect(img, stream="s", frame=i))  # the next due pass runs
+    c = {k: v - before[k] for k, v in det.tracker.counts.items()}
+    assert c["scan_passes"] >= 1 and c["scans_skipped"] == 0 and back <= 8, (back, c)
+    faces = det.detect(img, stream="s", frame=back + 1)
+    assert len(faces) == 1 and iou(faces[0].box, truth) > 0.6
+
+
+@pytest.mark.timeout(60)
 def test_streams_are_independent_and_a_jump_in_frame_numbers_rescans(bf: BlazeFaceDetector,
                                                                      room: np.ndarray) -> None:
     a, b = room.copy(), room.copy()
@@ -109,6 +130,10 @@ def test_streams_are_independent_and_a_jump_in_frame_numbers_rescans(bf: BlazeFa
     assert len(faces) == 1 and iou(faces[0].box, tb) > 0.6
     # no stream: every picture is a photo of its own (folders of unrelated images)
     assert len(bf.detect(a)) == 1 and len(bf.detect(b)) == 1
+    # grey and BGRA frames are followed too
+    for i, img in enumerate((cv2.cvtColor(a, cv2.COLOR_BGR2GRAY), cv2.cvtColor(a, cv2.COLOR_BGR2BGRA)) * 6):
+        faces = bf.detect(img, stream="formats", frame=i)
+        assert len(faces) == 1 and iou(faces[0].box, ta) > 0.6, (i, img.shape)
 
 
 @pytest.mark.timeout(60)
