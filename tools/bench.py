@@ -129,8 +129,19 @@ def drain_latencies(sink: zmq.Socket, wait_ms: int) -> list[float]:
     return out
 
 
-def drive(stage: Stage, n: int, warmup: int, step: Callable[[], list[float]]) -> dict[str, float]:
-    """Call ``step`` (which returns latencies of messages that came out) until n have, after a warm-up."""
+def drive(stage: Stage, n: int, warmup: int, step: Callable[[], list[float]],
+          sockets: tuple[zmq.Socket, ...] = ()) -> dict[str, float]:
+    """Call ``step`` (which returns latencies of messages that came out) until n have, after a warm-up; then, come
+    what may, stop the stage and close the benchmark's own ``sockets``."""
+    try:
+        return _drive(stage, n, warmup, step)
+    finally:
+        stage.stop()
+        for s in sockets:
+            s.close()
+
+
+def _drive(stage: Stage, n: int, warmup: int, step: Callable[[], list[float]]) -> dict[str, float]:
     lat: list[float] = []
     got = 0
     deadline = time.monotonic() + 120
@@ -175,12 +186,7 @@ def bench_detect(n: int, warmup: int, size: tuple[int, int], detector: str) -> d
                 i += 1
             return drain_latencies(sink, 50)
 
-        try:
-            return drive(st, n, warmup, step)
-        finally:
-            st.stop()
-            router.close()
-            sink.close()
+        return drive(st, n, warmup, step, (router, sink))
 
 
 def bench_classify(n: int, warmup: int, faces_per_job: int, model: str | None) -> dict[str, float]:
@@ -210,13 +216,9 @@ def bench_classify(n: int, warmup: int, faces_per_job: int, model: str | None) -
                 j += 1
             return out
 
-        try:
-            r = drive(st, n, warmup, step)
-            r["faces_per_s"] = r["msgs_per_s"] * faces_per_job
-            return r
-        finally:
-            st.stop()
-            router.close()
+        r = drive(st, n, warmup, step, (router,))
+        r["faces_per_s"] = r["msgs_per_s"] * faces_per_job
+        return r
 
 
 def bench_composite(n: int, warmup: int, size: tuple[int, int]) -> dict[str, float]:
@@ -257,14 +259,9 @@ def bench_composite(n: int, warmup: int, size: tuple[int, int]) -> dict[str, flo
                 i += 1
             return drain_latencies(sink, 5)
 
-        try:
-            r = drive(st, n, warmup, step)
-            r["faces"] = len(faces)
-            return r
-        finally:
-            st.stop()
-            for s in (feed, sink, worker):
-                s.close()
+        r = drive(st, n, warmup, step, (feed, sink, worker))
+        r["faces"] = len(faces)
+        return r
 
 
 def bench_capture(n: int, warmup: int, size: tuple[int, int]) -> dict[str, float]:
@@ -286,11 +283,7 @@ def bench_capture(n: int, warmup: int, size: tuple[int, int]) -> dict[str, float
                     wire.send(dealer, wire.Message("ready", meta={"credit": 1 if m.kind == "frame" else 2}))
             return out
 
-        try:
-            return drive(st, n, warmup, step)
-        finally:
-            st.stop()
-            dealer.close()
+        return drive(st, n, warmup, step, (dealer,))
 
 
 def bench_display(n: int, warmup: int, size: tuple[int, int]) -> dict[str, float]:
