@@ -270,13 +270,20 @@ def decode(reg: np.ndarray, logits: np.ndarray, anchor_xy: np.ndarray, min_score
     return boxes, scores, kps
 
 
-def _iou_one(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one (x0, y0, x1, y1) box with each of K boxes (K×4)."""
     ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
     iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
     inter = ix * iy
     area = (box[2] - box[0]) * (box[3] - box[1])
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def _merge(boxes: np.ndarray, scores: np.ndarray, kps: np.ndarray, members: np.ndarray, score: float) -> Detection:
+    """One cluster as weighted NMS merges it: the score-weighted mean of its boxes and keypoints, with ``score``."""
+    w = scores[members] / scores[members].sum()
+    return Detection((boxes[members] * w[:, None]).sum(0), float(score), (kps[members] * w[:, None, None]).sum(0))
 
 
 def weighted_nms(boxes: np.ndarray, scores: np.ndarray, kps: np.ndarray, iou: float = 0.3) -> list[Detection]:
@@ -290,11 +297,9 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, kps: np.ndarray, iou: fl
         if not alive[i]:
             continue
         idx = np.flatnonzero(alive)
-        members = idx[_iou_one(boxes[i], boxes[idx]) > iou]
+        members = idx[box_iou(boxes[i], boxes[idx]) > iou]
         members = members if len(members) else np.array([i])
-        wts = scores[members] / scores[members].sum()
-        out.append(Detection((boxes[members] * wts[:, None]).sum(0), float(scores[i]),
-                             (kps[members] * wts[:, None, None]).sum(0)))
+        out.append(_merge(boxes, scores, kps, members, scores[i]))
         alive[members] = False
         alive[i] = False
     return out
@@ -582,15 +587,13 @@ class BlazeFace:
                 want = np.array([q, q, 3 * q, 3 * q], np.float32)
             else:
                 want = (np.asarray(expect[i], np.float32) - np.array([x0, y0, x0, y0], np.float32)) * s
-            overlap = _iou_one(want, boxes) if len(boxes) else np.zeros(0)
+            overlap = box_iou(want, boxes) if len(boxes) else np.zeros(0)
             ok = np.flatnonzero((overlap > 0) & (boxes[:, 2] > boxes[:, 0]))
             if not len(ok):
                 out.append(None)
                 continue
             seed = ok[np.argmax(scores[ok])]  # the best face where this one should be: its NMS cluster only
-            members = np.flatnonzero(_iou_one(boxes[seed], boxes) > self.nms_iou)
-            w = (scores[members] / scores[members].sum()).astype(np.float32)
-            box = (boxes[members] * w[:, None]).sum(0) / s + np.array([x0, y0, x0, y0], np.float32)
-            kp = (kps[members] * w[:, None, None]).sum(0) / s + np.array([x0, y0], np.float32)
-            out.append(Detection(box, float(scores[seed]), kp))
+            d = _merge(boxes, scores, kps, np.flatnonzero(box_iou(boxes[seed], boxes) > self.nms_iou), scores[seed])
+            out.append(Detection(d.box / s + np.array([x0, y0, x0, y0], np.float32), d.score,
+                                 d.keypoints / s + np.array([x0, y0], np.float32)))
         return out

@@ -85,11 +85,11 @@ class BlazeFaceDetector:
         from common.blazeface import BlazeFace
         from common.facetrack import FaceTracker
 
-        # one core per detect process by default; run several processes to scale
         scale, shift = self.CALIBRATION.get(model, (1.0, (0.0, 0.0)))
         self.box_scale = scale if box_scale is None else box_scale
         self.box_shift = shift if box_shift is None else box_shift
-        # min_face is in the boxes this detector reports (Haar's units); the network's own boxes are box_scale smaller
+        # min_face is in the boxes this detector reports (Haar's units); the network's own boxes are box_scale smaller.
+        # One thread: one core per detect process; run several processes to scale.
         self.impl = BlazeFace(model, min_face=min_face / self.box_scale, input_size=input_size, min_score=min_score,
                               engine=engine, threads=threads)
         self.tracker = FaceTracker(self.impl, rescan=rescan)

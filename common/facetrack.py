@@ -27,7 +27,6 @@ Everything is in frame pixels; the boxes and keypoints are the network's (:class
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -35,15 +34,11 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from common.blazeface import BlazeFace, Detection, suppress_inner
+from common.blazeface import BlazeFace, Detection, box_iou, suppress_inner
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
+    return float(box_iou(a, b[None])[0])
 
 
 @dataclass(eq=False)  # tracks compare by identity
@@ -70,7 +65,6 @@ class StreamState:
     tracks: list[Track] = field(default_factory=list)
     frame: int | None = None  # last frame number seen
     step: int = 0  # frames since the last full scan: the scan schedule's clock
-    used: float = 0.0
     seen: dict[int, tuple[np.ndarray, list[np.ndarray]]] = field(default_factory=dict)  # pass → (thumbnail,
     #   boxes followed then) when it last ran
     skipped: dict[int, int] = field(default_factory=dict)  # pass index → turns skipped since it last ran
@@ -100,7 +94,6 @@ class FaceTracker:
         self.streams[key] = st  # most recently used last
         while len(self.streams) > self.max_streams:
             self.streams.popitem(last=False)
-        st.used = time.monotonic()
         return st
 
     def _scheduled(self, passes: list, step: int) -> list[int]:

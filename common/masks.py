@@ -46,6 +46,7 @@ class Mask:
         if self.alpha is None:  # the tutorial: resize (bilinear), then keep the pixels that are not near-white
             bgr = cv2.resize(self.bgr, (w, h))
             a = (bgr < WHITE_THRESHOLD).all(axis=2).astype(np.float32)
+            bgra = cv2.merge([bgr, (a * 255.0 + 0.5).astype(np.uint8)])
         else:  # area-average from the smallest halving still at least this size: never from far larger pixels
             if not self._levels:
                 self._levels.append(cv2.merge([self.bgr, self.alpha]))
@@ -55,9 +56,8 @@ class Mask:
             src = next((lv for lv in reversed(self._levels) if lv.shape[1] >= w and lv.shape[0] >= h),
                        self._levels[0])
             interp = cv2.INTER_AREA if w < src.shape[1] else cv2.INTER_LINEAR
-            both = cv2.resize(src, (w, h), interpolation=interp)
-            bgr, a = np.ascontiguousarray(both[:, :, :3]), both[:, :, 3].astype(np.float32) / 255.0
-        bgra = both if self.alpha is not None else cv2.merge([bgr, (a * 255.0 + 0.5).astype(np.uint8)])
+            bgra = cv2.resize(src, (w, h), interpolation=interp)
+            bgr, a = np.ascontiguousarray(bgra[:, :, :3]), bgra[:, :, 3].astype(np.float32) / 255.0
         self._cache[key] = (bgr, a, bgra)
         if len(self._cache) > 64:
             self._cache.popitem(last=False)
