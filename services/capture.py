@@ -1,6 +1,6 @@
 """capture: read frames from a source and hand each to a detect worker that asked for one.
 
-connect  ROUTER bound at DOGFILTER_FRAMES_ADDR; detect workers connect and announce credit (common/flow.py)
+connect  ROUTER bound at DOGFILTER_FRAMES_ADDR; detect workers connect and announce credit (protocol.py)
 loop     live: a reader thread paces the source; the newest frame waits in a one-frame slot and is sent as soon
                as a worker has credit; a frame overwritten before it could be sent is dropped and counted, so
                lag never grows.
@@ -15,16 +15,18 @@ import threading
 import time
 
 import zmq
-
-from common import config, wire
-from common.config import DogfilterError, endpoint, env
-from common.flow import Dispatcher
-from common.sources import DemoSource, Source, open_source, parse_size
-from common.tracing import Counters
+from dogfilter.common import service
+from dogfilter.common.errors import DogfilterError
+from dogfilter.common.media.sources import DemoSource, Source, open_source, parse_size
+from dogfilter.common.service import env
+from dogfilter.common.transport import sockets, wire
+from dogfilter.common.transport.metrics import Counters
+from dogfilter.common.transport.protocol import HEARTBEAT_S, Dispatcher
+from dogfilter.common.transport.sockets import endpoint
 
 
 def parse_args():  # noqa: ANN201
-    p = config.base_parser("capture", __doc__.splitlines()[0])
+    p = service.base_parser("capture", __doc__.splitlines()[0])
     p.add_argument("--source", default=env("source", "demo"),
                    help="demo | camera index (0) | video file | image file | folder of images")
     p.add_argument("--fps", type=float, default=float(env("fps", 0) or 0),
@@ -74,12 +76,12 @@ class Reader(threading.Thread):
 
 def main() -> int:
     a = parse_args()
-    log = config.setup_logging("capture", a.log_level)
+    log = service.setup_logging("capture", a.log_level)
     src = open_source(a.source, parse_size(a.size), a.fps or 30.0, a.loop)
     fps = a.fps or src.fps or 30.0
     ctx = zmq.Context.instance()
-    router = config.make_socket(ctx, zmq.ROUTER)
-    config.bind(router, endpoint("frames"), "frames")
+    router = sockets.make_socket(ctx, zmq.ROUTER)
+    sockets.bind(router, endpoint("frames"), "frames")
     pool = Dispatcher(router, "capture")
     counters = Counters("capture", log)
     epoch = int(time.time() * 1000)
@@ -113,7 +115,7 @@ def main() -> int:
         return msg
 
     while True:
-        timeout = 1000 * config.HEARTBEAT_S
+        timeout = 1000 * HEARTBEAT_S
         if on_demand and pool.available():
             timeout = max(0.0, 1000 * (t_start + (last_due + 1) / fps - time.monotonic()))
         events = dict(poller.poll(int(timeout) + (0 if timeout == 0 else 1)))
@@ -176,7 +178,7 @@ def main() -> int:
 
 def cli() -> None:
     """Console-script entry point: errors as one line, exit codes as documented."""
-    config.run_service("capture", main)
+    service.run_service("capture", main)
 
 
 if __name__ == "__main__":

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import numpy as np
 import zmq
-
-from common import config, wire
-from common.config import endpoint, env
-from common.flow import CreditLink
-from common.models import DEFAULT_MODEL, EmotionClassifier
-from common.tracing import Counters
+from dogfilter.common import service
+from dogfilter.common.service import env
+from dogfilter.common.transport import sockets, wire
+from dogfilter.common.transport.metrics import Counters
+from dogfilter.common.transport.protocol import HEARTBEAT_S, CreditLink
+from dogfilter.common.transport.sockets import endpoint
+from dogfilter.common.vision.models import DEFAULT_MODEL, EmotionClassifier
 
 
 def parse_args():  # noqa: ANN201
-    p = config.base_parser("classify", __doc__.splitlines()[0])
+    p = service.base_parser("classify", __doc__.splitlines()[0])
     p.add_argument("--model", default=env("model", str(DEFAULT_MODEL)),
                    help="checkpoint in the tutorial's format (default: the project's FER2013-trained tutorial CNN)")
     p.add_argument("--device", default=env("device", "cpu"), choices=["cpu", "cuda"])
@@ -34,17 +35,17 @@ def parse_args():  # noqa: ANN201
 
 def main() -> int:
     a = parse_args()
-    log = config.setup_logging("classify", a.log_level)
+    log = service.setup_logging("classify", a.log_level)
     import torch
 
     torch.set_num_threads(max(1, a.threads))
     clf = EmotionClassifier(a.model, a.device)
     clf.predict_proba(np.zeros((1, 48, 48), np.uint8))  # warm up before announcing
     ctx = zmq.Context.instance()
-    sock = config.make_socket(ctx, zmq.DEALER, hwm=max(4, a.window * 2))
-    ident = config.worker_identity("classify")
+    sock = sockets.make_socket(ctx, zmq.DEALER, hwm=max(4, a.window * 2))
+    ident = sockets.worker_identity("classify")
     sock.setsockopt(zmq.ROUTING_ID, ident)
-    config.curve_client(sock, a.curve_dir)
+    sockets.curve_client(sock, a.curve_dir)
     addr = a.connect or endpoint("classify")
     sock.connect(addr)
     link = CreditLink(sock, window=a.window,
@@ -54,7 +55,7 @@ def main() -> int:
     log.info("model %s (%s) on %s, jobs from %s", clf.name, "/".join(clf.classes), a.device, addr)
 
     while True:
-        if not sock.poll(int(1000 * config.HEARTBEAT_S)):
+        if not sock.poll(int(1000 * HEARTBEAT_S)):
             link.tick()
             continue
         jobs: list[wire.Message] = []
@@ -99,7 +100,7 @@ def main() -> int:
 
 def cli() -> None:
     """Console-script entry point: errors as one line, exit codes as documented."""
-    config.run_service("classify", main)
+    service.run_service("classify", main)
 
 
 if __name__ == "__main__":

@@ -24,15 +24,18 @@ from typing import Any
 
 import numpy as np
 import zmq
-
-from common import config, masks, wire
-from common.config import DogfilterError, endpoint, env
-from common.flow import Dispatcher, send_with_backpressure
-from common.tracing import Counters
+from dogfilter.common import service
+from dogfilter.common.errors import DogfilterError
+from dogfilter.common.service import env
+from dogfilter.common.transport import sockets, wire
+from dogfilter.common.transport.metrics import Counters
+from dogfilter.common.transport.protocol import HEARTBEAT_S, Dispatcher, send_with_backpressure
+from dogfilter.common.transport.sockets import endpoint
+from dogfilter.common.vision import masks
 
 
 def parse_args():  # noqa: ANN201
-    p = config.base_parser("composite", __doc__.splitlines()[0])
+    p = service.base_parser("composite", __doc__.splitlines()[0])
     p.add_argument("--mask", action="append", default=[], metavar="EMOTION=PATH",
                    help="use PATH (RGBA, or white background like the tutorial's) for EMOTION; repeatable")
     p.add_argument("--render", choices=["masks", "boxes"], default=env("render", "masks"),
@@ -258,7 +261,7 @@ class Compositor:
                 st.gap_since = None
 
     def next_timeout_ms(self) -> int:
-        t = 1000.0 * config.HEARTBEAT_S
+        t = 1000.0 * HEARTBEAT_S
         now = time.monotonic()
         for st in self.streams.values():
             if st.next in st.entries:
@@ -339,14 +342,14 @@ class Compositor:
 
 def main() -> int:
     a = parse_args()
-    log = config.setup_logging("composite", a.log_level)
+    log = service.setup_logging("composite", a.log_level)
     ctx = zmq.Context.instance()
-    pull = config.make_socket(ctx, zmq.PULL)
-    config.bind(pull, endpoint("detections"), "detections")
-    router = config.make_socket(ctx, zmq.ROUTER, hwm=1000)
-    auth = config.curve_server(router, a.curve_dir, ctx)
-    config.bind(router, endpoint("classify"), "classify")
-    push = config.make_socket(ctx, zmq.PUSH)
+    pull = sockets.make_socket(ctx, zmq.PULL)
+    sockets.bind(pull, endpoint("detections"), "detections")
+    router = sockets.make_socket(ctx, zmq.ROUTER, hwm=1000)
+    auth = sockets.curve_server(router, a.curve_dir, ctx)
+    sockets.bind(router, endpoint("classify"), "classify")
+    push = sockets.make_socket(ctx, zmq.PUSH)
     push.connect(endpoint("display"))
     comp = Compositor(a, log, Dispatcher(router, "composite"), push)
     log.info("detections on %s, classify workers on %s%s, display at %s", endpoint("detections"),
@@ -384,7 +387,7 @@ def main() -> int:
 
 def cli() -> None:
     """Console-script entry point: errors as one line, exit codes as documented."""
-    config.run_service("composite", main)
+    service.run_service("composite", main)
 
 
 if __name__ == "__main__":

@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import numpy as np
 import zmq
-
-from common import config, wire
-from common.config import endpoint, env
-from common.detectors import DETECTORS, create_detector
-from common.flow import CreditLink, send_with_backpressure
-from common.models import CROP, face_crop
-from common.tracing import Counters
+from dogfilter.common import service
+from dogfilter.common.service import env
+from dogfilter.common.transport import sockets, wire
+from dogfilter.common.transport.metrics import Counters
+from dogfilter.common.transport.protocol import HEARTBEAT_S, CreditLink, send_with_backpressure
+from dogfilter.common.transport.sockets import endpoint
+from dogfilter.common.vision.detectors import DETECTORS, create_detector
+from dogfilter.common.vision.models import CROP, face_crop
 
 
 def parse_args():  # noqa: ANN201
-    p = config.base_parser("detect", __doc__.splitlines()[0])
+    p = service.base_parser("detect", __doc__.splitlines()[0])
     p.add_argument("--detector", default=env("detector", "blazeface"), choices=sorted(DETECTORS),
                    help="blazeface (default: fast, finds turned and small faces, gives keypoints) or haar (the "
                         "tutorial's cascade)")
@@ -39,14 +40,14 @@ def parse_args():  # noqa: ANN201
 
 def main() -> int:
     a = parse_args()
-    log = config.setup_logging("detect", a.log_level)
+    log = service.setup_logging("detect", a.log_level)
     options = {"min_face": a.min_face, "engine": a.engine, "rescan": a.rescan} if a.detector == "blazeface" else {}
     detector = create_detector(a.detector, **options)
     ctx = zmq.Context.instance()
-    frames = config.make_socket(ctx, zmq.DEALER)
-    frames.setsockopt(zmq.ROUTING_ID, config.worker_identity("detect"))
+    frames = sockets.make_socket(ctx, zmq.DEALER)
+    frames.setsockopt(zmq.ROUTING_ID, sockets.worker_identity("detect"))
     frames.connect(endpoint("frames"))
-    out = config.make_socket(ctx, zmq.PUSH)
+    out = sockets.make_socket(ctx, zmq.PUSH)
     out.connect(endpoint("detections"))
     link = CreditLink(frames, window=1 if a.mode == "live" else 2, info={"detector": detector.name})
     link.announce()
@@ -55,7 +56,7 @@ def main() -> int:
     log.info("%s detector, frames from %s, detections to %s", detector.name, endpoint("frames"), endpoint("detections"))
 
     while True:
-        if not frames.poll(int(1000 * config.HEARTBEAT_S)):
+        if not frames.poll(int(1000 * HEARTBEAT_S)):
             link.tick()
             continue
         try:
@@ -97,7 +98,7 @@ def main() -> int:
 
 def cli() -> None:
     """Console-script entry point: errors as one line, exit codes as documented."""
-    config.run_service("detect", main)
+    service.run_service("detect", main)
 
 
 if __name__ == "__main__":

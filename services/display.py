@@ -23,17 +23,19 @@ from typing import Any
 import cv2
 import numpy as np
 import zmq
-
-from common import config, wire
-from common.config import DogfilterError, endpoint, env
-from common.tracing import Counters, Rate, Window, hops
+from dogfilter.common import service
+from dogfilter.common.errors import DogfilterError
+from dogfilter.common.service import env
+from dogfilter.common.transport import sockets, wire
+from dogfilter.common.transport.metrics import Counters, Rate, Window, hops
+from dogfilter.common.transport.sockets import endpoint
 
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp"}
 
 
 def parse_args():  # noqa: ANN201
-    p = config.base_parser("display", __doc__.splitlines()[0])
+    p = service.base_parser("display", __doc__.splitlines()[0])
     p.add_argument("--window", action="store_true", default=env("window", "0") == "1", help="OpenCV window")
     p.add_argument("--output", default=env("output"), help="record to a video, an image, or a folder/")
     p.add_argument("--http", type=int, default=int(env("http_port", 0) or 0), help="browser view port (0: off)")
@@ -228,7 +230,7 @@ class BrowserView:
 
 def main() -> int:
     a = parse_args()
-    log = config.setup_logging("display", a.log_level)
+    log = service.setup_logging("display", a.log_level)
     if a.window and os.name == "posix" and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         raise DogfilterError("--window needs a screen (DISPLAY is not set): use --http PORT or --output FILE")
     if not (a.window or a.output or a.http or a.stats_out):
@@ -238,8 +240,8 @@ def main() -> int:
     counters = Counters("display", log)
     view = BrowserView(a.http_host, a.http, lambda: stats.as_dict(counters)) if a.http else None
     ctx = zmq.Context.instance()
-    pull = config.make_socket(ctx, zmq.PULL)
-    config.bind(pull, endpoint("display"), "display")
+    pull = sockets.make_socket(ctx, zmq.PULL)
+    sockets.bind(pull, endpoint("display"), "display")
     log.info("frames on %s%s%s%s", endpoint("display"), f", recording to {a.output}" if a.output else "",
              f", browser view at http://{a.http_host}:{a.http}/" if view else "", ", window" if a.window else "")
 
@@ -295,7 +297,7 @@ def main() -> int:
 
 def cli() -> None:
     """Console-script entry point: errors as one line, exit codes as documented."""
-    config.run_service("display", main)
+    service.run_service("display", main)
 
 
 if __name__ == "__main__":

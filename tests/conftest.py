@@ -54,7 +54,7 @@ def read_index(frame: np.ndarray) -> int:
 
 def make_clip(path: Path, n: int = 24, size: tuple[int, int] = (640, 480), fps: float = 15.0) -> list[np.ndarray]:
     """A short clip of the built-in demo scene (real faces), each frame numbered by a barcode."""
-    from common.demo import DemoSource
+    from dogfilter.common.media.demo import DemoSource
 
     scene = DemoSource(*size)
     w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)

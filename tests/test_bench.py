@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 @pytest.mark.timeout(400)
 def test_quick_benchmark_prints_every_section_and_writes_json(tmp_path) -> None:
     out = tmp_path / "bench.json"
-    r = subprocess.run([sys.executable, "-m", "tools.bench", "--quick", "--json", str(out)], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "dogfilter.commands.bench", "--quick", "--json", str(out)], cwd=ROOT,
                        capture_output=True, text=True, timeout=380)
     assert r.returncode == 0, r.stderr[-2000:]
     for heading in ("Each stage alone", "Transport", "Classifier", "End to end", "tutorial's single loop"):

@@ -1,4 +1,4 @@
-"""Tests for the built-in demo video source (common/demo.py)."""
+"""Tests for the built-in demo video source (common/media/demo.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.demo import LOOP_SECONDS, DemoSource  # noqa: E402
+from dogfilter.common.media.demo import LOOP_SECONDS, DemoSource  # noqa: E402
 
 Box = tuple[int, int, int, int]
 

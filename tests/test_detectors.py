@@ -18,14 +18,15 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from dogfilter.commands.bench_detect import group_photo, iou, match, paste_face
+from dogfilter.common.media.demo import DemoSource, load_portrait
+from dogfilter.common.transport import wire
+from dogfilter.common.vision import blazeface, masks
+from dogfilter.common.vision.detectors import DETECTORS, BlazeFaceDetector, HaarDetector, create_detector
 
-from common import blazeface, masks, wire
-from common.demo import DemoSource, load_portrait
-from common.detectors import DETECTORS, BlazeFaceDetector, HaarDetector, create_detector
 from tests.conftest import ASSETS, need
-from tools.bench_detect import group_photo, iou, match, paste_face
 
-GRACE_HAAR_BOX = (140, 96, 249, 249)  # hand-checked: mid-forehead to chin, ears to ears (see common/demo.py)
+GRACE_HAAR_BOX = (140, 96, 249, 249)  # hand-checked: mid-forehead to chin, ears to ears (see common/media/demo.py)
 
 
 @pytest.fixture(scope="module")
@@ -74,12 +75,12 @@ def test_blazeface_is_registered_and_haar_keeps_the_tutorials_parameters() -> No
 def test_detect_service_and_launcher_default_to_blazeface(monkeypatch) -> None:
     import sys
 
-    from services import detect
+    from dogfilter.services import detect
 
     monkeypatch.delenv("DOGFILTER_DETECTOR", raising=False)
     monkeypatch.setattr(sys, "argv", ["detect"])
     assert detect.parse_args().detector == "blazeface"
-    src = (Path(__file__).resolve().parent.parent / "tools" / "run.py").read_text()
+    src = (Path(__file__).resolve().parent.parent / "commands" / "run.py").read_text()
     assert re.search(r'"--detector", default="blazeface"', src)
 
 
@@ -234,8 +235,7 @@ def test_roll_from_the_eyes_has_the_faces_sign(bf, roll: float) -> None:
 def test_composite_turns_the_mask_with_the_eyes(bf) -> None:
     """services/composite.py ``_emit``: a face with keypoints gets its mask rolled; one without (Haar) does not."""
     import zmq
-
-    from services.composite import Compositor, Entry, Stream
+    from dogfilter.services.composite import Compositor, Entry, Stream
 
     img = DemoSource(640, 480, faces=0).render(0.0)
     paste_face(img, 0, 320, 240, 160, roll_deg=20)

@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 import zmq
+from dogfilter.common.transport import wire
 
-from common import wire
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.timeout(60)

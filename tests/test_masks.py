@@ -5,9 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-
-from common import masks
-from common.config import DogfilterError
+from dogfilter.common.errors import DogfilterError
+from dogfilter.common.vision import masks
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -6,9 +6,15 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
-from common.config import DogfilterError
-from common.models import ASSETS, DEFAULT_MODEL, EmotionClassifier, TutorialNet, face_crop, load_checkpoint
+from dogfilter.common.errors import DogfilterError
+from dogfilter.common.vision.models import (
+    ASSETS,
+    DEFAULT_MODEL,
+    EmotionClassifier,
+    TutorialNet,
+    face_crop,
+    load_checkpoint,
+)
 
 TUTORIAL_MODEL = ASSETS / "models" / "fer3_tutorial_cnn.pth"
 

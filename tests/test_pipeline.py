@@ -20,11 +20,11 @@ import cv2
 import numpy as np
 import pytest
 import zmq
+from dogfilter.commands.run import Pipeline
+from dogfilter.common.vision.detectors import HaarDetector
+from dogfilter.common.vision.masks import mask_region
 
-from common.detectors import HaarDetector
-from common.masks import mask_region
 from tests.conftest import ROOT, make_clip, read_index, read_video
-from tools.run import Pipeline
 
 MAGENTA = (255, 0, 255)
 
@@ -39,8 +39,8 @@ def _solid_mask(path: Path) -> Path:
 
 
 def _run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tools.run", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "dogfilter.commands.run", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 @pytest.mark.timeout(180)
@@ -91,8 +91,8 @@ def test_image_mode_paints_the_default_masks_and_boxes_mode_draws_the_tutorials_
 @pytest.mark.timeout(180)
 def test_a_folder_of_photos_gets_a_mask_on_every_photos_face(tmp_path) -> None:
     """Photos are not video: each is searched in full (a face is not looked for where the last photo had one)."""
-    from common.demo import DemoSource
-    from tools.bench_detect import paste_face
+    from dogfilter.commands.bench_detect import paste_face
+    from dogfilter.common.media.demo import DemoSource
 
     room = DemoSource(640, 480, faces=0).render(0.0)
     photos, truths = tmp_path / "photos", []
@@ -159,7 +159,7 @@ def test_bad_input_gives_one_clear_line_and_a_nonzero_exit(tmp_path, stage: str,
     args = [str(junk) if a == "__FILE__" else a for a in args]
     env = {**os.environ, **{f"DOGFILTER_{n.upper()}_ADDR": f"ipc://{tmp_path}/{n}"
                             for n in ("frames", "detections", "classify", "display")}}
-    r = subprocess.run([sys.executable, "-m", f"services.{stage}", *args], cwd=ROOT, env=env,
+    r = subprocess.run([sys.executable, "-m", f"dogfilter.services.{stage}", *args], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=50)
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2

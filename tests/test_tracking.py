@@ -1,4 +1,4 @@
-"""BlazeFace on video: faces followed between spread-out scans (common/facetrack.py), and the two engines.
+"""BlazeFace on video: faces followed between spread-out scans (common/vision/facetrack.py), and the two engines.
 
 Frames are real pictures made here: the built-in demo scene (three real faces moving, rolling and turning, with
 its ground truth) and faces pasted onto the demo's room (tools/bench_detect.paste_face).
@@ -9,12 +9,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-
-from common import blazeface
-from common.config import DogfilterError
-from common.demo import DemoSource
-from common.detectors import BlazeFaceDetector
-from tools.bench_detect import demo_scene, iou, match, paste_face
+from dogfilter.commands.bench_detect import demo_scene, iou, match, paste_face
+from dogfilter.common.errors import DogfilterError
+from dogfilter.common.media.demo import DemoSource
+from dogfilter.common.vision import blazeface
+from dogfilter.common.vision.detectors import BlazeFaceDetector
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,11 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-
-from common.config import DogfilterError
-from common.masks import EMOTION_MASKS
-from common.models import DEFAULT_MODEL, EmotionClassifier, FerNet, load_checkpoint, normalise
-from tools import fer, linear, report, train
+from dogfilter.commands.train import cli as train
+from dogfilter.commands.train import fer, linear, report
+from dogfilter.common.errors import DogfilterError
+from dogfilter.common.vision.masks import EMOTION_MASKS
+from dogfilter.common.vision.models import DEFAULT_MODEL, EmotionClassifier, FerNet, load_checkpoint, normalise
 
 # ----------------------------------------------------------------------------------------------- helpers
 
@@ -262,7 +262,7 @@ def test_fernet_recipe_learns_and_checkpoint_round_trips(fer_dir, tmp_path, caps
 
 @pytest.mark.timeout(30)
 def test_tutorial_checkpoint_format_round_trips(tmp_path) -> None:
-    from common.models import TutorialNet
+    from dogfilter.common.vision.models import TutorialNet
 
     net = TutorialNet(3).eval()
     meta = {"arch": "tutorial", "classes": ["happy", "sad", "surprise"], "norm": {"mean": 0.0, "std": 1.0}}

@@ -6,8 +6,7 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
-
-from common import wire
+from dogfilter.common.transport import wire
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -14,7 +14,7 @@ Run at build time, never at run time: it needs the package registry, the product
 3. convert  read every CONV_2D / DEPTHWISE_CONV_2D of the graph in execution order, follow its DEQUANTIZE (float16
             weights) and DENSIFY (the full-range model's sparse CSR weights, densified here) inputs back to the
             stored constants, and assign them, in order and shape-checked, to the convolutions of the hand-written
-            networks in ``common/blazeface.py`` (TFLite OHWI → PyTorch OIHW; depthwise 1HWC → C1HW).
+            networks in ``common/vision/blazeface.py`` (TFLite OHWI → PyTorch OIHW; depthwise 1HWC → C1HW).
             The values are kept as the float16 they are stored as: the ``.pth`` files lose nothing.
    export   the converted network → ONNX (``torch.onnx.export``; the ``onnx`` package goes into the cache like the
             tools above), batch/height/width dynamic, for onnxruntime (the product's default engine).
@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from common import blazeface  # noqa: E402
+from dogfilter.common.vision import blazeface  # noqa: E402
 
 PACKAGE, VERSION = "mediapipe", "0.10.21"
 WHEEL = f"{PACKAGE}-{VERSION}-cp311-cp311-manylinux_2_28_x86_64.whl"
@@ -277,7 +277,7 @@ _REFERENCE_RUNNER = textwrap.dedent("""
 def export_onnx(kind: str, state: dict[str, torch.Tensor], out: Path, tools: Path) -> None:
     """The converted network as ONNX (opset 17; batch, height and width dynamic; outputs ``regressors`` N×A×16
     and ``logits`` N×A×1), for onnxruntime.  The networks trace their plain-operator path while exporting
-    (``common.blazeface._exporting``); the weights are the float16 values, widened to float32."""
+    (``common.vision.blazeface._exporting``); the weights are the float16 values, widened to float32."""
     sys.path.insert(0, str(tools))  # torch.onnx.export needs the onnx package: conversion time only
     import warnings
 
@@ -297,8 +297,7 @@ def check_inputs(kind: str) -> dict[str, np.ndarray]:
     letterboxed into the model's square, and in a 640×480 frame at the two inputs of BlazeFace's default pyramid
     (384×288 and 128×96)."""
     import cv2
-
-    from common.demo import load_portrait
+    from dogfilter.common.media.demo import load_portrait
 
     net = blazeface.NETWORKS[kind]
     size = net.default_input
@@ -387,10 +386,10 @@ def write_provenance(files: dict[str, Path], facts: dict[str, dict], checks: dic
         "",
         "## What was changed (Apache-2.0 §4(b))",
         "",
-        "The networks were re-written in PyTorch (`common/blazeface.py`); the float16 convolution weights and biases "
-        "of the TFLite graphs were copied unchanged (sparse ones densified; layouts transposed OHWI → OIHW) into "
-        "PyTorch state dicts, stored as float16 and read with `torch.load(weights_only=True)`.  The PyTorch networks "
-        f"were then exported to ONNX (`torch.onnx.export`, opset 17, `{EXPORT[0]}`; batch, height and width "
+        "The networks were re-written in PyTorch (`common/vision/blazeface.py`); the float16 convolution weights and "
+        "biases of the TFLite graphs were copied unchanged (sparse ones densified; layouts transposed OHWI → OIHW) "
+        "into PyTorch state dicts, stored as float16 and read with `torch.load(weights_only=True)`.  The PyTorch "
+        f"networks were then exported to ONNX (`torch.onnx.export`, opset 17, `{EXPORT[0]}`; batch, height and width "
         "dynamic; weights widened to float32) for onnxruntime, the default engine (faster on one core).",
         "",
         "## How the conversion was checked",

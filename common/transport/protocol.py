@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
-
-from common import wire
-from common.config import EXPIRY_S, HEARTBEAT_S
+from dogfilter.common.transport import wire
 
 log = logging.getLogger("flow")
+HEARTBEAT_S = 1.0  # a worker says it is alive this often when idle
+EXPIRY_S = 3.5  # a dispatcher forgets a worker silent for this long
 
 
 def _name(ident: bytes) -> str:

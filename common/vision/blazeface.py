@@ -33,12 +33,12 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from dogfilter.common import ASSETS
+from dogfilter.common.errors import DogfilterError
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from common.config import DogfilterError
-
-MODEL_DIR = Path(__file__).resolve().parent / "assets" / "models"
+MODEL_DIR = ASSETS / "models"
 WEIGHTS = {"short": MODEL_DIR / "blazeface_short_range.pth", "full": MODEL_DIR / "blazeface_full_range.pth"}
 #: the same networks exported to ONNX by tools/convert_blazeface (dynamic batch, height, width), run by onnxruntime
 ONNX = {kind: path.with_suffix(".onnx") for kind, path in WEIGHTS.items()}

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-from common.config import DogfilterError
+from dogfilter.common.errors import DogfilterError
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -29,7 +28,7 @@ class DemoSource(Source):
     kind = "demo"
 
     def __init__(self, size: tuple[int, int] | None, fps: float) -> None:
-        from common.demo import DemoSource as Scene
+        from dogfilter.common.media.demo import DemoSource as Scene
 
         w, h = size or (640, 480)
         self.scene = Scene(w, h)

@@ -28,10 +28,9 @@ from typing import Any
 import cv2
 import numpy as np
 import zmq
-
-from common import wire
-from common.config import make_socket
-from common.flow import Dispatcher
+from dogfilter.common.transport import wire
+from dogfilter.common.transport.protocol import Dispatcher
+from dogfilter.common.transport.sockets import make_socket
 
 ROOT = Path(__file__).resolve().parent.parent
 CLK = os.sysconf("SC_CLK_TCK")
@@ -88,7 +87,7 @@ def fmt(x: dict[str, float], digits: int = 1) -> str:
 
 
 def demo_frames(size: tuple[int, int], n: int) -> list[np.ndarray]:
-    from common.demo import DemoSource
+    from dogfilter.common.media.demo import DemoSource
 
     scene = DemoSource(*size)
     return [scene.render(i / 30) for i in range(n)]
@@ -103,7 +102,7 @@ class Stage:
         env.update({f"DOGFILTER_{k.upper()}_ADDR": v for k, v in self.endpoints.items()})
         env.update({"DOGFILTER_MODE": mode, "OMP_NUM_THREADS": "1", "HONCHO_PROCESS_NAME": stage})
         self.log = d / f"{stage}.log"
-        self.p = subprocess.Popen([sys.executable, "-m", f"services.{stage}", *args], cwd=ROOT, env=env,
+        self.p = subprocess.Popen([sys.executable, "-m", f"dogfilter.services.{stage}", *args], cwd=ROOT, env=env,
                                   stdout=subprocess.DEVNULL, stderr=self.log.open("wb"))
 
     def check(self) -> None:
@@ -224,8 +223,8 @@ def bench_classify(n: int, warmup: int, faces_per_job: int, model: str | None) -
 def bench_composite(n: int, warmup: int, size: tuple[int, int]) -> dict[str, float]:
     ctx = zmq.Context.instance()
     img = demo_frames(size, 1)[0]
-    from common.detectors import HaarDetector
-    from common.models import face_crop
+    from dogfilter.common.vision.detectors import HaarDetector
+    from dogfilter.common.vision.models import face_crop
 
     faces = [f.to_wire() for f in HaarDetector().detect(img)]
     crops = np.stack([face_crop(img, f["box"]) for f in faces])
@@ -364,8 +363,7 @@ def bench_transport(size: tuple[int, int], n: int, addr_kind: str) -> dict[str, 
 
 def bench_classifier(model: str | None, batch: int, seconds: float, device: str = "cpu") -> dict[str, float]:
     import torch
-
-    from common.models import EmotionClassifier
+    from dogfilter.common.vision.models import EmotionClassifier
 
     torch.set_num_threads(1)
     clf = EmotionClassifier(model, device)
@@ -386,7 +384,7 @@ def bench_classifier(model: str | None, batch: int, seconds: float, device: str 
 
 def bench_e2e(mode: str, size: tuple[int, int], seconds: float, n_classify: int, n_detect: int, fps: float,
               file_frames: int) -> dict[str, float]:
-    from tools.run import Pipeline
+    from dogfilter.commands.run import Pipeline
 
     with tempfile.TemporaryDirectory() as d:
         stats = Path(d) / "stats.json"
@@ -437,17 +435,16 @@ def _first_frames(stats: Path, n: int) -> tuple[int, float]:
 def bench_tutorial_loop(size: tuple[int, int], n: int, model: str | None) -> dict[str, float]:
     """The tutorial's Step 8 per-frame loop, in one process: Haar, one CNN call per face, apply_mask."""
     import torch
-
-    from common.detectors import HaarDetector
-    from common.masks import default_masks
-    from common.models import EmotionClassifier, face_crop
+    from dogfilter.common.vision.detectors import HaarDetector
+    from dogfilter.common.vision.masks import default_masks
+    from dogfilter.common.vision.models import EmotionClassifier, face_crop
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     haar, clf = HaarDetector(), EmotionClassifier(model)
     masks = default_masks()
     table = [masks[c] for c in ("happy", "sad", "surprise")]
-    from common.masks import paint
+    from dogfilter.common.vision.masks import paint
 
     frames = demo_frames(size, 30)
     t0 = time.perf_counter()
@@ -533,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if "classifier" in only:
         log("classifier…")
-        from common.models import ASSETS, DEFAULT_MODEL
+        from dogfilter.common.vision.models import ASSETS, DEFAULT_MODEL
 
         models = {p.stem: str(p) for p in sorted((ASSETS / "models").glob("*.pth"))
                   if "blazeface" not in p.stem}

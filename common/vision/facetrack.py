@@ -22,7 +22,7 @@ fresh    the first frame of a stream, or one after a gap of more than ``rescan``
          seek), gets a full scan at once.
 
 Faces are matched by IoU of their boxes; duplicates (two followed faces converging on one) are merged by score.
-Everything is in frame pixels; the boxes and keypoints are the network's (:class:`common.blazeface.Detection`).
+Everything is in frame pixels; the boxes and keypoints are the network's (:class:`common.vision.blazeface.Detection`).
 """
 
 from __future__ import annotations
@@ -33,8 +33,7 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-
-from common.blazeface import BlazeFace, Detection, box_iou, suppress_inner
+from dogfilter.common.vision.blazeface import BlazeFace, Detection, box_iou, suppress_inner
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -59,8 +59,9 @@ class Pipeline:
         log = self.dir / f"{name}.log"
         self.logs[name] = log
         root = Path(__file__).resolve().parent.parent
-        p = subprocess.Popen([sys.executable, "-m", f"services.{stage}", *args], cwd=root, env=self.child_env(name),
-                             stdout=subprocess.DEVNULL, stderr=log.open("wb"), start_new_session=True)
+        p = subprocess.Popen([sys.executable, "-m", f"dogfilter.services.{stage}", *args], cwd=root,
+                             env=self.child_env(name), stdout=subprocess.DEVNULL, stderr=log.open("wb"),
+                             start_new_session=True)
         self.procs[name] = p
         return p
 

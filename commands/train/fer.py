@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from common.config import DogfilterError
+from dogfilter.common.errors import DogfilterError
 
 TUTORIAL_CLASSES = ["happy", "sad", "surprise"]
 KAGGLE_CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]

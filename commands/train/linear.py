@@ -17,9 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-
-from common.config import DogfilterError
-from tools import fer
+from dogfilter.commands.train import fer
+from dogfilter.common.errors import DogfilterError
 
 N_PIXELS = 48 * 48
 

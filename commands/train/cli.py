@@ -14,7 +14,7 @@
 Data: the tutorial's npz files or Kaggle's fer2013.csv (the split comes from its Usage column: --train uses
 Training, --test PublicTest).  ``cnn`` is the tutorial's Step 7 recipe: its network, raw 0..255 pixels,
 cross-entropy, SGD with lr 0.01 and momentum 0.9, batch 32, 20 epochs, seeded, keeping the epoch that scores best
-on a held-out 10 % of the training rows.  ``fernet`` is the project's default model (tools/fernet.py).
+on a held-out 10 % of the training rows.  ``fernet`` is the project's default model (commands/train/fernet.py).
 Checkpoints are the tutorial's format ({'state_dict'}) plus a ``meta`` map.  Every random choice is seeded.
 """
 
@@ -30,16 +30,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from dogfilter.commands.train import fer, linear, report
+from dogfilter.common import ASSETS
+from dogfilter.common.errors import DogfilterError
+from dogfilter.common.vision.models import DEFAULT_MODEL, TUTORIAL_CLASSES, EmotionClassifier, TutorialNet
 from torch import nn
 from tqdm import tqdm
 
-from common.config import DogfilterError
-from common.models import DEFAULT_MODEL, TUTORIAL_CLASSES, EmotionClassifier, TutorialNet
-from tools import fer, linear, report
-
 log = logging.getLogger("train")
-FER_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "fer2013"
-MODELS_DIR = Path(__file__).resolve().parent.parent / "common" / "assets" / "models"
+FER_DIR = Path(__file__).resolve().parents[3] / "shared" / "fer2013"  # ../shared beside the checkout
+MODELS_DIR = ASSETS / "models"
 SEED_MODEL = FER_DIR.parent / "seed" / "assets" / "model_best.pth"
 # the tutorial's published figures (its own 80/20 split of fer2013.csv), train / test %
 TUTORIAL = {"ols": (47.5, 45.3), "rf-ols": (58.4, 58.4), "ridge": (65.1, 62.2), "cnn": (87.9, 75.5)}
@@ -147,7 +147,7 @@ def cmd_cnn(a: argparse.Namespace) -> None:
 def param_count(net: torch.nn.Module | str | Path) -> int:
     """Trainable parameters of a network, or of the network a checkpoint builds."""
     if isinstance(net, (str, Path)):
-        from common.models import build_model, load_checkpoint
+        from dogfilter.common.vision.models import build_model, load_checkpoint
 
         net = build_model(load_checkpoint(net), str(net))
     return sum(p.numel() for p in net.parameters())
@@ -174,7 +174,7 @@ def ms_per_face(model: str | Path, batch: int = 64, threads: int = 1, seconds: f
 
 
 def cmd_fernet(a: argparse.Namespace) -> None:
-    from tools import fernet
+    from dogfilter.commands.train import fernet
 
     train = fer.load_many(a.train, "train", classes=a.csv_classes)
     if a.limit:

@@ -14,8 +14,7 @@ from typing import Any, Protocol
 
 import cv2
 import numpy as np
-
-from common.config import DogfilterError
+from dogfilter.common.errors import DogfilterError
 
 
 @dataclass
@@ -61,12 +60,12 @@ class HaarDetector:
 
 
 class BlazeFaceDetector:
-    """MediaPipe's BlazeFace (``common/blazeface.py``; run by onnxruntime, or PyTorch with ``engine="torch"``):
+    """MediaPipe's BlazeFace (``common/vision/blazeface.py``; run by onnxruntime, or PyTorch with ``engine="torch"``):
     finds turned, rolled and small faces (from ``min_face`` pixels, like Haar's ``min_size``), and gives six
     keypoints: right eye, left eye, nose tip, mouth, right ear, left ear (the subject's sides: keypoint 0 is the eye
     on the image's left in a frontal face).  A still photo gets a full scan; frames of a stream are tracked
-    (``common/facetrack.py``: known faces followed in small regions, the full scan spread over ``rescan`` frames),
-    which costs a fraction of a scan per frame (``python -m tools.bench_detect`` prints both).
+    (``common/vision/facetrack.py``: known faces followed in small regions, the full scan spread over ``rescan``
+    frames), which costs a fraction of a scan per frame (``python -m dogfilter.commands.bench_detect`` prints both).
 
     The masks are placed for Haar's boxes (square, about mid-forehead to chin), so BlazeFace's boxes are mapped onto
     them: a square of ``box_scale`` × the network's box width, its centre moved by ``box_shift`` × that width.  The
@@ -82,8 +81,8 @@ class BlazeFaceDetector:
                  min_score: float | None = 0.6, box_scale: float | None = None,
                  box_shift: tuple[float, float] | None = None, threads: int = 1, engine: str = "auto",
                  rescan: int = 8) -> None:
-        from common.blazeface import BlazeFace
-        from common.facetrack import FaceTracker
+        from dogfilter.common.vision.blazeface import BlazeFace
+        from dogfilter.common.vision.facetrack import FaceTracker
 
         scale, shift = self.CALIBRATION.get(model, (1.0, (0.0, 0.0)))
         self.box_scale = scale if box_scale is None else box_scale

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from dogfilter.common import ASSETS
+from dogfilter.common.errors import DogfilterError
 
-from common.config import DogfilterError
-
-MASK_DIR = Path(__file__).resolve().parent / "assets" / "masks"
+MASK_DIR = ASSETS / "masks"
 EMOTION_MASKS = {"happy": "dog", "sad": "dalmatian", "surprise": "sheepdog", "neutral": "dalmatian"}
 WHITE_THRESHOLD = 250
 

@@ -1,7 +1,4 @@
-"""Endpoints, socket settings and the command-line plumbing every service shares.
-
-Every option of every service can come from a flag or from an environment variable ``DOGFILTER_<NAME>``
-(honcho reads ``.env``), with defaults that work on one machine.
+"""Endpoints, socket settings and CURVE: how every link of the pipeline is opened.
 
 Topology (who binds, who connects)::
 
@@ -13,18 +10,14 @@ Topology (who binds, who connects)::
 
 from __future__ import annotations
 
-import argparse
-import logging
 import os
 import socket
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import zmq
-
-from common import wire
+from dogfilter.common.errors import DogfilterError
+from dogfilter.common.transport import wire
 
 DEFAULT_ENDPOINTS = {
     "frames": "tcp://127.0.0.1:5551",
@@ -32,44 +25,12 @@ DEFAULT_ENDPOINTS = {
     "classify": "tcp://127.0.0.1:5553",
     "display": "tcp://127.0.0.1:5554",
 }
-HEARTBEAT_S = 1.0  # a worker says it is alive this often when idle
-EXPIRY_S = 3.5  # a dispatcher forgets a worker silent for this long
 LINK_HWM = 4  # messages queued per link: small, so lag cannot grow
-
-
-class DogfilterError(Exception):
-    """An error the user can fix (missing file, bad model, unknown camera...): shown as one line."""
-
-
-def env(name: str, default: Any = None) -> Any:
-    return os.environ.get(f"DOGFILTER_{name.upper()}", default)
 
 
 def endpoint(name: str) -> str:
     """The address of a link, from DOGFILTER_<NAME>_ADDR (e.g. DOGFILTER_CLASSIFY_ADDR=tcp://0.0.0.0:5553)."""
-    return env(f"{name}_addr", DEFAULT_ENDPOINTS[name])
-
-
-def base_parser(stage: str, description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"dogfilter-{stage}", description=description)
-    p.add_argument("--stream", default=env("stream", "cam0"), help="stream id (default cam0)")
-    p.add_argument("--mode", choices=["live", "file"], default=env("mode", "live"),
-                   help="live: newest frame wins, drops counted; file: every frame, in order (back-pressure)")
-    p.add_argument("--log-level", default=env("log_level", "INFO"))
-    p.add_argument("--curve-dir", default=env("curve_dir"),
-                   help="folder of CURVE keys (see `dogfilter keys`): encrypts and authenticates the classify link")
-    return p
-
-
-def setup_logging(stage: str, level: str = "INFO") -> logging.Logger:
-    name = os.environ.get("HONCHO_PROCESS_NAME") or stage
-    logging.basicConfig(
-        level=getattr(logging, str(level).upper(), logging.INFO),
-        format=f"%(asctime)s {name} %(levelname)s %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
-    return logging.getLogger(stage)
+    return os.environ.get(f"DOGFILTER_{name.upper()}_ADDR", DEFAULT_ENDPOINTS[name])
 
 
 def worker_identity(stage: str) -> bytes:
@@ -131,21 +92,3 @@ def curve_client(sock: zmq.Socket, curve_dir: str | None) -> None:
     except (OSError, ValueError) as e:
         raise DogfilterError(f"cannot read CURVE keys in {d}: {e}") from None
     sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = server_pub, pub, sec
-
-
-def run_service(stage: str, main: Callable[[], int | None]) -> None:
-    """Run a service's main loop: user errors are one line and exit 2; Ctrl-C / SIGTERM exit quietly."""
-    import signal
-
-    def _term(*_: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _term)
-    try:
-        code = main() or 0
-    except DogfilterError as e:
-        print(f"dogfilter-{stage}: error: {e}", file=sys.stderr)
-        code = 2
-    except KeyboardInterrupt:
-        code = 0
-    sys.exit(code)

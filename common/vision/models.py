@@ -19,12 +19,11 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from dogfilter.common import ASSETS
+from dogfilter.common.errors import DogfilterError
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from common.config import DogfilterError
-
-ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_MODEL = ASSETS / "models" / "fer4_fernet.pth"  # the tutorial CNN: fer3_tutorial_cnn.pth
 TUTORIAL_CLASSES = ["happy", "sad", "surprise"]
 CROP = 48

@@ -1,13 +1,13 @@
 """Face detectors side by side: time per frame on one core, and faces found against ground truth.
 
-    python -m tools.bench_detect                 # haar, blazeface (onnxruntime; torch; min_face=60), 640×480, 1280×720
-    python -m tools.bench_detect -n 100 --detectors haar blazeface blazeface:model=full --sizes 640x480
+    python -m dogfilter.commands.bench_detect   # haar, blazeface (onnxruntime; torch; min_face=60), 640×480, 1280×720
+    python -m dogfilter.commands.bench_detect -n 100 --detectors haar blazeface blazeface:model=full --sizes 640x480
 
 Scenes (all made here from what is installed, no photo files):
-``demo``   frames of the built-in demo scene (``common.demo.DemoSource``): three real faces moving, rolling ±12°
+``demo``   frames of the built-in demo scene (``common.media.demo.DemoSource``): three real faces moving, rolling ±12°
            and turning (squashed); its ``face_boxes(t)`` are the ground truth.
 ``video``  consecutive frames of the demo scene at 30 fps, given to the detector as one stream (frame numbers):
-           BlazeFace follows the faces it found between spread-out scans (``common/facetrack.py``); Haar, as in
+           BlazeFace follows the faces it found between spread-out scans (``common/vision/facetrack.py``); Haar, as in
            the tutorial, sees every frame on its own.
 ``group``  synthetic group photos (:func:`group_photo`): 1–6 people (the demo's three, from matplotlib's Grace
            Hopper photo) on the demo's room, faces 30–300 px wide (scaled with the frame), some rolled up to
@@ -49,7 +49,7 @@ class Scene:
 
 
 def _sprites():  # noqa: ANN202
-    from common import demo
+    from dogfilter.common.media import demo
 
     return demo._people()  # noqa: SLF001 - the demo's three cut-out people, with their Haar face boxes
 
@@ -80,7 +80,7 @@ def group_photo(width: int = 640, height: int = 480, seed: int = 0, n: int | Non
     """A synthetic group photo: ``n`` (1–6, random if None) of the demo's people on the demo's room, face widths
     log-uniform in ``sizes`` (pixels at 640×480, scaled with the frame), no two heads overlapping; a third of the
     faces rolled up to ±``max_roll``°, a third turned (squashed down to ``turn``).  Deterministic in ``seed``."""
-    from common.demo import DemoSource
+    from dogfilter.common.media.demo import DemoSource
 
     rng = np.random.default_rng(seed)
     img = DemoSource(width, height, faces=0).render(0.0)
@@ -115,7 +115,7 @@ _DEMO: dict[tuple[int, int], object] = {}
 
 
 def _demo_source(width: int, height: int):  # noqa: ANN202
-    from common.demo import DemoSource
+    from dogfilter.common.media.demo import DemoSource
 
     if (width, height) not in _DEMO:
         _DEMO[(width, height)] = DemoSource(width, height)
@@ -172,7 +172,7 @@ def _ort_version() -> str:
 
 def make_detector(spec: str):  # noqa: ANN201
     """``haar``, ``blazeface`` or ``blazeface:OPTION=VALUE,...`` (e.g. ``blazeface:model=short``)."""
-    from common.detectors import create_detector
+    from dogfilter.common.vision.detectors import create_detector
 
     name, _, opts = spec.partition(":")
     options = {}
