@@ -51,7 +51,8 @@ class Scene:
 def _sprites():  # noqa: ANN202
     from dogfilter.common.media import demo
 
-    return demo._people()  # noqa: SLF001 - the demo's three cut-out people, with their Haar face boxes
+    neutral = demo.EXPRESSIONS.index("neutral")  # the photo's own expression: group photos are of calm faces
+    return [person[neutral] for person in demo._people()]  # noqa: SLF001 - the demo's people, with their Haar boxes
 
 
 def paste_face(img: np.ndarray, person: int, cx: float, cy: float, width: float, roll_deg: float = 0.0,
