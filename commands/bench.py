@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import statistics
@@ -28,8 +29,11 @@ from typing import Any
 import cv2
 import numpy as np
 import zmq
+
 from dogfilter.common.transport import wire
-from dogfilter.common.transport.protocol import Dispatcher
+from dogfilter.common.transport.metrics import Counters
+from dogfilter.common.transport.protocol import Dispatcher, Job, WorkerLink, drain, send
+from dogfilter.common.transport.seal import Sealer
 from dogfilter.common.transport.sockets import make_socket
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,6 +105,12 @@ class Stage:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOGFILTER_")}
         env.update({f"DOGFILTER_{k.upper()}_ADDR": v for k, v in self.endpoints.items()})
         env.update({"DOGFILTER_MODE": mode, "OMP_NUM_THREADS": "1", "HONCHO_PROCESS_NAME": stage})
+        secret = d / "secret"  # the feeders play capture's part: they seal with the same secret
+        if not secret.exists():
+            secret.write_text("5e" * 32)
+            secret.chmod(0o600)
+        env["DOGFILTER_SECRET_FILE"] = str(secret)
+        self.sealer = Sealer.from_file(secret)
         self.log = d / f"{stage}.log"
         self.p = subprocess.Popen([sys.executable, "-m", f"dogfilter.services.{stage}", *args], cwd=ROOT, env=env,
                                   stdout=subprocess.DEVNULL, stderr=self.log.open("wb"))
@@ -119,13 +129,19 @@ class Stage:
             self.p.kill()
 
 
+COUNTERS = Counters("bench", logging.getLogger("bench"))
+
+
 def drain_latencies(sink: zmq.Socket, wait_ms: int) -> list[float]:
     """Receive what has arrived (waiting up to wait_ms for the first): capture→here latency of each, ms."""
-    out = []
-    if sink.poll(wait_ms):
-        while sink.poll(0):
-            out.append(1000 * (time.time() - wire.recv(sink).ts["capture"]))
-    return out
+    if not sink.poll(wait_ms):
+        return []
+    return [1000 * (time.time() - m.ts["capture"]) for m in drain(sink, COUNTERS) if "capture" in m.ts]
+
+
+def feeder_pool(router: zmq.Socket, replies: tuple[str, ...] = ()) -> Dispatcher:
+    """The benchmark's own dispatcher, playing capture's or composite's part."""
+    return Dispatcher(router, "bench", COUNTERS, max_window=64, job_timeout_s=60, replies=replies)
 
 
 def drive(stage: Stage, n: int, warmup: int, step: Callable[[], list[float]],
@@ -171,17 +187,15 @@ def bench_detect(n: int, warmup: int, size: tuple[int, int], detector: str) -> d
         router, sink = make_socket(ctx, zmq.ROUTER), make_socket(ctx, zmq.PULL)
         router.bind(st.endpoints["frames"])
         sink.bind(st.endpoints["detections"])
-        pool, frames, i = Dispatcher(router, "bench"), demo_frames(size, 90), 0  # 3 s of video, looped
+        pool, frames, i = feeder_pool(router), demo_frames(size, 90), 0  # 3 s of video, looped
 
         def step() -> list[float]:
             nonlocal i
-            while router.poll(0):
-                ident, *fr = router.recv_multipart()
-                pool.handle(ident, wire.decode(fr))
-            while pool.available():
+            pool.receive()
+            while pool.free():
                 m = wire.Message("frame", "bench", i, 1, image=frames[i % len(frames)])
                 m.stamp("capture")
-                pool.send(m)
+                pool.submit(Job(m))
                 i += 1
             return drain_latencies(sink, 50)
 
@@ -195,23 +209,15 @@ def bench_classify(n: int, warmup: int, faces_per_job: int, model: str | None) -
         st = Stage("classify", ["--model", model] if model else [], Path(d))
         router = make_socket(ctx, zmq.ROUTER, hwm=1000)
         router.bind(st.endpoints["classify"])
-        pool, j = Dispatcher(router, "bench"), 0
-        sent: dict[int, float] = {}
+        pool, j = feeder_pool(router, ("emotions",)), 0
 
         def step() -> list[float]:
             nonlocal j
-            out = []
-            if router.poll(50):
-                while router.poll(0):
-                    ident, *fr = router.recv_multipart()
-                    m = wire.decode(fr)
-                    if not pool.handle(ident, m) and m.kind == "emotions":
-                        pool.grant(ident, 1)
-                        out.append(1000 * (time.perf_counter() - sent.pop(m.meta["job"])))
-            while pool.available():
-                pool.send(wire.Message("crops", "bench", j, 1, faces=[{"box": [0, 0, 48, 48]}] * faces_per_job,
-                                       meta={"job": j}, crops=crops))
-                sent[j] = time.perf_counter()
+            router.poll(50)
+            out = [1000 * (time.perf_counter() - job.ctx) for _, job, _ in pool.receive()]
+            while pool.free():
+                pool.submit(Job(wire.Message("crops", "bench", j, 1, faces=[{"box": [0, 0, 48, 48]}] * faces_per_job,
+                                             crops=crops), ctx=time.perf_counter()))
                 j += 1
             return out
 
@@ -223,8 +229,8 @@ def bench_classify(n: int, warmup: int, faces_per_job: int, model: str | None) -
 def bench_composite(n: int, warmup: int, size: tuple[int, int]) -> dict[str, float]:
     ctx = zmq.Context.instance()
     img = demo_frames(size, 1)[0]
+    from dogfilter.common.vision.crops import face_crop
     from dogfilter.common.vision.detectors import HaarDetector
-    from dogfilter.common.vision.models import face_crop
 
     faces = [f.to_wire() for f in HaarDetector().detect(img)]
     crops = np.stack([face_crop(img, f["box"]) for f in faces])
@@ -236,25 +242,22 @@ def bench_composite(n: int, warmup: int, size: tuple[int, int]) -> dict[str, flo
         feed.connect(st.endpoints["detections"])
         worker.connect(st.endpoints["classify"])
         sink.bind(st.endpoints["display"])
-        wire.send(worker, wire.Message("ready", meta={"credit": 64}))
+        classes = ["happy", "sad", "surprise"]
+        link = WorkerLink(worker, 64, {"classes": classes}, COUNTERS, accepts=("crops",))
+        link.announce()
         i = 0
-        probs, classes = [0.8, 0.1, 0.1], ["happy", "sad", "surprise"]
 
         def step() -> list[float]:
             nonlocal i
-            while worker.poll(0):  # an instant classifier
-                job = wire.recv(worker)
-                if job.kind == "crops":
-                    wire.send(worker, wire.Message("emotions", job.stream, job.frame, job.epoch,
-                                                   faces=[{"box": f["box"], "probs": probs} for f in job.faces],
-                                                   meta={"job": job.meta["job"], "classes": classes,
-                                                         "worker": "bench"}))
-                elif job.kind == "reset":
-                    wire.send(worker, wire.Message("ready", meta={"credit": 64}))
+            for job in link.receive():  # an instant classifier
+                link.reply(wire.Message("emotions", job.stream, job.frame, job.epoch,
+                                        faces=[{"box": f["box"], "probs": [0.8, 0.1, 0.1]} for f in job.faces],
+                                        meta={"job": job.meta["job"]}))
+            link.tick()
             if feed.poll(0, zmq.POLLOUT):
                 m = wire.Message("detections", "bench", i, 1, faces=[dict(f) for f in faces], image=img, crops=crops)
                 m.stamp("capture")
-                wire.send(feed, m, flags=zmq.NOBLOCK)
+                send(feed, st.sealer.seal(m), timeout_s=0)
                 i += 1
             return drain_latencies(sink, 5)
 
@@ -270,16 +273,17 @@ def bench_capture(n: int, warmup: int, size: tuple[int, int]) -> dict[str, float
         dealer = make_socket(ctx, zmq.DEALER)
         dealer.setsockopt(zmq.ROUTING_ID, b"bench-detect")
         dealer.connect(st.endpoints["frames"])
-        wire.send(dealer, wire.Message("ready", meta={"credit": 2}))
+        link = WorkerLink(dealer, 2, {}, COUNTERS, accepts=("frame", "eos"))
+        link.announce()
 
         def step() -> list[float]:
             out = []
             if dealer.poll(50):
-                while dealer.poll(0):
-                    m = wire.recv(dealer)
+                for m in link.receive():
                     if m.kind == "frame":
                         out.append(1000 * (time.time() - m.ts["capture"]))
-                    wire.send(dealer, wire.Message("ready", meta={"credit": 1 if m.kind == "frame" else 2}))
+                    link.done(m)
+            link.tick()
             return out
 
         return drive(st, n, warmup, step, (dealer,))
@@ -294,13 +298,13 @@ def bench_display(n: int, warmup: int, size: tuple[int, int]) -> dict[str, float
         feed = make_socket(ctx, zmq.PUSH)
         feed.connect(st.endpoints["display"])
 
-        def send(i: int) -> None:
+        def push(i: int) -> None:
             m = wire.Message("composited", "bench", i, 1, image=img, meta={"fps": 30.0})
             m.stamp("composite")
-            wire.send(feed, m)
+            send(feed, st.sealer.seal(m), block=True)
 
         for i in range(warmup):  # the process is up and its recorder open before the clock starts
-            send(i)
+            push(i)
         while not stats.exists() or json.loads(stats.read_text() or "{}").get("frames", 0) < warmup:
             time.sleep(0.05)
             if st.p.poll() is not None:
@@ -308,9 +312,10 @@ def bench_display(n: int, warmup: int, size: tuple[int, int]) -> dict[str, float
         cpu0, _ = proc_usage(st.p.pid)
         t0 = time.perf_counter()
         for i in range(warmup, warmup + n):
-            send(i)
+            push(i)
         cpu1, rss = proc_usage(st.p.pid)
-        wire.send(feed, wire.Message("eos", "bench", warmup + n, 1, meta={"last": warmup + n - 1}))
+        send(feed, st.sealer.seal(wire.Message("eos", "bench", warmup + n, 1, meta={"last": warmup + n - 1})),
+             block=True)
         st.p.wait(120)
         dt = time.perf_counter() - t0
         s = json.loads(stats.read_text())
@@ -346,8 +351,8 @@ def bench_transport(size: tuple[int, int], n: int, addr_kind: str) -> dict[str, 
                 else:
                     m = wire.Message("frame", "bench", i, 1, image=img)
                     m.stamp("capture")
-                    wire.send(push, m)
-                    got = wire.recv(pull).image
+                    send(push, m, block=True)
+                    got = wire.decode(pull.recv_multipart(copy=False)).image
                 lat.append(1000 * (time.perf_counter() - ts))
                 assert got.shape == img.shape
             res[f"{name}_per_s"] = n / (time.perf_counter() - t0)
@@ -363,6 +368,7 @@ def bench_transport(size: tuple[int, int], n: int, addr_kind: str) -> dict[str, 
 
 def bench_classifier(model: str | None, batch: int, seconds: float, device: str = "cpu") -> dict[str, float]:
     import torch
+
     from dogfilter.common.vision.models import EmotionClassifier
 
     torch.set_num_threads(1)
@@ -435,9 +441,11 @@ def _first_frames(stats: Path, n: int) -> tuple[int, float]:
 def bench_tutorial_loop(size: tuple[int, int], n: int, model: str | None) -> dict[str, float]:
     """The tutorial's Step 8 per-frame loop, in one process: Haar, one CNN call per face, apply_mask."""
     import torch
+
+    from dogfilter.common.vision.crops import face_crop
     from dogfilter.common.vision.detectors import HaarDetector
     from dogfilter.common.vision.masks import default_masks
-    from dogfilter.common.vision.models import EmotionClassifier, face_crop
+    from dogfilter.common.vision.models import EmotionClassifier
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)

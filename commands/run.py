@@ -1,67 +1,127 @@
 """dogfilter: run the whole pipeline (five processes over ZeroMQ) without honcho.
 
-    dogfilter file  IN.mp4 OUT.mp4   every input frame, in order, filtered
-    dogfilter image IN.png OUT.png   one image through the same stages (--render boxes: the tutorial's Step 2)
-    dogfilter live  [--source demo] [--http 8080] [--output rec.mp4]
-    dogfilter keys  DIR              CURVE key pairs for an encrypted remote classify link
+    dogfilter file  IN OUT [IN OUT ...]   every frame of each input, in order, filtered (one stream per input)
+    dogfilter image IN OUT [IN OUT ...]   pictures through the same stages (--render boxes: the tutorial's Step 2)
+    dogfilter live  [--source demo] [--http-port 8080] [--output rec.mp4]
+    dogfilter keys  DIR                   CURVE key pairs for links to other machines (secrets 0600)
+    dogfilter options                     every option of every stage, as a commented .env
 
-Each run gets private ipc:// endpoints, so runs never collide; the first stage to fail stops the others and its
-one-line error is shown.  ``honcho start`` (Procfile) runs the same services on the TCP endpoints of ``.env``.
+Each run gets private ipc:// endpoints and a fresh pipeline secret in a folder only its user can open (removed at
+exit), so runs never collide.  A detect or classify process that crashes is started again (with back-off) and
+the frames it held are sent again; any other stage that dies stops the run with one line saying which and why.
+SIGINT, SIGTERM and SIGHUP stop every stage and remove the folder.  Exit codes: 0 done; 2 a user's error (the
+stage's one line); 3 frames were lost; another stage's failure: its code.
+``honcho start`` (Procfile) runs the same services on the TCP endpoints of ``.env``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+import re
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
-STAGES = ("display", "composite", "classify", "detect", "capture")  # start sinks first
+from dogfilter.common import options
+from dogfilter.common.errors import DogfilterError
+from dogfilter.common.options import Option, positive
+from dogfilter.common.service import interrupt
+
+STAGES = ("display", "composite", "classify", "detect", "capture")  # started sinks first
+WORKERS = ("detect", "classify")  # stateless: restarted when they crash
+MAX_BACKOFF_S = 30.0
+LAUNCHER = (
+    Option("detect", 1, "detect processes", type=positive(int)),
+    Option("classify", 1, "classify processes (0: only workers that join from elsewhere)",
+           type=options.non_negative(int)),
+)
+POSITIONAL = {"source", "output"}  # file and image take these as IN OUT pairs
 
 
-@dataclass
+def stage_module(stage: str) -> ModuleType:
+    return importlib.import_module(f"dogfilter.services.{stage}")
+
+
+def stage_groups(stage: str) -> list[tuple[str, Sequence[Option]]]:
+    return stage_module(stage).GROUPS
+
+
+def launcher_options(exclude: set[str] = frozenset()) -> list[tuple[str, list[Option]]]:
+    """The options a user sets on ``dogfilter file|image|live``: every stage's options marked ``launcher``."""
+    groups, seen = [], set(exclude)
+    for stage in ("capture", "detect", "classify", "composite", "display", "pipeline"):
+        opts = options.PIPELINE if stage == "pipeline" else stage_module(stage).OPTIONS
+        mine = [o for o in opts if o.launcher and o.name not in seen]
+        seen.update(o.name for o in mine)
+        if mine:
+            groups.append((stage, mine))
+    return groups
+
+
+def to_args(opt: Option, value: Any) -> list[str]:
+    if value is None:
+        return []
+    if opt.kind == "flag":
+        return [opt.flag if value else "--no-" + opt.flag[2:]]
+    if opt.kind == "list":
+        return [f"{opt.flag}={v}" for v in value]
+    return [f"{opt.flag}={value}"]
+
+
 class Pipeline:
-    """The five services as child processes on private endpoints."""
+    """The five services as child processes on private endpoints.
 
-    capture: list[str] = field(default_factory=list)
-    detect: list[str] = field(default_factory=list)
-    classify: list[str] = field(default_factory=list)
-    composite: list[str] = field(default_factory=list)
-    display: list[str] = field(default_factory=list)
-    n_detect: int = 1
-    n_classify: int = 1
-    mode: str = "file"
-    env: dict[str, str] = field(default_factory=dict)
-    tcp_classify: str | None = None  # expose the classify endpoint on TCP (remote workers, tests)
-    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
-    logs: dict[str, Path] = field(default_factory=dict)
+    ``values``: option name → value, passed to every stage that declares the option; ``extra``: more arguments per
+    stage (tests and benchmarks).
+    """
 
-    def __post_init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="dogfilter-"))
-        self.endpoints = {name: f"ipc://{self.dir}/{name}" for name in ("frames", "detections", "classify", "display")}
-        if self.tcp_classify:
-            self.endpoints["classify"] = self.tcp_classify
+    def __init__(self, mode: str = "file", n_detect: int = 1, n_classify: int = 1,
+                 values: dict[str, Any] | None = None, tcp_classify: str | None = None, restart: bool = True,
+                 env: dict[str, str] | None = None, **extra: list[str]) -> None:
+        self.mode, self.n_detect, self.n_classify, self.restart = mode, n_detect, n_classify, restart
+        self.values = dict(values or {})
+        self.extra = {stage: list(extra.get(stage, [])) for stage in STAGES}
+        self.env = dict(env or {})
+        self.dir = Path(tempfile.mkdtemp(prefix="dogfilter-"))  # 0700: only this user can connect or read
+        self.secret = self.dir / "secret"
+        fd = os.open(self.secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+        self.endpoints = {name: f"ipc://{self.dir}/{name}" for name in options.LINKS}
+        if tcp_classify:
+            self.endpoints["classify"] = tcp_classify
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.args: dict[str, tuple[str, list[str]]] = {}
+        self.logs: dict[str, Path] = {}
+        self.restarts: dict[str, tuple[int, float]] = {}  # name → (restarts, when the next may happen)
+        self.events: list[str] = []
 
-    def child_env(self, name: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DOGFILTER_")}
-        env.update({f"DOGFILTER_{k.upper()}_ADDR": v for k, v in self.endpoints.items()})
-        env.update({"DOGFILTER_MODE": self.mode, "PYTHONUNBUFFERED": "1", "HONCHO_PROCESS_NAME": name})
-        env.setdefault("OMP_NUM_THREADS", "1")
-        env.update(self.env)
-        return env
+    def stage_args(self, stage: str) -> list[str]:
+        values = {**self.values, "mode": self.mode, "secret_file": str(self.secret),
+                  **{f"{k}_addr": v for k, v in self.endpoints.items()}}
+        declared = {o.name: o for _, group in stage_groups(stage) for o in group}
+        return [a for name, v in values.items() if name in declared for a in to_args(declared[name], v)]
 
-    def start_one(self, stage: str, name: str, args: list[str]) -> subprocess.Popen:
+    def start_one(self, stage: str, name: str, args: list[str] | None = None) -> subprocess.Popen:
         log = self.dir / f"{name}.log"
         self.logs[name] = log
-        root = Path(__file__).resolve().parent.parent
-        p = subprocess.Popen([sys.executable, "-m", f"dogfilter.services.{stage}", *args], cwd=root,
-                             env=self.child_env(name), stdout=subprocess.DEVNULL, stderr=log.open("wb"),
-                             start_new_session=True)
+        argv = [*self.stage_args(stage), *self.extra[stage], *(args or [])]
+        self.args[name] = (stage, list(args or []))
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "HONCHO_PROCESS_NAME": name, **self.env}
+        env.setdefault("OMP_NUM_THREADS", "1")
+        with log.open("ab") as err:
+            p = subprocess.Popen([sys.executable, "-m", f"dogfilter.services.{stage}", *argv], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
         self.procs[name] = p
         return p
 
@@ -69,33 +129,72 @@ class Pipeline:
         for stage in STAGES:
             n = {"detect": self.n_detect, "classify": self.n_classify}.get(stage, 1)
             for i in range(1, n + 1):
-                self.start_one(stage, f"{stage}.{i}", getattr(self, stage))
+                self.start_one(stage, f"{stage}.{i}")
         return self
 
-    def failed(self) -> tuple[str, int] | None:
-        for name, p in self.procs.items():
+    def why(self, name: str) -> str:
+        """Which stage died and why: its exit (or signal) and its last error line."""
+        code = self.procs[name].returncode
+        how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+        lines = [ln.strip() for ln in self.logs[name].read_text(errors="replace").splitlines() if ln.strip()]
+        errors = [ln for ln in lines if re.search(r"error|Error|Exception", ln)]
+        last = (errors or lines or ["no output"])[-1]
+        return f"{name} died ({how}): {last}"
+
+    def check(self) -> tuple[str, int] | None:
+        """Restart crashed workers (with back-off); the first other failure: (its one line, exit code)."""
+        for name, p in list(self.procs.items()):
             code = p.poll()
-            if code not in (None, 0):
-                return name, code
+            stage = name.split(".")[0]
+            if code is None or stage == "display":  # display's end is wait()'s business
+                continue
+            if code == 2:  # a user's error: its own one line
+                return self.last_line(name), 2
+            if stage in WORKERS and self.restart:
+                self._restart(name)
+            elif not (stage == "capture" and code == 0):  # capture --exit-on-eos ends with 0
+                return f"dogfilter: {self.why(name)}", code or 1
         return None
+
+    def _restart(self, name: str) -> None:
+        n, when = self.restarts.get(name, (0, 0.0))
+        if when == 0.0:  # just found dead: say so, and when it comes back
+            delay = min(MAX_BACKOFF_S, 2.0 ** n)
+            self.events.append(f"{self.why(name)}; restarting it in {delay:.0f}s")
+            print(f"dogfilter: {self.events[-1]}", file=sys.stderr)
+            self.restarts[name] = (n, time.monotonic() + delay)
+        elif time.monotonic() >= when:
+            stage, args = self.args[name]
+            self.start_one(stage, name, args)
+            self.restarts[name] = (n + 1, 0.0)
 
     def last_line(self, name: str) -> str:
         lines = [ln for ln in self.logs[name].read_text(errors="replace").splitlines() if ln.strip()]
         return lines[-1] if lines else f"{name} exited"
 
     def wait(self, timeout: float | None = None) -> int:
-        """Wait for display to finish (end of stream). Returns its exit code, or the first failure's."""
+        """Wait for display to finish. Returns its exit code, or the first failure's (and prints its line)."""
         end = None if timeout is None else time.monotonic() + timeout
         while True:
-            bad = self.failed()
+            bad = self.check()
             if bad:
+                print(bad[0], file=sys.stderr)
                 return bad[1]
             code = self.procs["display.1"].poll()
             if code is not None:
+                if code == 3:  # frames were lost: display's own line says how many
+                    print("dogfilter: " + self.last_line("display.1"), file=sys.stderr)
+                elif code == 2:
+                    print(self.last_line("display.1"), file=sys.stderr)
+                elif code != 0:
+                    print(f"dogfilter: {self.why('display.1')}", file=sys.stderr)
                 return code
             if end is not None and time.monotonic() > end:
                 raise TimeoutError("pipeline did not finish in time")
             time.sleep(0.05)
+
+    def failed(self) -> tuple[str, int] | None:
+        return next(((n, p.returncode) for n, p in self.procs.items() if p.poll() not in (None, 0)), None)
 
     def stop(self) -> None:
         for p in self.procs.values():
@@ -111,6 +210,7 @@ class Pipeline:
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> Pipeline:
         return self.start()
@@ -119,91 +219,81 @@ class Pipeline:
         self.stop()
 
 
-def _stage_args(a: argparse.Namespace) -> dict[str, list[str]]:
-    composite = [f"--mask={m}" for m in a.mask] + (["--debug"] if a.debug else []) + ["--render", a.render]
-    classify = (["--model", a.model] if a.model else []) + ["--device", a.device]
-    return {"composite": composite, "classify": classify, "detect": ["--detector", a.detector]}
+# ----------------------------------------------------------------------------------------------- the command
 
 
-def _run(p: Pipeline, quiet: bool = False) -> int:
-    try:
-        p.start()
-        code = p.wait()
-    except KeyboardInterrupt:
-        code = 130
-    finally:
-        bad = p.failed()
-        p.stop()
-    if bad:
-        print(p.last_line(bad[0]), file=sys.stderr)
-        return bad[1]
-    return code
+def _pairs(items: list[str], what: str) -> tuple[list[str], list[str]]:
+    if not items or len(items) % 2:
+        raise DogfilterError(f"{what} takes IN OUT pairs (IN OUT [IN OUT ...]), got {len(items)} paths")
+    return items[0::2], items[1::2]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = options.Parser(prog="dogfilter", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True, parser_class=options.Parser)
+    for cmd, text in (("file", "filter video files (or folders of photos): every frame, in order"),
+                      ("image", "filter pictures"), ("live", "live mode: the newest frame wins")):
+        sp = sub.add_parser(cmd, help=text, description=text, formatter_class=argparse.RawDescriptionHelpFormatter)
+        if cmd != "live":
+            sp.add_argument("paths", nargs="+", metavar="IN OUT", help="input and output paths, in pairs")
+        groups = [("processes", list(LAUNCHER)), *launcher_options(POSITIONAL if cmd != "live" else set())]
+        for title, opts in groups:
+            g = sp.add_argument_group(title)
+            for opt in opts:
+                opt.add_to(g, os.environ)
+        if cmd == "live" and not os.environ.get("DOGFILTER_HTTP_PORT"):
+            sp.set_defaults(http_port=8080)
+    k = sub.add_parser("keys", help="create CURVE keys: server.key(_secret), client.key(_secret), clients/")
+    k.add_argument("dir")
+    sub.add_parser("options", help="print every option of every stage, as a commented .env file")
+    return ap
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="dogfilter", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
+    try:
+        return _main(argv)
+    except DogfilterError as e:
+        print(f"dogfilter: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
 
-    def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--detect", type=int, default=1, help="detect processes")
-        sp.add_argument("--classify", type=int, default=1, help="classify processes")
-        sp.add_argument("--model", help="classifier checkpoint (default: the project's)")
-        sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-        sp.add_argument("--detector", default="blazeface", choices=["blazeface", "haar"],
-                       help="face detector (default blazeface; haar: the tutorial's)")
-        sp.add_argument("--mask", action="append", default=[], metavar="EMOTION=PATH")
-        sp.add_argument("--debug", action="store_true", help="boxes, emotion and probability per face")
-        sp.add_argument("--render", choices=["masks", "boxes"], default="masks")
-        sp.add_argument("--stats-out", help="write pipeline statistics (JSON) here")
 
-    f = sub.add_parser("file", help="filter a video file: every frame, in order")
-    f.add_argument("input")
-    f.add_argument("output")
-    common(f)
-    i = sub.add_parser("image", help="filter one image")
-    i.add_argument("input")
-    i.add_argument("output")
-    common(i)
-    lv = sub.add_parser("live", help="live mode (newest frame wins)")
-    lv.add_argument("--source", default="demo")
-    lv.add_argument("--fps", type=float, default=0)
-    lv.add_argument("--size", default="640x480")
-    lv.add_argument("--http", type=int, default=8080)
-    lv.add_argument("--output")
-    lv.add_argument("--frames", type=int, default=0)
-    common(lv)
-    k = sub.add_parser("keys", help="create CURVE keys: server.key(_secret), client.key(_secret), clients/")
-    k.add_argument("dir")
-    a = ap.parse_args(argv)
-
+def _main(argv: list[str] | None) -> int:
+    a = build_parser().parse_args(argv)
     if a.cmd == "keys":
-        import shutil
+        from dogfilter.common.transport.sockets import create_keys
 
-        import zmq.auth
-
-        d = Path(a.dir)
-        (d / "clients").mkdir(parents=True, exist_ok=True)
-        zmq.auth.create_certificates(str(d), "server")
-        zmq.auth.create_certificates(str(d), "client")
-        shutil.copy(d / "client.key", d / "clients" / "client.key")
-        print(f"keys in {d}: give server.key + client.key_secret (+ client.key) to workers, keep server.key_secret")
+        d = create_keys(a.dir)
+        print(f"keys in {d}: give server.key + client.key_secret (+ client.key) to the other machines; keep "
+              "server.key_secret here (all secrets are 0600)")
         return 0
-
-    args = _stage_args(a)
-    stats = ["--stats-out", a.stats_out] if a.stats_out else []
+    if a.cmd == "options":
+        groups = [(f"{stage}", [o for _, g in stage_groups(stage) for o in g]) for stage in reversed(STAGES)]
+        sys.stdout.write(options.env_file(groups))
+        return 0
+    values = {o.name: getattr(a, o.name) for _, group in launcher_options() for o in group if hasattr(a, o.name)}
     if a.cmd in ("file", "image"):
-        p = Pipeline(capture=["--source", a.input], display=["--output", a.output, *stats],
-                     n_detect=a.detect, n_classify=a.classify, mode="file", **args)
+        ins, outs = _pairs(a.paths, a.cmd)
+        ids = [f"cam{i}" for i in range(len(ins))] if len(ins) > 1 else ["cam0"]
+        values["source"] = ins
+        values["output"] = [f"{s}={p}" for s, p in zip(ids, outs, strict=True)] if len(ins) > 1 else outs
+        extra = {"display": [f"--exit-after={s}" for s in ids]}
     else:
-        display = ["--http", str(a.http)] + (["--output", a.output] if a.output else []) + stats
-        capture = ["--source", a.source, "--size", a.size] + (["--fps", str(a.fps)] if a.fps else [])
-        capture += ["--frames", str(a.frames)] if a.frames else []
-        p = Pipeline(capture=capture, display=display, n_detect=a.detect, n_classify=a.classify, mode="live", **args)
-        print(f"browser view: http://127.0.0.1:{a.http}/  (Ctrl-C stops)", file=sys.stderr)
-    code = _run(p)
+        extra = {}
+        print(f"browser view: http://127.0.0.1:{a.http_port}/  (Ctrl-C stops)", file=sys.stderr)
+    p = Pipeline(mode="live" if a.cmd == "live" else "file", n_detect=a.detect, n_classify=a.classify,
+                 values=values, **extra)
+    try:
+        p.start()
+        code = p.wait()
+    finally:
+        p.stop()
     if code == 0 and a.cmd != "live":
-        print(a.output)
+        print("\n".join(values["output"] if len(values["source"]) == 1 else
+                        [o.split("=", 1)[1] for o in values["output"]]))
     return code
 
 

@@ -1,30 +1,26 @@
-"""What every service process shares: its command line, logging, and how it runs and exits."""
+"""What every service process does around its own loop: parse its declared options, set up logging, apply the
+pipeline-wide limits, turn SIGTERM/SIGHUP into a clean exit, and show a user's error as one line (exit code 2).
+
+A service file in ``services/`` declares ``GROUPS`` (its options and the shared ones it reads) and a
+``run(options, log)`` socket loop, and its ``cli()`` is ``service.cli(STAGE, __doc__, GROUPS, run)``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from dogfilter.common import options
 from dogfilter.common.errors import DogfilterError
+from dogfilter.common.options import Option
+from dogfilter.common.transport import wire
 
-
-def env(name: str, default: Any = None) -> Any:
-    return os.environ.get(f"DOGFILTER_{name.upper()}", default)
-
-
-def base_parser(stage: str, description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"dogfilter-{stage}", description=description)
-    p.add_argument("--stream", default=env("stream", "cam0"), help="stream id (default cam0)")
-    p.add_argument("--mode", choices=["live", "file"], default=env("mode", "live"),
-                   help="live: newest frame wins, drops counted; file: every frame, in order (back-pressure)")
-    p.add_argument("--log-level", default=env("log_level", "INFO"))
-    p.add_argument("--curve-dir", default=env("curve_dir"),
-                   help="folder of CURVE keys (see `dogfilter keys`): encrypts and authenticates the classify link")
-    return p
+Run = Callable[[argparse.Namespace, logging.Logger], int | None]
 
 
 def setup_logging(stage: str, level: str = "INFO") -> logging.Logger:
@@ -38,19 +34,27 @@ def setup_logging(stage: str, level: str = "INFO") -> logging.Logger:
     return logging.getLogger(stage)
 
 
-def run_service(stage: str, main: Callable[[], int | None]) -> None:
-    """Run a service's main loop: user errors are one line and exit 2; Ctrl-C / SIGTERM exit quietly."""
-    import signal
+def interrupt(*_: Any) -> None:
+    """A signal handler: stop the way Ctrl-C does (finally blocks run: sockets closed, files flushed)."""
+    raise KeyboardInterrupt
 
-    def _term(*_: Any) -> None:
-        raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, _term)
+def main(stage: str, doc: str, groups: Iterable[tuple[str, Sequence[Option]]], run: Run,
+         argv: Sequence[str] | None = None) -> int:
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
     try:
-        code = main() or 0
+        o = options.parse(f"dogfilter-{stage}", doc, groups, argv)
+        log = setup_logging(stage, o.log_level)
+        wire.configure(o.max_pixels)
+        return run(o, log) or 0
     except DogfilterError as e:
         print(f"dogfilter-{stage}: error: {e}", file=sys.stderr)
-        code = 2
+        return 2
     except KeyboardInterrupt:
-        code = 0
-    sys.exit(code)
+        return 0
+
+
+def cli(stage: str, doc: str, groups: Iterable[tuple[str, Sequence[Option]]], run: Run) -> None:
+    """A service's console-script entry point."""
+    sys.exit(main(stage, doc, groups, run))

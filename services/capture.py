@@ -1,184 +1,314 @@
-"""capture: read frames from a source and hand each to a detect worker that asked for one.
+"""capture: read frames from one or more sources and hand each to a detect worker that asked for one.
 
-connect  ROUTER bound at DOGFILTER_FRAMES_ADDR; detect workers connect and announce credit (protocol.py)
-loop     live: a reader thread paces the source; the newest frame waits in a one-frame slot and is sent as soon
-               as a worker has credit; a frame overwritten before it could be sent is dropped and counted, so
-               lag never grows.
-         file: the next frame is read only when a worker has credit: every frame, in order, no drops.
-handle   number each sent frame (stream, epoch, frame number, capture timestamp)
-send     frame → detect; after the last frame, eos (carrying the last frame number)
+in       sources, one stream each (--source, repeatable: demo, a camera index, a video file, an image, a folder)
+out      frames → detect (ROUTER bound at the frames link: detect workers connect and announce how many frames
+         they take at once); after a stream's last frame, its end of stream
+how      live: the newest frame of each stream waits in a one-frame slot (a reader thread per camera or file;
+               the demo scene is rendered on demand) and goes out when a worker is free; a frame overwritten
+               before that is dropped and counted, so lag never grows.  Streams take turns (the one that waited
+               longest goes first), so under overload every stream loses frames in proportion, none starves.
+         file: the next frame is read only when a worker is free: every frame, in order, no drops; a frame whose
+               worker died or stalled is sent again to another.
+         Each frame is numbered per stream and sealed with the pipeline's secret (its proof of origin).
 """
 
 from __future__ import annotations
 
+import argparse
+import logging
 import threading
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 
+import numpy as np
 import zmq
-from dogfilter.common import service
+
+from dogfilter.common import options, service
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.media.sources import DemoSource, Source, open_source, parse_size
-from dogfilter.common.service import env
-from dogfilter.common.transport import sockets, wire
+from dogfilter.common.options import Option, non_negative
 from dogfilter.common.transport.metrics import Counters
-from dogfilter.common.transport.protocol import HEARTBEAT_S, Dispatcher
-from dogfilter.common.transport.sockets import endpoint
+from dogfilter.common.transport.protocol import HEARTBEAT_S, Dispatcher, Job
+from dogfilter.common.transport.seal import Sealer
+from dogfilter.common.transport.sockets import Links
+from dogfilter.common.transport.wire import STREAM_RE, Message
+
+STAGE = "capture"
+OPTIONS = (
+    Option("source", ["demo"], "what to read: demo, a camera index (0), a video file, an image, or a folder of "
+           "images; repeatable: each source is a stream of its own", kind="list", metavar="SOURCE", launcher=True),
+    Option("stream", [], "stream ids, one per --source, in order (default: cam0, cam1, ...)", kind="list",
+           metavar="ID"),
+    Option("fps", 0.0, "live pacing in frames/s (0: the source's own rate, else 30)", type=non_negative(float),
+           launcher=True),
+    Option("size", None, "resize frames to WIDTHxHEIGHT (the demo renders at this size; default 640x480 for it)",
+           metavar="WxH", launcher=True),
+    Option("loop", False, "start a file source again at its end", kind="flag", launcher=True),
+    Option("frames", 0, "stop each stream after this many frames (0: at its end)", type=non_negative(int),
+           launcher=True),
+    Option("jpeg", 0, "send frames as JPEG of this quality, for links to other machines (0: raw pixels)",
+           type=non_negative(int)),
+    Option("job_timeout_s", 0.0, "a detect worker holding a frame longer than this is benched and the frame taken "
+           "back (0: 3 s live, 60 s file)", type=non_negative(float)),
+    Option("exit_on_eos", False, "exit once every stream has ended and its frames are through detection",
+           kind="flag"),
+)
+GROUPS = [(STAGE, OPTIONS), ("pipeline", options.PIPELINE), ("links", options.links("frames"))]
 
 
-def parse_args():  # noqa: ANN201
-    p = service.base_parser("capture", __doc__.splitlines()[0])
-    p.add_argument("--source", default=env("source", "demo"),
-                   help="demo | camera index (0) | video file | image file | folder of images")
-    p.add_argument("--fps", type=float, default=float(env("fps", 0) or 0),
-                   help="live pacing (default: the source's own rate, else 30)")
-    p.add_argument("--size", default=env("size"), help="resize frames to WIDTHxHEIGHT (demo: render size)")
-    p.add_argument("--loop", action="store_true", default=env("loop", "0") == "1", help="loop a file source")
-    p.add_argument("--frames", type=int, default=int(env("frames", 0) or 0), help="stop after N frames")
-    p.add_argument("--jpeg", type=int, default=int(env("jpeg", 0) or 0),
-                   help="send frames as JPEG of this quality (for remote links); 0 = raw")
-    p.add_argument("--exit-on-eos", action="store_true", help="exit once the source is done (default: stay up)")
-    return p.parse_args()
+# ----------------------------------------------------------------------------------------------- feeds
 
 
-class Reader(threading.Thread):
-    """Live mode: reads the source at its pace and passes each frame to the main loop over an inproc socket."""
+@dataclass
+class Feed:
+    """One stream as capture sees it: where its frames come from, how far it is, what it dropped."""
 
-    def __init__(self, ctx: zmq.Context, src: Source, fps: float, limit: int, stream: str, epoch: int) -> None:
-        super().__init__(daemon=True, name="reader")
-        self.src, self.period, self.limit, self.stream, self.epoch = src, 1.0 / fps, limit, stream, epoch
-        self.out = ctx.socket(zmq.PAIR)
-        self.out.setsockopt(zmq.SNDHWM, 2)
-        self.out.bind("inproc://frames")
+    stream: str
+    source: Source
+    epoch: int
+    limit: int = 0  # frames to send at most (0: all)
+    sent: int = 0  # frames handed out = the next frame number
+    last_turn: float = 0.0  # when this stream last had a frame sent: the one waiting longest goes first
+    ended: bool = False  # the source has no more frames
+    eos_sent: bool = False
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def ready(self, now: float) -> bool:
+        """A frame can go out now."""
+        raise NotImplementedError
+
+    def take(self, now: float) -> np.ndarray | None:
+        """The frame to send (None: the source ended)."""
+        raise NotImplementedError
+
+    def wait_s(self, now: float) -> float:
+        """How long until this feed may become ready by itself (reader threads wake the loop instead)."""
+        return HEARTBEAT_S
+
+    def at_limit(self) -> bool:
+        return bool(self.limit) and self.sent >= self.limit
+
+
+class FileFeed(Feed):
+    """File mode: the next frame is read when a worker is free."""
+
+    def ready(self, now: float) -> bool:
+        return not self.ended
+
+    def take(self, now: float) -> np.ndarray | None:
+        return None if self.at_limit() else self.source.read()
+
+
+class DemoFeed(Feed):
+    """Live demo: the frame of the instant that is due, rendered only when a worker can take it."""
+
+    def __init__(self, *args: object, fps: float, **kw: object) -> None:
+        super().__init__(*args, **kw)  # type: ignore[arg-type]
+        self.fps, self.t0, self.last_due = fps, time.monotonic(), -1
+
+    def due(self, now: float) -> int:
+        return int((now - self.t0) * self.fps)
+
+    def ready(self, now: float) -> bool:
+        return not self.ended and self.due(now) > self.last_due
+
+    def take(self, now: float) -> np.ndarray | None:
+        if self.at_limit():
+            return None
+        due = self.due(now)
+        self.counts["frames_dropped"] += max(0, due - self.last_due - 1)  # instants nobody was free to take
+        self.last_due = due
+        assert isinstance(self.source, DemoSource)
+        return self.source.render_at(due)
+
+    def wait_s(self, now: float) -> float:
+        return max(0.0, self.t0 + (self.last_due + 1) / self.fps - now)
+
+
+class ReaderFeed(Feed):
+    """Live camera or file: a thread reads at the source's pace into a one-frame slot (the newest frame wins)."""
+
+    def __init__(self, *args: object, fps: float, wake: zmq.Socket, **kw: object) -> None:
+        super().__init__(*args, **kw)  # type: ignore[arg-type]
+        self.period, self.wake = 1.0 / fps, wake
+        self.lock = threading.Lock()
+        self.slot: np.ndarray | None = None
         self.error: str | None = None
+        self.finished = False
+        threading.Thread(target=self._read, daemon=True, name=f"reader-{self.stream}").start()
 
-    def run(self) -> None:
-        i, next_t = 0, time.monotonic()
-        paced = self.src.kind != "camera"  # a camera paces itself
-        while not self.limit or i < self.limit:
-            if paced:
-                delay = next_t - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                next_t = max(next_t + self.period, time.monotonic() - self.period)
-            try:
-                img = self.src.read()
-            except DogfilterError as e:
-                self.error = str(e)
-                break
+    def _read(self) -> None:
+        n, next_t = 0, time.monotonic()
+        paced = self.source.kind != "camera"  # a camera paces itself
+        try:
+            while not self.limit or n < self.limit:
+                if paced:
+                    time.sleep(max(0.0, next_t - time.monotonic()))
+                    next_t = max(next_t + self.period, time.monotonic() - self.period)
+                img = self.source.read()
+                if img is None:
+                    break
+                n += 1
+                with self.lock:
+                    if self.slot is not None:
+                        self.counts["frames_dropped"] += 1  # newest frame wins
+                    self.slot = img
+                self._wake()
+        except DogfilterError as e:
+            self.error = str(e)
+        self.finished = True
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self.wake.send(b"", zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
+
+    def ready(self, now: float) -> bool:
+        return self.slot is not None or (self.finished and not self.ended)
+
+    def take(self, now: float) -> np.ndarray | None:
+        with self.lock:
+            img, self.slot = self.slot, None
+        return img
+
+
+# ----------------------------------------------------------------------------------------------- the stage
+
+
+class Capture:
+    """The stage without its sockets: which stream's frame goes next, and the message that carries it."""
+
+    def __init__(self, feeds: list[Feed], sealer: Sealer, counters: Counters, *, mode: str,
+                 fps: dict[str, float], size: tuple[int, int] | None) -> None:
+        self.feeds = {f.stream: f for f in feeds}
+        self.sealer, self.counters, self.mode, self.fps, self.size = sealer, counters, mode, fps, size
+
+    def next_message(self, now: float) -> Message | None:
+        """The next message to send: a frame of the stream that waited longest, or an end of stream."""
+        for feed in sorted(self.feeds.values(), key=lambda f: f.last_turn):
+            if feed.ended:
+                if not feed.eos_sent:
+                    return self._eos(feed)
+                continue
+            if not feed.ready(now):
+                continue
+            img = feed.take(now)
             if img is None:
-                break
-            msg = wire.Message("frame", self.stream, i, self.epoch, image=img)
-            msg.stamp("capture")
-            self.out.send_multipart(wire.encode(msg), copy=False)
-            i += 1
-        self.out.send_multipart(wire.encode(wire.Message("eos", self.stream, 0, self.epoch, meta={"read": i})))
+                feed.ended = True
+                return self._eos(feed)
+            feed.last_turn = now
+            return self._frame(feed, img)
+        return None
+
+    def _frame(self, feed: Feed, img: np.ndarray) -> Message:
+        if self.size is not None and feed.source.kind != "demo" and (img.shape[1], img.shape[0]) != self.size:
+            import cv2
+
+            img = cv2.resize(img, self.size, interpolation=cv2.INTER_AREA)
+        msg = Message("frame", feed.stream, feed.sent, feed.epoch, image=img,
+                      meta={"fps": self.fps[feed.stream], "mode": self.mode})
+        if feed.source.still:
+            msg.meta["still"] = True  # photos, not video: detect must not carry faces from one to the next
+        msg.stamp("capture")
+        feed.sent += 1
+        feed.counts["frames"] += 1
+        msg.stats(STAGE, self._stats(feed))
+        return self.sealer.seal(msg)
+
+    def _eos(self, feed: Feed) -> Message:
+        feed.eos_sent = True
+        msg = Message("eos", feed.stream, feed.sent, feed.epoch, meta={"last": feed.sent - 1})
+        msg.stats(STAGE, self._stats(feed))
+        self.counters.log.info("stream %s finished after %d frames (%d dropped)", feed.stream, feed.sent,
+                               feed.counts["frames_dropped"])
+        return self.sealer.seal(msg)
+
+    def _stats(self, feed: Feed) -> Counter[str]:
+        return self.counters + feed.counts + feed.source.counts
+
+    def finished(self) -> bool:
+        return all(f.eos_sent for f in self.feeds.values())
+
+    def wait_s(self, now: float) -> float:
+        return min((f.wait_s(now) for f in self.feeds.values() if not f.ended), default=HEARTBEAT_S)
 
 
-def main() -> int:
-    a = parse_args()
-    log = service.setup_logging("capture", a.log_level)
-    src = open_source(a.source, parse_size(a.size), a.fps or 30.0, a.loop)
-    fps = a.fps or src.fps or 30.0
-    ctx = zmq.Context.instance()
-    router = sockets.make_socket(ctx, zmq.ROUTER)
-    sockets.bind(router, endpoint("frames"), "frames")
-    pool = Dispatcher(router, "capture")
-    counters = Counters("capture", log)
-    epoch = int(time.time() * 1000)
-    jpeg = a.jpeg or None
-    log.info("source %s (%s) at %.1f fps, %s mode, frames on %s", a.source, src.kind, fps, a.mode, endpoint("frames"))
+def open_feeds(o: argparse.Namespace, wake: zmq.Socket) -> tuple[list[Feed], dict[str, float]]:
+    ids = o.stream or ([f"cam{i}" for i in range(len(o.source))] if len(o.source) > 1 else ["cam0"])
+    if len(ids) != len(o.source):
+        raise DogfilterError(f"{len(o.source)} sources but {len(ids)} stream ids: give one --stream per --source")
+    if len(set(ids)) != len(ids) or not all(STREAM_RE.fullmatch(s) for s in ids):
+        raise DogfilterError(f"stream ids must be distinct short names (letters, digits, . _ : @ -): {ids}")
+    size, epoch = parse_size(o.size), int(time.time() * 1000)
+    feeds, rates = [], {}
+    for stream, spec in zip(ids, o.source, strict=True):
+        src = open_source(spec, size, o.fps or 30.0, o.loop, o.max_pixels)
+        fps = rates[stream] = o.fps or src.fps or 30.0
+        common = {"stream": stream, "source": src, "epoch": epoch, "limit": o.frames}
+        if o.mode == "file":
+            feeds.append(FileFeed(**common))
+        elif isinstance(src, DemoSource):
+            feeds.append(DemoFeed(**common, fps=fps))
+        else:
+            feeds.append(ReaderFeed(**common, fps=fps, wake=wake))
+    return feeds, rates
 
+
+def run(o: argparse.Namespace, log: logging.Logger) -> int:
+    live = o.mode == "live"
+    counters = Counters(STAGE, log)
+    links = Links(o.curve_dir, o.allow_plaintext)
+    try:
+        router = links.bind(zmq.ROUTER, o.frames_addr, "frames")
+        wake = links.bind(zmq.PULL, f"inproc://wake-{id(links)}", "wake", recv_limit=False)
+        feeds, rates = open_feeds(o, links.connect(zmq.PUSH, f"inproc://wake-{id(links)}", hwm=1))
+        timeout = o.job_timeout_s or (3.0 if live else 60.0)
+        pool = Dispatcher(router, STAGE, counters, max_window=4, job_timeout_s=timeout, jpeg_quality=o.jpeg or None)
+        capture = Capture(feeds, Sealer.from_file(o.secret_file), counters, mode=o.mode, fps=rates,
+                          size=parse_size(o.size))
+        log.info("%s at %s fps, %s mode, frames on %s", ", ".join(f"{f.stream}={f.source.kind}" for f in feeds),
+                 "/".join(f"{v:g}" for v in rates.values()), o.mode, o.frames_addr)
+        return loop(capture, pool, router, wake, live, o.exit_on_eos)
+    finally:
+        links.close()
+
+
+def loop(capture: Capture, pool: Dispatcher, router: zmq.Socket, wake: zmq.Socket, live: bool,
+         exit_on_eos: bool) -> int:
     poller = zmq.Poller()
     poller.register(router, zmq.POLLIN)
-    reader = None
-    # live + the demo scene: render on demand the instant that is due when a detector is free (no thread, no
-    # frames rendered only to be dropped); a camera or a file must be read as it comes: a reader thread does that
-    on_demand = a.mode == "live" and isinstance(src, DemoSource)
-    t_start, last_due = time.monotonic(), -1
-    if a.mode == "live" and not on_demand:
-        reader = Reader(ctx, src, fps, a.frames, a.stream, epoch)
-        pair = ctx.socket(zmq.PAIR)
-        pair.connect("inproc://frames")
-        poller.register(pair, zmq.POLLIN)
-        reader.start()
-
-    sent = 0  # frames handed to detect = the next frame number
-    slot: wire.Message | None = None  # live: the newest frame not yet sent
-    source_done = eos_sent = False
-
-    def finish_frame(msg: wire.Message) -> wire.Message:
-        msg.frame = sent
-        msg.meta.update({"fps": fps, "mode": a.mode})
-        if src.kind == "images":
-            msg.meta["still"] = True  # photos, not video: detect must not carry faces from one to the next
-        msg.stats("capture", counters)
-        return msg
-
+    poller.register(wake, zmq.POLLIN)
+    redo: list[Job] = []
     while True:
-        timeout = 1000 * HEARTBEAT_S
-        if on_demand and pool.available():
-            timeout = max(0.0, 1000 * (t_start + (last_due + 1) / fps - time.monotonic()))
-        events = dict(poller.poll(int(timeout) + (0 if timeout == 0 else 1)))
-        if router in events:
-            while router.poll(0):
-                ident, *frames = router.recv_multipart(copy=False)
-                try:
-                    pool.handle(ident.bytes, wire.decode(frames))
-                except wire.WireError as e:
-                    counters.drop("malformed", str(e))
-        if reader is not None and pair in events:
-            while pair.poll(0):
-                msg = wire.decode(pair.recv_multipart(copy=False))
-                if msg.kind == "eos":
-                    source_done = True
-                    if reader.error:
-                        log.error("%s", reader.error)
-                    continue
-                if slot is not None:
-                    counters["frames_dropped"] += 1  # newest frame wins
-                slot = msg
-            if slot is not None and pool.available():
-                pool.send(finish_frame(slot), jpeg)
-                slot, sent = None, sent + 1
-        if on_demand:
-            due = int((time.monotonic() - t_start) * fps)
-            if a.frames and due >= a.frames:
-                source_done = True
-            elif due > last_due and pool.available():
-                counters["frames_dropped"] += due - last_due - 1  # instants nobody was free to take
-                msg = wire.Message("frame", a.stream, sent, epoch, image=src.render_at(due))
-                msg.stamp("capture")
-                pool.send(finish_frame(msg), jpeg)
-                sent, last_due = sent + 1, due
-        elif reader is None:  # file mode: read only what a worker asked for
-            while not source_done and pool.available():
-                try:
-                    img = src.read() if not a.frames or sent < a.frames else None
-                except DogfilterError as e:
-                    log.error("%s", e)
-                    img = None
-                if img is None:
-                    source_done = True
-                    break
-                msg = wire.Message("frame", a.stream, sent, epoch, image=img)
-                msg.stamp("capture")
-                pool.send(finish_frame(msg), jpeg)
-                sent += 1
-        if source_done and slot is None and not eos_sent and pool.available():
-            eos = wire.Message("eos", a.stream, sent, epoch, meta={"last": sent - 1})
-            eos.stats("capture", counters)
-            pool.send(eos)
-            eos_sent = True
-            log.info("source finished after %d frames (%d dropped)", sent, counters["frames_dropped"])
-            if a.exit_on_eos:
-                return 0
-        pool.expire()
-        counters.maybe_log(f"sent={sent} workers={len(pool.workers)} ")
+        wait = capture.wait_s(time.monotonic()) if pool.free() else HEARTBEAT_S
+        events = dict(poller.poll(int(1000 * min(wait, HEARTBEAT_S)) + 1))
+        if wake in events:
+            while wake.poll(0):
+                wake.recv()
+        pool.receive()
+        for job in pool.take_back():
+            if live:
+                capture.counters["frames_lost_in_workers"] += 1  # stale by now: not worth sending again
+            else:
+                redo.append(job)
+        while pool.free() > 0:
+            if redo:
+                pool.submit(redo.pop(0))
+                continue
+            msg = capture.next_message(time.monotonic())
+            if msg is None:
+                break
+            pool.submit(Job(msg))
+        if exit_on_eos and capture.finished() and not redo and not any(p.jobs for p in pool.peers.values()):
+            return 0
+        capture.counters.maybe_log(f"workers={len(pool.peers)} ")
 
 
 def cli() -> None:
-    """Console-script entry point: errors as one line, exit codes as documented."""
-    service.run_service("capture", main)
+    service.cli(STAGE, __doc__, GROUPS, run)
 
 
 if __name__ == "__main__":

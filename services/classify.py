@@ -1,106 +1,114 @@
 """classify: emotion probabilities for batches of face crops.
 
-connect  DEALER → the composite's classify endpoint (DOGFILTER_CLASSIFY_ADDR, or --connect tcp://HOST:PORT from
-         another machine), announcing how many jobs it accepts; optionally CURVE-encrypted (--curve-dir)
-loop     wait for jobs; take every job already queued (up to --max-batch faces) as one batch
-handle   one forward pass of the model over the whole batch (CPU or CUDA)
-send     one ``emotions`` reply per job (each reply also returns one credit); heartbeat when idle
-Run several (``honcho start -c classify=3``) or on other machines: the composite balances the load.
+in       crops jobs from one or more pipeline hosts (DEALER → each host's classify link: the local one, or
+         --connect tcp://HOST:PORT, repeatable: one worker, e.g. on a GPU machine, serves a fleet), announcing how
+         many jobs it takes at once, the model it runs and its classes; CURVE-encrypted with --curve-dir
+how      every job already waiting on any link (up to --max-batch faces) goes through the model as one batch
+out      one ``emotions`` reply per job, back to the host it came from (it names the job and frees its credit)
+Run several (``honcho start -c classify=3``) or on other machines: each host balances its load over them.
 """
 
 from __future__ import annotations
 
+import argparse
+import logging
+
 import numpy as np
 import zmq
-from dogfilter.common import service
-from dogfilter.common.service import env
-from dogfilter.common.transport import sockets, wire
+
+from dogfilter.common import options, service
+from dogfilter.common.options import Option, positive
 from dogfilter.common.transport.metrics import Counters
-from dogfilter.common.transport.protocol import HEARTBEAT_S, CreditLink
-from dogfilter.common.transport.sockets import endpoint
-from dogfilter.common.vision.models import DEFAULT_MODEL, EmotionClassifier
+from dogfilter.common.transport.protocol import HEARTBEAT_S, WorkerLink, poll_links
+from dogfilter.common.transport.sockets import Links, worker_identity
+from dogfilter.common.transport.wire import Message
+
+STAGE = "classify"
+OPTIONS = (
+    Option("model", None, "emotion model: a checkpoint in the tutorial's format (default: the project's FerNet, "
+           "common/assets/models/fer4_fernet.pth)", metavar="PATH", launcher=True),
+    Option("device", "cpu", "where the model runs", choices=("cpu", "cuda"), launcher=True),
+    Option("connect", [], "pipeline host(s) to take jobs from, e.g. tcp://HOST:5553 (default: the classify link "
+           "address); repeatable: one worker serves several hosts", kind="list", metavar="ADDR"),
+    Option("window", 8, "jobs in flight per host", type=positive(int)),
+    Option("max_batch", 256, "faces per forward pass, at most", type=positive(int)),
+    Option("threads", 1, "PyTorch CPU threads", type=positive(int)),
+)
+GROUPS = [(STAGE, OPTIONS), ("pipeline", options.PIPELINE), ("links", options.links("classify"))]
 
 
-def parse_args():  # noqa: ANN201
-    p = service.base_parser("classify", __doc__.splitlines()[0])
-    p.add_argument("--model", default=env("model", str(DEFAULT_MODEL)),
-                   help="checkpoint in the tutorial's format (default: the project's FER2013-trained tutorial CNN)")
-    p.add_argument("--device", default=env("device", "cpu"), choices=["cpu", "cuda"])
-    p.add_argument("--connect", default=None, help="the pipeline host's classify endpoint, e.g. tcp://HOST:5553")
-    p.add_argument("--window", type=int, default=int(env("classify_window", 8)), help="jobs in flight per worker")
-    p.add_argument("--max-batch", type=int, default=int(env("max_batch", 256)), help="faces per forward pass")
-    p.add_argument("--threads", type=int, default=int(env("threads", 1)), help="torch CPU threads")
-    return p.parse_args()
+class Classify:
+    """The stage without its sockets: jobs in, one reply per job out, one forward pass for all of them."""
 
+    def __init__(self, classifier: object, counters: Counters, worker: str) -> None:
+        self.clf, self.counters, self.worker = classifier, counters, worker
 
-def main() -> int:
-    a = parse_args()
-    log = service.setup_logging("classify", a.log_level)
-    import torch
-
-    torch.set_num_threads(max(1, a.threads))
-    clf = EmotionClassifier(a.model, a.device)
-    clf.predict_proba(np.zeros((1, 48, 48), np.uint8))  # warm up before announcing
-    ctx = zmq.Context.instance()
-    sock = sockets.make_socket(ctx, zmq.DEALER, hwm=max(4, a.window * 2))
-    ident = sockets.worker_identity("classify")
-    sock.setsockopt(zmq.ROUTING_ID, ident)
-    sockets.curve_client(sock, a.curve_dir)
-    addr = a.connect or endpoint("classify")
-    sock.connect(addr)
-    link = CreditLink(sock, window=a.window,
-                      info={"model": clf.name, "classes": clf.classes, "device": a.device})
-    link.announce()
-    counters = Counters("classify", log)
-    log.info("model %s (%s) on %s, jobs from %s", clf.name, "/".join(clf.classes), a.device, addr)
-
-    while True:
-        if not sock.poll(int(1000 * HEARTBEAT_S)):
-            link.tick()
-            continue
-        jobs: list[wire.Message] = []
-        n_faces = 0
-        while n_faces < a.max_batch and sock.poll(0):
-            try:
-                msg = wire.recv(sock)
-            except wire.WireError as e:
-                counters.drop("malformed", str(e))
-                link.grant(1)
-                continue
-            if msg.kind == "reset":
-                link.announce()
-            elif msg.kind != "crops" or msg.crops is None or "job" not in msg.meta:
-                counters.drop("unexpected", f"{msg.kind} message is not a crops job")
-                link.grant(1)
-            else:
-                jobs.append(msg)
-                n_faces += len(msg.crops)
+    def process(self, jobs: list[Message]) -> list[Message]:
         if not jobs:
-            continue
-        probs = clf.predict_proba(np.concatenate([j.crops for j in jobs]))
-        counters["batches"] += 1
-        counters["faces"] += len(probs)
-        i = 0
+            return []
+        probs = self.clf.predict_proba(np.concatenate([j.crops for j in jobs]))  # type: ignore[attr-defined]
+        self.counters["batches"] += 1
+        self.counters["faces"] += len(probs)
+        replies, i = [], 0
         for job in jobs:
-            n = len(job.crops)
             faces = [{"box": f["box"], "probs": [round(float(p), 5) for p in probs[i + k]]}
                      for k, f in enumerate(job.faces)]
-            i += n
-            reply = wire.Message("emotions", job.stream, job.frame, job.epoch, faces=faces,
-                                 meta={"job": job.meta["job"], "classes": clf.classes, "worker": ident.decode(),
-                                       "handled": counters["faces"]})
-            reply.stats("classify", counters)
-            try:
-                wire.send(sock, reply, flags=zmq.NOBLOCK)
-            except zmq.Again:  # the composite is gone: the result is stale by the time it is back
-                counters["replies_dropped"] += 1
-            link.sent_something()
-        counters.maybe_log()
+            i += len(job.crops)
+            reply = Message("emotions", job.stream, job.frame, job.epoch, faces=faces,
+                            meta={"job": job.meta["job"], "worker": self.worker})
+            reply.stats(STAGE, self.counters)
+            replies.append(reply)
+        return replies
+
+
+def run(o: argparse.Namespace, log: logging.Logger) -> int:
+    import torch
+
+    from dogfilter.common.vision.models import EmotionClassifier
+
+    torch.set_num_threads(o.threads)
+    clf = EmotionClassifier(o.model, o.device)
+    clf.predict_proba(np.zeros((1, 48, 48), np.uint8))  # warm up before announcing
+    counters = Counters(STAGE, log)
+    ident = worker_identity(STAGE)
+    handler = Classify(clf, counters, ident.decode())
+    info = {"model": clf.name[:64], "classes": clf.classes, "device": o.device}
+    links = Links(o.curve_dir, o.allow_plaintext)
+    try:
+        hosts = []
+        for addr in o.connect or [o.classify_addr]:
+            sock = links.connect(zmq.DEALER, addr, routing_id=ident, hwm=max(4, 2 * o.window))
+            hosts.append(WorkerLink(sock, o.window, info, counters, accepts=("crops",)))
+            hosts[-1].announce()
+        log.info("model %s (%s) on %s, jobs from %s", clf.name, "/".join(clf.classes), o.device,
+                 ", ".join(o.connect or [o.classify_addr]))
+        while True:
+            for batch in _batches(poll_links(hosts, HEARTBEAT_S), o.max_batch):
+                replies = handler.process([job for _, job in batch])
+                for (link, _), reply in zip(batch, replies, strict=True):
+                    if not link.reply(reply):
+                        counters["replies_dropped"] += 1  # that host is gone: the result would be stale anyway
+            counters.maybe_log()
+    finally:
+        links.close()
+
+
+def _batches(jobs: list[tuple[WorkerLink, Message]], max_faces: int) -> list[list[tuple[WorkerLink, Message]]]:
+    """The jobs waiting, in batches of at most ``max_faces`` faces (a bigger job is a batch of its own)."""
+    out: list[list[tuple[WorkerLink, Message]]] = []
+    n = 0
+    for item in jobs:
+        k = len(item[1].crops)
+        if not out or n + k > max_faces:
+            out.append([])
+            n = 0
+        out[-1].append(item)
+        n += k
+    return out
 
 
 def cli() -> None:
-    """Console-script entry point: errors as one line, exit codes as documented."""
-    service.run_service("classify", main)
+    service.cli(STAGE, __doc__, GROUPS, run)
 
 
 if __name__ == "__main__":

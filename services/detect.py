@@ -1,104 +1,103 @@
 """detect: find every face in a frame, cut a 48×48 grey crop of each, pass frame + boxes + crops on.
 
-connect  DEALER → capture (DOGFILTER_FRAMES_ADDR), announcing credit; PUSH → composite (DOGFILTER_DETECTIONS_ADDR)
-loop     take a frame, detect, send, give the credit back; heartbeat when idle
-handle   detector.detect(frame, stream, frame number) → boxes (an empty list still says "no face in this frame"):
-         BlazeFace follows the faces of each stream between spread-out scans; crops for classify
-send     detections (the frame's pixels forwarded untouched, zero-copy)
+in       frame (a job from capture: DEALER → the frames link, announcing how many frames it takes at once)
+out      detections (frame pixels forwarded untouched, zero-copy; an empty face list still says "no face in this
+         frame") → composite (PUSH → the detections link); then ``done``, so capture knows the frame is through
+         and may send another; live: a frame already older than --max-age-ms is not worked on: a ``skip`` says so
+how      BlazeFace follows the faces of each stream between spread-out scans (photos: a full scan each); frames
+         bigger than --detect-size are scaled down for detection only
 Run several (``honcho start -c detect=2``): the composite puts frames back in order.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import argparse
+import logging
+import time
+
 import zmq
-from dogfilter.common import service
-from dogfilter.common.service import env
-from dogfilter.common.transport import sockets, wire
+
+from dogfilter.common import options, service
+from dogfilter.common.options import Option, positive
 from dogfilter.common.transport.metrics import Counters
-from dogfilter.common.transport.protocol import HEARTBEAT_S, CreditLink, send_with_backpressure
-from dogfilter.common.transport.sockets import endpoint
-from dogfilter.common.vision.detectors import DETECTORS, create_detector
-from dogfilter.common.vision.models import CROP, face_crop
+from dogfilter.common.transport.protocol import HEARTBEAT_S, WorkerLink, poll_links, send
+from dogfilter.common.transport.sockets import Links, worker_identity
+from dogfilter.common.transport.wire import Message
+from dogfilter.common.vision.crops import face_crops
+from dogfilter.common.vision.detectors import DETECTORS, Detector, create_detector, detect_at_most
+
+STAGE = "detect"
+OPTIONS = (
+    Option("detector", "blazeface", "face detector: blazeface (fast, finds turned and small faces, gives keypoints) "
+           "or haar (the tutorial's cascade)", choices=sorted(DETECTORS), launcher=True),
+    Option("min_face", 30.0, "smallest face to find, in pixels of the picture detection looks at (blazeface; larger "
+           "is faster: 60 costs about 40%% of 30)", type=positive(float), launcher=True),
+    Option("engine", "auto", "what runs BlazeFace (auto: onnxruntime when installed, the faster here; torch loads "
+           "PyTorch)", choices=("auto", "onnxruntime", "torch")),
+    Option("rescan", 8, "blazeface: spread the full scan for new faces over this many frames of a stream and follow "
+           "known faces in between (1 = a full scan of every frame)", type=positive(int)),
+    Option("detect_size", 1920, "longest side, in pixels, of the picture detection looks at: bigger frames are "
+           "scaled down for detection (masks are still painted on the full frame)", type=positive(int),
+           launcher=True),
+)
+GROUPS = [(STAGE, OPTIONS), ("pipeline", options.PIPELINE), ("links", options.links("frames", "detections"))]
 
 
-def parse_args():  # noqa: ANN201
-    p = service.base_parser("detect", __doc__.splitlines()[0])
-    p.add_argument("--detector", default=env("detector", "blazeface"), choices=sorted(DETECTORS),
-                   help="blazeface (default: fast, finds turned and small faces, gives keypoints) or haar (the "
-                        "tutorial's cascade)")
-    p.add_argument("--min-face", type=float, default=float(env("min_face", 30)),
-                   help="blazeface: smallest face to find, in pixels (default 30, Haar's minimum); larger is faster "
-                        "(it sets the scale of the frame the network sees: 60 costs about 40%% of 30)")
-    p.add_argument("--engine", default=env("engine", "auto"), choices=["auto", "onnxruntime", "torch"],
-                   help="blazeface: what runs the network (auto: onnxruntime when installed, the faster here)")
-    p.add_argument("--rescan", type=int, default=int(env("rescan", 8)),
-                   help="blazeface: spread the full scan for new faces over this many frames of a stream and follow "
-                        "known faces in between (default 8; 1 = a full scan of every frame)")
-    return p.parse_args()
+class Detect:
+    """The stage without its sockets: a frame (or end of stream) in, the message for the composite out."""
 
+    def __init__(self, detector: Detector, counters: Counters, *, live: bool, max_age_s: float,
+                 detect_size: int) -> None:
+        self.detector, self.counters = detector, counters
+        self.live, self.max_age_s, self.detect_size = live, max_age_s, detect_size
 
-def main() -> int:
-    a = parse_args()
-    log = service.setup_logging("detect", a.log_level)
-    options = {"min_face": a.min_face, "engine": a.engine, "rescan": a.rescan} if a.detector == "blazeface" else {}
-    detector = create_detector(a.detector, **options)
-    ctx = zmq.Context.instance()
-    frames = sockets.make_socket(ctx, zmq.DEALER)
-    frames.setsockopt(zmq.ROUTING_ID, sockets.worker_identity("detect"))
-    frames.connect(endpoint("frames"))
-    out = sockets.make_socket(ctx, zmq.PUSH)
-    out.connect(endpoint("detections"))
-    link = CreditLink(frames, window=1 if a.mode == "live" else 2, info={"detector": detector.name})
-    link.announce()
-    counters = Counters("detect", log)
-    block = a.mode == "file"
-    log.info("%s detector, frames from %s, detections to %s", detector.name, endpoint("frames"), endpoint("detections"))
-
-    while True:
-        if not frames.poll(int(1000 * HEARTBEAT_S)):
-            link.tick()
-            continue
-        try:
-            msg = wire.recv(frames)
-        except wire.WireError as e:
-            counters.drop("malformed", str(e))
-            link.grant(1)
-            continue
-        if msg.kind == "reset":
-            link.announce()
-            continue
+    def process(self, msg: Message) -> Message:
         if msg.kind == "eos":
-            msg.stats("detect", counters)
-            send_with_backpressure(out, msg, block=True, on_wait=link.tick)
-            link.grant(1)
-            continue
-        if msg.kind != "frame" or msg.image is None:
-            counters.drop("unexpected", f"{msg.kind} message without a frame")
-            link.grant(1)
-            continue
+            out = msg.derive("eos")
+        elif self.live and time.time() - msg.ts.get("capture", time.time()) > self.max_age_s:
+            self.counters["stale_frames"] += 1  # it waited too long to be worth a look: say so, do not wait for it
+            out = msg.derive("skip", image=None, meta={**msg.meta, "reason": "stale"})
+        else:
+            msg.stamp("detect_in")
+            video = None if msg.meta.get("still") else (msg.stream, msg.epoch)  # photos: each on its own
+            faces = detect_at_most(self.detector, msg.image, self.detect_size, video, msg.frame)
+            out = msg.derive("detections", faces=[f.to_wire() for f in faces],
+                             crops=face_crops(msg.image, [f.box for f in faces]))
+            self.counters["frames"] += 1
+            self.counters["faces"] += len(faces)
+            out.stamp("detect")
+        out.meta.pop("job", None)  # capture's job id is for capture only
+        out.stats(STAGE, self.counters)
+        return out
 
-        msg.stamp("detect_in")
-        video = None if msg.meta.get("still") else (msg.stream, msg.epoch)  # photos: each on its own
-        faces = detector.detect(msg.image, stream=video, frame=msg.frame)
-        crops = (np.stack([face_crop(msg.image, f.box) for f in faces]) if faces
-                 else np.zeros((0, CROP, CROP), np.uint8))
-        det = wire.Message("detections", msg.stream, msg.frame, msg.epoch, ts=msg.ts,
-                           faces=[f.to_wire() for f in faces], meta=msg.meta, image=msg.image, crops=crops)
-        det._image_src = msg._image_src  # forward the pixels as received
-        counters["frames"] += 1
-        counters["faces"] += len(faces)
-        det.stamp("detect")
-        det.stats("detect", counters)
-        if not send_with_backpressure(out, det, block=block, timeout_s=0.5, on_wait=link.tick):
-            counters["frames_dropped"] += 1  # live: composite is gone or stuck; the frame is stale anyway
-        link.grant(1)
-        counters.maybe_log()
+
+def run(o: argparse.Namespace, log: logging.Logger) -> int:
+    extra = {"min_face": o.min_face, "engine": o.engine, "rescan": o.rescan} if o.detector == "blazeface" else {}
+    detector = create_detector(o.detector, **extra)
+    live = o.mode == "live"
+    counters = Counters(STAGE, log)
+    handler = Detect(detector, counters, live=live, max_age_s=o.max_age_ms / 1000, detect_size=o.detect_size)
+    links = Links(o.curve_dir, o.allow_plaintext)
+    try:
+        frames = links.connect(zmq.DEALER, o.frames_addr, routing_id=worker_identity(STAGE))
+        out = links.connect(zmq.PUSH, o.detections_addr)
+        link = WorkerLink(frames, 1 if live else 2, {"detector": detector.name}, counters, accepts=("frame", "eos"))
+        link.announce()
+        log.info("%s detector, frames from %s, detections to %s", detector.name, o.frames_addr, o.detections_addr)
+        while True:
+            for _, job in poll_links([link], HEARTBEAT_S):
+                result = handler.process(job)
+                block = not live or result.kind == "eos"  # an end of stream is never dropped
+                if not send(out, result, block=block, timeout_s=0.5, on_wait=link.tick):
+                    counters["frames_dropped"] += 1  # live: composite is gone or stuck; the frame is stale anyway
+                link.done(job)
+            counters.maybe_log()
+    finally:
+        links.close()
 
 
 def cli() -> None:
-    """Console-script entry point: errors as one line, exit codes as documented."""
-    service.run_service("detect", main)
+    service.cli(STAGE, __doc__, GROUPS, run)
 
 
 if __name__ == "__main__":

@@ -11,19 +11,17 @@ import hashlib
 import logging
 import math
 import re
-from pathlib import Path
-from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 import torch
+
 from dogfilter.commands.bench_detect import group_photo, iou, match, paste_face
 from dogfilter.common.media.demo import DemoSource, load_portrait
 from dogfilter.common.transport import wire
-from dogfilter.common.vision import blazeface, masks
+from dogfilter.common.vision import blazeface, blazeface_nets, masks
 from dogfilter.common.vision.detectors import DETECTORS, BlazeFaceDetector, HaarDetector, create_detector
-
 from tests.conftest import ASSETS, need
 
 GRACE_HAAR_BOX = (140, 96, 249, 249)  # hand-checked: mid-forehead to chin, ears to ears (see common/media/demo.py)
@@ -73,15 +71,14 @@ def test_blazeface_is_registered_and_haar_keeps_the_tutorials_parameters() -> No
 
 @pytest.mark.timeout(60)
 def test_detect_service_and_launcher_default_to_blazeface(monkeypatch) -> None:
-    import sys
 
+    from dogfilter.commands import run
+    from dogfilter.common import options
     from dogfilter.services import detect
 
     monkeypatch.delenv("DOGFILTER_DETECTOR", raising=False)
-    monkeypatch.setattr(sys, "argv", ["detect"])
-    assert detect.parse_args().detector == "blazeface"
-    src = (Path(__file__).resolve().parent.parent / "commands" / "run.py").read_text()
-    assert re.search(r'"--detector", default="blazeface"', src)
+    assert options.parse("dogfilter-detect", "", detect.GROUPS, []).detector == "blazeface"
+    assert run.build_parser().parse_args(["image", "in.png", "out.png"]).detector == "blazeface"
 
 
 # ----------------------------------------------------------------------------------------------- the weights
@@ -96,7 +93,7 @@ def test_converted_weights_load_weights_only_and_match_their_provenance() -> Non
         assert obj["meta"]["license"] == "Apache-2.0" and obj["meta"]["arch"] == f"blazeface-{kind}"
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         assert f"`{path.name}`" in text and digest in text, f"{path.name} is not the file the provenance describes"
-        net = blazeface.load_network(kind)
+        net = blazeface_nets.load_network(kind)
         n = sum(p.numel() for p in net.parameters())
         assert n == {"short": 101_390, "full": 508_308}[kind]
         onnx = blazeface.ONNX[kind]
@@ -109,12 +106,12 @@ def test_converted_weights_load_weights_only_and_match_their_provenance() -> Non
 
 @pytest.mark.timeout(30)
 def test_anchors_follow_mediapipe_and_any_input_size() -> None:
-    short, full = blazeface.ShortRangeNet, blazeface.FullRangeNet
+    short, full = blazeface_nets.ShortRangeNet, blazeface_nets.FullRangeNet
     assert len(blazeface.anchors(short, 128, 128)) == 896 and len(blazeface.anchors(full, 192, 192)) == 2304
     a = blazeface.anchors(short, 128, 128)
     assert np.allclose(a[0], (4, 4)) and np.allclose(a[1], (4, 4)) and np.allclose(a[2], (12, 4))
     assert np.allclose(a[512], (8, 8)) and np.allclose(a[517], (8, 8)) and np.allclose(a[518], (24, 8))
-    net = blazeface.load_network("short")
+    net = blazeface_nets.load_network("short")
     with torch.inference_mode():
         reg, cls = net(torch.zeros(1, 3, 96, 128))
     assert reg.shape == (1, len(blazeface.anchors(short, 96, 128)), 16) and cls.shape[:2] == reg.shape[:2]
@@ -233,30 +230,27 @@ def test_roll_from_the_eyes_has_the_faces_sign(bf, roll: float) -> None:
 
 @pytest.mark.timeout(60)
 def test_composite_turns_the_mask_with_the_eyes(bf) -> None:
-    """services/composite.py ``_emit``: a face with keypoints gets its mask rolled; one without (Haar) does not."""
-    import zmq
-    from dogfilter.services.composite import Compositor, Entry, Stream
+    """The composite stage's handler, without sockets: a face with keypoints gets its mask rolled; one without
+    (Haar) does not."""
+    from dogfilter.common.transport.metrics import Counters
+    from dogfilter.common.transport.seal import Sealer
+    from dogfilter.common.vision.masks import Painter, load_masks
+    from dogfilter.services.composite import Composite, Settings
 
     img = DemoSource(640, 480, faces=0).render(0.0)
     paste_face(img, 0, 320, 240, 160, roll_deg=20)
     (f,) = bf.detect(img)
-    a = SimpleNamespace(mask=[], mode="file", deadline_ms=40, file_timeout_s=20, reorder_ms=150, smooth=0.5,
-                        render="masks", debug=False, default_emotion="happy")
-    ctx = zmq.Context.instance()
-    pull, push = ctx.socket(zmq.PULL), ctx.socket(zmq.PUSH)
-    pull.bind("inproc://composite-roll-test")
-    push.connect("inproc://composite-roll-test")
-    try:
-        comp = Compositor(a, logging.getLogger("test"), None, push)
-        got = {}
-        for name, face in (("bf", f.to_wire()), ("haar", {"box": list(f.box)})):
-            msg = wire.Message("detections", "cam0", 0, 1, faces=[face], image=img.copy())
-            comp._emit(Stream(1), Entry(msg, 0.0, 0.0, 0))  # noqa: SLF001
-            got[name] = wire.recv(pull).image
-    finally:
-        pull.close(0)
-        push.close(0)
-    mask = comp.masks["happy"]
+    sealer = Sealer(b"k" * 32)
+    painter = Painter(load_masks([]), default_emotion="happy")
+    comp = Composite(painter, sealer, Counters("composite", logging.getLogger("test")), Settings(deadline_s=0.0))
+    got = {}
+    for i, (name, face) in enumerate((("bf", f.to_wire()), ("haar", {"box": list(f.box)}))):
+        msg = sealer.seal(wire.Message("detections", "cam0", i, 1, faces=[face], image=img.copy(),
+                                       crops=np.zeros((1, 48, 48), np.uint8)))
+        comp.on_detections(msg, now=0.0)
+        (out,) = comp.ready(now=1.0)
+        got[name] = out.image
+    mask = painter.masks["happy"]
     for name, roll in (("bf", roll_of(f.to_wire()["kp"])), ("haar", 0.0)):
         want = img.copy()
         masks.paint(want, f.box, mask, roll_deg=roll)

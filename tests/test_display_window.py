@@ -11,8 +11,10 @@ import time
 import numpy as np
 import pytest
 import zmq
-from dogfilter.common.transport import wire
 
+from dogfilter.common.transport import wire
+from dogfilter.common.transport.protocol import send
+from dogfilter.common.transport.seal import Sealer
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.timeout(60)
@@ -39,7 +41,12 @@ def screen():
 def test_window_shows_frames_and_q_quits(screen, tmp_path) -> None:
     addr = f"ipc://{tmp_path}/display"
     env = {**os.environ, "DISPLAY": screen, "DOGFILTER_DISPLAY_ADDR": addr}
-    cmd = [sys.executable, "-m", "services.display", "--window", "--stats-out", str(tmp_path / "s.json")]
+    secret = tmp_path / "secret"
+    secret.write_text("ab" * 32)
+    secret.chmod(0o600)
+    sealer = Sealer.from_file(secret)
+    cmd = [sys.executable, "-m", "dogfilter.services.display", "--window", "--stats-out", str(tmp_path / "s.json"),
+           "--secret-file", str(secret)]
     p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         push = zmq.Context.instance().socket(zmq.PUSH)
@@ -48,14 +55,14 @@ def test_window_shows_frames_and_q_quits(screen, tmp_path) -> None:
         for i in range(5):
             msg = wire.Message("composited", "t", i, 1, image=np.full((240, 320, 3), 40 * i, np.uint8))
             msg.stamp("composite")
-            wire.send(push, msg)
+            send(push, sealer.seal(msg), block=True)
         win = ""
         for _ in range(50):
-            win = _x(screen, "search", "--onlyvisible", "--name", "^dogfilter$")
+            win = _x(screen, "search", "--onlyvisible", "--name", "^dogfilter t$")
             if win:
                 break
             time.sleep(0.2)
-        assert win, "no window titled dogfilter appeared"
+        assert win, "no window titled 'dogfilter t' (the stream's name) appeared"
         w, h = (int(v) for v in _x(screen, "getwindowgeometry", "--shell", win.split()[0]).split("WIDTH=")[1]
                 .replace("HEIGHT=", "").split()[:2])
         assert w >= 320 and h >= 240  # the frame, plus the toolbar some OpenCV builds add

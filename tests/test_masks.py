@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.vision import masks
 

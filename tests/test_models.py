@@ -6,13 +6,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
+
 from dogfilter.common.errors import DogfilterError
+from dogfilter.common.vision.crops import face_crop
 from dogfilter.common.vision.models import (
     ASSETS,
     DEFAULT_MODEL,
     EmotionClassifier,
     TutorialNet,
-    face_crop,
     load_checkpoint,
 )
 

@@ -20,10 +20,10 @@ import cv2
 import numpy as np
 import pytest
 import zmq
+
 from dogfilter.commands.run import Pipeline
 from dogfilter.common.vision.detectors import HaarDetector
 from dogfilter.common.vision.masks import mask_region
-
 from tests.conftest import ROOT, make_clip, read_index, read_video
 
 MAGENTA = (255, 0, 255)
@@ -208,7 +208,7 @@ def live(tmp_path_factory):
     port = _free_port()
     stats = d / "stats.json"
     p = Pipeline(capture=["--source", "demo", "--size", "640x480", "--fps", "120"],
-                 display=["--http", str(port), "--stats-out", str(stats)], mode="live")
+                 display=["--http-port", str(port), "--stats-out", str(stats)], mode="live")
     p.start()
     p.port, p.stats = port, stats
     _wait_for(stats, lambda s: s["frames"] >= 10, timeout=60)
@@ -232,7 +232,7 @@ def test_live_source_outpacing_detection_drops_at_the_source_and_lag_stays_bound
 def test_browser_view_serves_the_page_stats_and_a_live_mjpeg_stream(live) -> None:
     base = f"http://127.0.0.1:{live.port}"
     page = urllib.request.urlopen(base + "/", timeout=10).read().decode()
-    assert "/stream.mjpg" in page and "/stats.json" in page
+    assert "/stream/" in page and "/stats.json" in page  # a video per stream, and the statistics
     stats = json.loads(urllib.request.urlopen(base + "/stats.json", timeout=10).read())
     assert stats["frames"] > 0 and "capture→display" in stats["latency_ms"]
     with urllib.request.urlopen(base + "/stream.mjpg", timeout=10) as r:

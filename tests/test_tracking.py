@@ -9,6 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+
 from dogfilter.commands.bench_detect import demo_scene, iou, match, paste_face
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.media.demo import DemoSource

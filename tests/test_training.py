@@ -13,6 +13,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+
 from dogfilter.commands.train import cli as train
 from dogfilter.commands.train import fer, linear, report
 from dogfilter.common.errors import DogfilterError

@@ -6,7 +6,9 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
+
 from dogfilter.common.transport import wire
+from dogfilter.common.transport.protocol import send
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -44,10 +46,9 @@ def test_unmodified_image_is_forwarded_without_a_copy() -> None:
     a, b = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
     a.bind("inproc://wire-fwd")
     b.connect("inproc://wire-fwd")
-    wire.send(a, wire.Message("frame", image=_frame(480, 640)))
-    got = wire.recv(b)
-    fwd = wire.Message("detections", image=got.image, crops=np.zeros((0, 48, 48), np.uint8))
-    fwd._image_src = got._image_src
+    send(a, wire.Message("frame", image=_frame(480, 640)), block=True)
+    got = wire.decode(b.recv_multipart(copy=False))
+    fwd = got.derive("detections", crops=np.zeros((0, 48, 48), np.uint8))  # the next hop's message
     parts = wire.encode(fwd)
     assert isinstance(parts[1], zmq.Frame)  # the received frame itself, not a copy of its bytes
     assert np.array_equal(wire.decode([bytes(memoryview(p)) for p in parts]).image, got.image)

@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from dogfilter.common.vision import blazeface  # noqa: E402
+from dogfilter.common.vision import blazeface, blazeface_nets  # noqa: E402
 
 PACKAGE, VERSION = "mediapipe", "0.10.21"
 WHEEL = f"{PACKAGE}-{VERSION}-cp311-cp311-manylinux_2_28_x86_64.whl"
@@ -204,7 +204,7 @@ def read_convolutions(path: Path, tools: Path) -> tuple[list[dict], dict]:
 
 def convert(kind: str, convs: list[dict]) -> dict[str, torch.Tensor]:
     """Assign the TFLite convolutions, in order, to the network's Conv2d modules (in registration order)."""
-    net = blazeface.NETWORKS[kind]()
+    net = blazeface_nets.NETWORKS[kind]()
     mods = [(n, m) for n, m in net.named_modules() if isinstance(m, torch.nn.Conv2d)]
     if len(mods) != len(convs):
         raise SystemExit(f"{kind}: {len(convs)} convolutions in the TFLite graph, {len(mods)} in the network")
@@ -281,7 +281,7 @@ def export_onnx(kind: str, state: dict[str, torch.Tensor], out: Path, tools: Pat
     sys.path.insert(0, str(tools))  # torch.onnx.export needs the onnx package: conversion time only
     import warnings
 
-    net = blazeface.NETWORKS[kind]()
+    net = blazeface_nets.NETWORKS[kind]()
     net.load_state_dict({k: v.float() for k, v in state.items()})
     size = net.default_input
     with warnings.catch_warnings():
@@ -297,9 +297,10 @@ def check_inputs(kind: str) -> dict[str, np.ndarray]:
     letterboxed into the model's square, and in a 640×480 frame at the two inputs of BlazeFace's default pyramid
     (384×288 and 128×96)."""
     import cv2
+
     from dogfilter.common.media.demo import load_portrait
 
-    net = blazeface.NETWORKS[kind]
+    net = blazeface_nets.NETWORKS[kind]
     size = net.default_input
     photo = load_portrait()  # 600×512
     square = cv2.copyMakeBorder(photo, 0, 0, 44, 44, cv2.BORDER_CONSTANT)
@@ -316,7 +317,7 @@ def check(kind: str, model: Path, state: dict[str, torch.Tensor], onnx_model: Pa
           tools: Path) -> list[dict]:
     """Both of our runtimes against the reference, on the same inputs: the PyTorch network (as ``TorchEngine`` runs
     it: channels-last) and, when given, the ONNX export under onnxruntime (as ``OnnxEngine`` runs it)."""
-    net = blazeface.NETWORKS[kind]()
+    net = blazeface_nets.NETWORKS[kind]()
     net.load_state_dict({k: v.float() for k, v in state.items()})
     net = net.eval().to(memory_format=torch.channels_last)
     runners = {"torch (.pth)": lambda x: net(torch.from_numpy(x).contiguous(memory_format=torch.channels_last))}
@@ -324,7 +325,7 @@ def check(kind: str, model: Path, state: dict[str, torch.Tensor], onnx_model: Pa
         engine = blazeface.OnnxEngine(kind, onnx_model)
         runners["onnxruntime (.onnx)"] = lambda x: (lambda r, c: (r, c[..., None]))(*engine(x))
     inputs = check_inputs(kind)
-    size = blazeface.NETWORKS[kind].default_input
+    size = blazeface_nets.NETWORKS[kind].default_input
     with tempfile.TemporaryDirectory() as d:
         np.savez(Path(d) / "in.npz", **inputs)
         models = {}

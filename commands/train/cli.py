@@ -30,12 +30,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+from tqdm import tqdm
+
 from dogfilter.commands.train import fer, linear, report
 from dogfilter.common import ASSETS
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.vision.models import DEFAULT_MODEL, TUTORIAL_CLASSES, EmotionClassifier, TutorialNet
-from torch import nn
-from tqdm import tqdm
 
 log = logging.getLogger("train")
 FER_DIR = Path(__file__).resolve().parents[3] / "shared" / "fer2013"  # ../shared beside the checkout

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from dogfilter.common.errors import DogfilterError
 
 TUTORIAL_CLASSES = ["happy", "sad", "surprise"]

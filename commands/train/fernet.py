@@ -16,11 +16,12 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-from dogfilter.commands.train import fer
-from dogfilter.common.vision.models import FerNet, normalise
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 from tqdm import tqdm
+
+from dogfilter.commands.train import fer
+from dogfilter.common.vision.models import FerNet, normalise
 
 log = logging.getLogger("train")
 NORM = {"kind": "per_image"}

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+
 from dogfilter.commands.train import fer
 from dogfilter.common.errors import DogfilterError
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
 from dogfilter.commands.train import fer
 from dogfilter.common.vision.masks import EMOTION_MASKS
 from dogfilter.common.vision.models import EmotionClassifier
@@ -115,6 +116,7 @@ def jitter_stability(clf: EmotionClassifier, X: np.ndarray, frames: int = 10, sm
     (``p ← smooth·p + (1 − smooth)·new``).  Returns the mean number of mask changes per face per 100 frames, raw and
     smoothed, the share of faces whose smoothed mask never changes, and each mask's share of the last frame."""
     import torch
+
     from dogfilter.commands.train import fernet
 
     r = fernet.Recipe(rotate_deg=3.0, scale=0.04, shift_px=2.0, flip=True)

@@ -1,21 +1,34 @@
-"""Frame sources for capture: a webcam index, a video file, an image, a folder of images, or the built-in demo."""
+"""Frame sources for capture: a webcam index, a video file, an image, a folder of images, or the built-in demo.
+
+``read()`` returns the next BGR frame, or None at the end.  Every source refuses frames bigger than
+``max_pixels`` (one clear line for a single file; a skipped and counted file in a folder), says when an image file
+is truncated (counted; what decoded is still used), and counts the files of a folder it could not use.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from pathlib import Path
 
 import cv2
 import numpy as np
+
 from dogfilter.common.errors import DogfilterError
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+log = logging.getLogger("sources")
 
 
 class Source:
-    """``read()`` returns the next BGR frame, or None at the end."""
+    """``read()`` returns the next BGR frame, or None at the end; ``counts`` holds what it skipped and why."""
 
     fps: float | None = None  # the source's own rate, when it has one
     kind = "source"
+    still = False  # unrelated pictures (photos), not frames of one video
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
 
     def read(self) -> np.ndarray | None:
         raise NotImplementedError
@@ -24,12 +37,21 @@ class Source:
         pass
 
 
+def too_big(shape: tuple[int, ...], max_pixels: int) -> str | None:
+    h, w = shape[:2]
+    if h * w <= max_pixels:
+        return None
+    return (f"{w}x{h} ({h * w / 1e6:.1f} megapixels) is over the {max_pixels / 1e6:g} megapixel cap "
+            "(--max-pixels; raise it for huge pictures)")
+
+
 class DemoSource(Source):
     kind = "demo"
 
     def __init__(self, size: tuple[int, int] | None, fps: float) -> None:
         from dogfilter.common.media.demo import DemoSource as Scene
 
+        super().__init__()
         w, h = size or (640, 480)
         self.scene = Scene(w, h)
         self.fps = fps
@@ -46,28 +68,41 @@ class DemoSource(Source):
 
 
 class VideoSource(Source):
-    def __init__(self, spec: str | int, loop: bool = False) -> None:
+    def __init__(self, spec: str | int, loop: bool = False, max_pixels: int = 50_000_000) -> None:
+        super().__init__()
         self.spec, self.loop = spec, loop
         if isinstance(spec, int):
             self.kind = "camera"
             self.cap = cv2.VideoCapture(spec)
             if not self.cap.isOpened():
                 raise DogfilterError(f"cannot open camera {spec}: no such camera, or it is busy")
+            self._first: np.ndarray | None = None
         else:
             self.kind = "video"
             p = Path(spec)
             if not p.is_file():
                 raise DogfilterError(f"video not found: {p}")
+            w, h = self._probe(p)
+            if w * h > max_pixels:  # refuse before decoding a frame of it
+                raise DogfilterError(f"video {p}: frames of {too_big((h, w), max_pixels)}")
             self.cap = cv2.VideoCapture(str(p))
             ok, first = self.cap.read() if self.cap.isOpened() else (False, None)
             if not ok or first is None:
                 raise DogfilterError(f"cannot read video {p}: not a video OpenCV can decode")
-            self._first: np.ndarray | None = first
+            self._first = first
         fps = self.cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if fps and 1 <= fps <= 1000 else None
 
+    @staticmethod
+    def _probe(p: Path) -> tuple[int, int]:
+        cap = cv2.VideoCapture(str(p))
+        try:
+            return int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        finally:
+            cap.release()
+
     def read(self) -> np.ndarray | None:
-        if getattr(self, "_first", None) is not None:
+        if self._first is not None:
             f, self._first = self._first, None
             return f
         ok, frame = self.cap.read()
@@ -80,47 +115,109 @@ class VideoSource(Source):
         self.cap.release()
 
 
-class ImagesSource(Source):
-    kind = "images"
+def truncated(path: Path) -> bool:
+    """A JPEG without its end marker, or a PNG without its last chunk: cut short (a partial download, a full disk)."""
+    suffix = path.suffix.lower()
+    try:
+        with path.open("rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - 64))
+            tail = f.read()
+    except OSError:
+        return False
+    if suffix in (".jpg", ".jpeg"):
+        return b"\xff\xd9" not in tail
+    if suffix == ".png":
+        return b"IEND" not in tail
+    return False
 
-    def __init__(self, paths: list[Path], loop: bool = False) -> None:
-        self.paths, self.loop, self.i = paths, loop, 0
+
+def read_image(p: Path, max_pixels: int) -> np.ndarray:
+    """One picture, or DogfilterError saying why not (not found, not an image, too big)."""
+    if not p.is_file():
+        raise DogfilterError(f"image not found: {p}")
+    # the header's size first, from a 1/8-scale decode: a huge picture is refused before it is decoded in full
+    small = cv2.imread(str(p), cv2.IMREAD_REDUCED_GRAYSCALE_8)
+    if small is None:
+        raise DogfilterError(f"cannot read image {p}: not an image OpenCV can decode")
+    approx = (small.shape[0] * 8, small.shape[1] * 8)
+    if approx[0] * approx[1] > max_pixels * 1.1:
+        raise DogfilterError(f"image {p}: about {too_big(approx, max_pixels)}")
+    img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+    if img is None:
+        raise DogfilterError(f"cannot read image {p}: not an image OpenCV can decode")
+    why = too_big(img.shape, max_pixels)
+    if why:
+        raise DogfilterError(f"image {p}: {why}")
+    return img
+
+
+class ImagesSource(Source):
+    """One image, or the images of a folder in name order; each a still photo at its own size."""
+
+    kind = "images"
+    still = True
+
+    def __init__(self, paths: list[Path], loop: bool = False, max_pixels: int = 50_000_000,
+                 first: np.ndarray | None = None) -> None:
+        super().__init__()
+        self.paths, self.loop, self.max_pixels, self.i = paths, loop, max_pixels, 0
+        self._first = first  # the first picture, decoded already (open_source checked it)
 
     def read(self) -> np.ndarray | None:
+        if self._first is not None:
+            img, self._first = self._first, None
+            self.i = 1
+            self._check_truncated(self.paths[0])
+            return img
         while True:
             if self.i >= len(self.paths):
-                if not self.loop:
+                if not self.loop or not self.paths:
                     return None
                 self.i = 0
             p = self.paths[self.i]
             self.i += 1
-            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-            if img is not None:
-                return img
-            if len(self.paths) == 1:
-                raise DogfilterError(f"cannot read image {p}")
-            # one unreadable file in a folder: skip it (the caller counts it), keep going
-            self.skipped = getattr(self, "skipped", 0) + 1
+            try:
+                img = read_image(p, self.max_pixels)
+            except DogfilterError as e:
+                if len(self.paths) == 1:
+                    raise
+                self.counts["files_skipped"] += 1  # one bad file in a folder: skip it, keep going
+                log.warning("skipping %s (%d skipped so far)", e, self.counts["files_skipped"])
+                continue
+            self._check_truncated(p)
+            return img
+
+    def _check_truncated(self, p: Path) -> None:
+        if truncated(p):
+            self.counts["files_truncated"] += 1
+            log.warning("image %s is truncated: using what could be decoded (%d truncated so far)", p,
+                        self.counts["files_truncated"])
 
 
-def open_source(spec: str, size: tuple[int, int] | None = None, fps: float = 30.0, loop: bool = False) -> Source:
+def open_source(spec: str, size: tuple[int, int] | None = None, fps: float = 30.0, loop: bool = False,
+                max_pixels: int = 50_000_000) -> Source:
     if spec == "demo":
         return DemoSource(size, fps)
     if spec.isdigit():
-        return VideoSource(int(spec), loop)
+        return VideoSource(int(spec), loop, max_pixels)
     p = Path(spec)
     if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+        entries = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+        files = [f for f in entries if f.suffix.lower() in IMAGE_EXTS]
         if not files:
             raise DogfilterError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) in folder {p}")
-        return ImagesSource(files, loop)
+        src = ImagesSource(files, loop, max_pixels)
+        if len(entries) > len(files):
+            src.counts["files_skipped"] += len(entries) - len(files)
+            log.warning("folder %s: %d files are not images (%s), skipped", p, len(entries) - len(files),
+                        ", ".join(sorted(IMAGE_EXTS)))
+        return src
     if p.suffix.lower() in IMAGE_EXTS:
-        if not p.is_file():
-            raise DogfilterError(f"image not found: {p}")
-        if cv2.imread(str(p)) is None:
-            raise DogfilterError(f"cannot read image {p}: not an image OpenCV can decode")
-        return ImagesSource([p], loop)
-    return VideoSource(spec, loop)
+        first = read_image(p, max_pixels)  # fail now, with the reason, not at the first frame
+        return ImagesSource([p], loop, max_pixels, first)
+    return VideoSource(spec, loop, max_pixels)
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:

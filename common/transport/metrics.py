@@ -17,21 +17,45 @@ import numpy as np
 STAGES = ["capture", "detect_in", "detect", "composite_in", "composite", "display"]
 
 
+def peer_name(ident: bytes | str | None) -> str:
+    """A peer's id as it can safely be logged and shown: printable ASCII, at most 64 characters."""
+    if ident is None:
+        return "?"
+    text = ident.decode("utf-8", "replace") if isinstance(ident, bytes) else str(ident)
+    text = ascii(text)[1:-1]
+    return text if len(text) <= 64 else text[:61] + "..."
+
+
 class Counters(Counter):
-    """Named event counts of one stage, logged at most every ``every`` seconds."""
+    """Named event counts of one stage, logged at most every ``every`` seconds.
+
+    :meth:`drop` counts a dropped message by kind of fault and logs at most one line per kind every
+    ``every`` seconds, with how many happened since (so a flood of bad input cannot flood the log); what a peer
+    sent is never logged raw: reasons are cut short and peer ids escaped.
+    """
 
     def __init__(self, stage: str, log: logging.Logger, every: float = 5.0) -> None:
         super().__init__()
         self.stage, self.log, self.every = stage, log, every
         self._last_log = time.monotonic()
+        self._drop_logged: dict[str, tuple[float, int]] = {}  # kind → (when last logged, count then)
 
-    def drop(self, what: str, why: str, n: int = 1) -> None:
+    def drop(self, what: str, why: str, n: int = 1, peer: bytes | str | None = None) -> None:
         self[what] += n
-        self.log.warning("dropped %s: %s (%d so far)", what.replace("_", " "), why, self[what])
+        now = time.monotonic()
+        last, count_then = self._drop_logged.get(what, (-1e9, 0))
+        if now - last < self.every:
+            return
+        self._drop_logged[what] = (now, self[what])
+        since = self[what] - count_then
+        who = f" from {peer_name(peer)}" if peer is not None else ""
+        reason = ascii(str(why))[1:-1][:200]
+        self.log.warning("dropped %s%s: %s (%d since the last such line, %d in all)", what.replace("_", " "), who,
+                         reason, since, self[what])
 
     def maybe_log(self, extra: str = "") -> None:
         now = time.monotonic()
-        if now - self._last_log >= self.every:
+        if now - self._last_log >= self.every and (extra or self):
             self._last_log = now
             self.log.info("%s%s", extra, " ".join(f"{k}={v}" for k, v in sorted(self.items())))
 
@@ -80,8 +104,12 @@ class Rate:
         while self.times and t - self.times[0] > self.window_s:
             self.times.popleft()
 
-    def per_second(self) -> float:
+    def per_second(self, now: float | None = None) -> float:
+        """Events per second over the last ``window_s`` seconds up to now: 0 when nothing has come for a while."""
+        now = time.monotonic() if now is None else now
+        while self.times and now - self.times[0] > self.window_s:
+            self.times.popleft()
         if len(self.times) < 2:
             return 0.0
-        span = self.times[-1] - self.times[0]
+        span = max(now - self.times[0], self.times[-1] - self.times[0])
         return (len(self.times) - 1) / span if span > 0 else 0.0

@@ -1,154 +1,61 @@
-"""Credit-based flow control between a dispatcher (ROUTER, binds) and its workers (DEALER, connect).
+"""The protocol every stage speaks, in one place: credit, jobs, heartbeats, reset, sending, receiving, drops.
 
-The ZeroMQ guide's load-balancing pattern with heartbeats, in both directions of need:
+Between a dispatcher (ROUTER, binds: capture for frames, composite for crops) and its workers (DEALER, connect:
+detect, classify) — the ZeroMQ guide's load-balancing broker with heartbeats both ways:
 
-* a worker announces ``ready{credit: n}``: it will accept n more messages; it grants 1 more each time it is done
-  with one (a classify worker's ``emotions`` reply counts as that grant);
+* a worker announces ``ready{credit: n}``: it takes up to n jobs at once (capped by the dispatcher);
+* every job the dispatcher hands out carries a job id it issued (``meta.job``); the worker names it when the job is
+  finished, in a ``done`` or in its reply; a reply naming a job this worker was not given is dropped and counted;
 * an idle worker sends ``heartbeat`` every second; a dispatcher that does not know it (it restarted, or expired
-  the worker) answers ``reset`` and the worker announces its full window again;
-* a dispatcher forgets a worker silent for ``EXPIRY_S`` and hands its credits to no one.
+  the worker) answers ``reset`` and the worker announces itself again;
+* a dispatcher forgets a worker silent for ``EXPIRY_S``, and *benches* one that holds a job longer than the job
+  timeout (doubling the bench each time it happens again): the jobs either held come back to the caller, who
+  sends them again (file mode: nothing is lost when a worker dies) or counts them lost (live mode).
 
-So a dispatcher only ever sends to a worker that asked for work: nothing queues behind a slow or dead worker, a
-source with no credit left knows at once that it must drop (live) or wait (file), and either side can die and
-restart without the other hanging.
+So work only goes to a worker that asked for it, nothing queues behind a slow, dead or hostile worker, the number
+of workers and the jobs each holds are bounded, and any process can die and restart without the others hanging.
+
+Everything else is a PUSH → PULL link: :func:`send` is the one way to send (back-pressure in file mode, a bounded
+wait in live mode) and :func:`drain` the one way to read a PULL socket.  Every message received goes through the
+wire's checks; what fails is dropped and counted by kind of fault (:class:`~.metrics.Counters`), never raised.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
-from dogfilter.common.transport import wire
 
-log = logging.getLogger("flow")
+from dogfilter.common.transport import wire
+from dogfilter.common.transport.metrics import Counters, peer_name
+from dogfilter.common.transport.wire import Message, WireError
+
 HEARTBEAT_S = 1.0  # a worker says it is alive this often when idle
 EXPIRY_S = 3.5  # a dispatcher forgets a worker silent for this long
+MAX_BENCH_S = 60.0  # the longest a stalled worker is kept out
+
+log = logging.getLogger("protocol")
 
 
-def _name(ident: bytes) -> str:
-    return ident.decode(errors="replace")
+# ----------------------------------------------------------------------------------------------- PUSH / PULL
 
 
-@dataclass
-class WorkerState:
-    credit: int = 0
-    last_seen: float = field(default_factory=time.monotonic)
-    info: dict[str, Any] = field(default_factory=dict)
-    sent: int = 0
-    last_sent: float = 0.0
-
-
-class Dispatcher:
-    """ROUTER side: which workers exist and how much each may still take. Work goes to the worker with the
-    most free credit (the least loaded), the least recently used among equals."""
-
-    def __init__(self, sock: zmq.Socket, name: str, expiry: float = EXPIRY_S) -> None:
-        self.sock, self.name, self.expiry = sock, name, expiry
-        self.workers: dict[bytes, WorkerState] = {}
-
-    def grant(self, ident: bytes, n: int) -> None:
-        w = self.workers.get(ident)
-        if w is None:
-            w = self.workers[ident] = WorkerState()
-            log.info("%s: worker %s joined", self.name, _name(ident))
-        w.last_seen = time.monotonic()
-        w.credit = min(w.credit + max(0, int(n)), 64)
-
-    def handle(self, ident: bytes, msg: wire.Message) -> bool:
-        """Account for a message from a worker. Returns True when it was a control message (nothing else to do)."""
-        w = self.workers.get(ident)
-        if msg.kind == "ready":
-            credit = msg.meta.get("credit", 1)
-            self.grant(ident, credit if isinstance(credit, int) else 1)
-            self.workers[ident].info.update({k: v for k, v in msg.meta.items() if k != "credit"})
-            return True
-        if w is None:
-            self._send_raw(ident, wire.Message("reset"))
-            return msg.kind == "heartbeat"
-        w.last_seen = time.monotonic()
-        return msg.kind == "heartbeat"
-
-    def available(self) -> bool:
-        return any(w.credit > 0 for w in self.workers.values())
-
-    def send(self, msg: wire.Message, jpeg_quality: int | None = None) -> bytes | None:
-        """Send to the least recently used worker with credit. Returns its identity, or None if none can take it."""
-        while True:
-            ready = [(w.credit, -w.last_sent, i) for i, w in self.workers.items() if w.credit > 0]
-            if not ready:
-                return None
-            ident = max(ready)[2]
-            w = self.workers[ident]
-            try:
-                self.sock.send_multipart([ident, *wire.encode(msg, jpeg_quality)], copy=False)
-            except zmq.ZMQError as e:  # EHOSTUNREACH: the worker went away
-                log.warning("%s: worker %s unreachable (%s), forgetting it", self.name, _name(ident), e)
-                self.forget(ident)
-                continue
-            w.credit -= 1
-            w.sent += 1
-            w.last_sent = time.monotonic()
-            return ident
-
-    def forget(self, ident: bytes) -> None:
-        self.workers.pop(ident, None)
-
-    def expire(self) -> list[bytes]:
-        """Forget workers not heard from in ``expiry`` seconds; returns them."""
-        now = time.monotonic()
-        dead = [i for i, w in self.workers.items() if now - w.last_seen > self.expiry]
-        for ident in dead:
-            log.warning("%s: worker %s silent for %.1fs, expired", self.name, _name(ident), self.expiry)
-            self.forget(ident)
-        return dead
-
-    def _send_raw(self, ident: bytes, msg: wire.Message) -> None:
-        try:
-            self.sock.send_multipart([ident, *wire.encode(msg)])
-        except zmq.ZMQError:
-            pass
-
-
-class CreditLink:
-    """DEALER side: announce credit, give it back as work is done, heartbeat when idle, re-announce on reset."""
-
-    def __init__(self, sock: zmq.Socket, window: int, info: dict[str, Any] | None = None) -> None:
-        self.sock, self.window, self.info = sock, window, info or {}
-        self._last_sent = 0.0
-
-    def announce(self) -> None:
-        self._send(wire.Message("ready", meta={"credit": self.window, **self.info}))
-
-    def grant(self, n: int = 1) -> None:
-        self._send(wire.Message("ready", meta={"credit": n}))
-
-    def sent_something(self) -> None:
-        """A reply that implies a grant was sent: it also proves we are alive."""
-        self._last_sent = time.monotonic()
-
-    def tick(self) -> None:
-        if time.monotonic() - self._last_sent >= HEARTBEAT_S:
-            self._send(wire.Message("heartbeat"))
-
-    def _send(self, msg: wire.Message) -> None:
-        try:
-            self.sock.send_multipart(wire.encode(msg), flags=zmq.NOBLOCK)
-        except zmq.Again:
-            pass  # dispatcher not connected yet: the next heartbeat gets a reset and we announce again
-        self._last_sent = time.monotonic()
-
-
-def send_with_backpressure(sock: zmq.Socket, msg: wire.Message, *, block: bool, timeout_s: float = 1.0,
-                           on_wait: Any = None, jpeg_quality: int | None = None) -> bool:
-    """Send on a PUSH socket. Live (block=False): wait at most ``timeout_s`` for room, else give up (the caller
-    counts a drop). File (block=True): wait as long as it takes, calling ``on_wait()`` every second (heartbeats)."""
+def send(sock: zmq.Socket, msg: Message, *, block: bool = False, timeout_s: float = 1.0,
+         on_wait: Callable[[], None] | None = None, jpeg_quality: int | None = None) -> bool:
+    """Send ``msg`` on a PUSH or DEALER socket. Live (``block=False``): wait at most ``timeout_s`` for room, else
+    give up and return False (the caller counts a drop). File (``block=True``): wait as long as it takes, calling
+    ``on_wait()`` about every second (heartbeats)."""
     frames = wire.encode(msg, jpeg_quality)
     deadline = time.monotonic() + timeout_s
     while True:
-        if sock.poll(int(1000 * min(HEARTBEAT_S, timeout_s)), zmq.POLLOUT):
+        wait = HEARTBEAT_S if block else max(0.0, min(HEARTBEAT_S, deadline - time.monotonic()))
+        if sock.poll(int(1000 * wait), zmq.POLLOUT):
             try:
                 sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
                 return True
@@ -158,3 +65,298 @@ def send_with_backpressure(sock: zmq.Socket, msg: wire.Message, *, block: bool, 
             on_wait()
         if not block and time.monotonic() >= deadline:
             return False
+
+
+def drain(sock: zmq.Socket, counters: Counters, limit: int = 64) -> list[Message]:
+    """Every valid message already waiting on a PULL socket (at most ``limit``); the others dropped and counted."""
+    out = []
+    for _ in range(limit):
+        try:
+            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            break
+        try:
+            out.append(wire.decode(frames))
+        except WireError as e:
+            counters.drop(e.fault, str(e))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- dispatcher
+
+
+@dataclass
+class Job:
+    """One message handed to a worker; ``ctx`` is the caller's (e.g. the frame the job belongs to)."""
+
+    msg: Message
+    ctx: Any = None
+    id: int = 0
+    worker: bytes | None = None
+    sent: float = 0.0
+    tries: int = 0
+
+
+@dataclass
+class Peer:
+    """A worker as its dispatcher sees it."""
+
+    ident: bytes
+    window: int
+    info: dict[str, Any]
+    last_seen: float
+    jobs: dict[int, Job] = field(default_factory=dict)
+    last_sent: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return peer_name(self.ident)
+
+    @property
+    def free(self) -> int:
+        return self.window - len(self.jobs)
+
+
+class Dispatcher:
+    """ROUTER side: which workers exist, the jobs each holds, who gets the next job (the most free credit, the
+    least recently used among equals).
+
+    ``replies``: the kinds a worker may answer a job with (besides ``done``); ``check_info``: validates what a
+    worker announces (returns a reason to refuse it, or None).
+    """
+
+    def __init__(self, sock: zmq.Socket, name: str, counters: Counters, *, max_window: int, job_timeout_s: float,
+                 replies: Iterable[str] = (), max_workers: int = 64, expiry_s: float = EXPIRY_S,
+                 check_info: Callable[[dict[str, Any]], str | None] | None = None,
+                 jpeg_quality: int | None = None) -> None:
+        self.sock, self.name, self.counters = sock, name, counters
+        self.max_window, self.job_timeout_s, self.expiry_s = max_window, job_timeout_s, expiry_s
+        self.replies = frozenset(replies) | {"done"}
+        self.max_workers, self.check_info, self.jpeg_quality = max_workers, check_info, jpeg_quality
+        self.peers: dict[bytes, Peer] = {}
+        self.benched: OrderedDict[bytes, tuple[float, int]] = OrderedDict()  # ident → (until, strikes)
+        self.reassigned: OrderedDict[int, None] = OrderedDict()  # ids of jobs taken back: their replies are late
+        self._ids = itertools.count(1)
+        self._pending_redo: list[Job] = []  # jobs of workers found gone while sending
+        self.done_by_name: OrderedDict[str, int] = OrderedDict()  # jobs done per worker, the last 64 workers
+
+    # -------------------------------------------------------------- receiving
+    def receive(self, limit: int = 256) -> list[tuple[Peer, Job, Message]]:
+        """Read what workers sent. Control messages are handled here; each valid reply comes back with its job."""
+        out = []
+        for _ in range(limit):
+            try:
+                ident_frame, *frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            ident = ident_frame.bytes
+            try:
+                msg = wire.decode(frames)
+            except WireError as e:
+                self.counters.drop(e.fault, str(e), peer=ident)
+                continue
+            got = self._handle(ident, msg)
+            if got is not None:
+                out.append(got)
+        return out
+
+    def _handle(self, ident: bytes, msg: Message) -> tuple[Peer, Job, Message] | None:
+        if msg.kind == "ready":
+            self._announce(ident, msg)
+            return None
+        peer = self.peers.get(ident)
+        if peer is None:
+            self.counters["unknown_worker"] += 1
+            self._control(ident, Message("reset"))
+            return None
+        peer.last_seen = time.monotonic()
+        if msg.kind == "heartbeat":
+            return None
+        if msg.kind not in self.replies:
+            self.counters.drop("unexpected", f"{msg.kind} message from a worker", peer=ident)
+            return None
+        job_id = msg.meta.get("job")
+        job = peer.jobs.pop(job_id, None) if job_id is not None else None
+        if job is None:
+            if job_id in self.reassigned:
+                self.counters["late_replies"] += 1
+            else:
+                self.counters.drop("unknown_job", f"{msg.kind} names a job it was not given", peer=ident)
+            return None
+        self.done_by_name[peer.name] = self.done_by_name.pop(peer.name, 0) + 1
+        while len(self.done_by_name) > self.max_workers:
+            self.done_by_name.popitem(last=False)
+        return None if msg.kind == "done" else (peer, job, msg)
+
+    def _announce(self, ident: bytes, msg: Message) -> None:
+        peer = self.peers.get(ident)
+        info = {k: v for k, v in msg.meta.items() if k not in ("credit", "stats")}
+        window = min(int(msg.meta.get("credit", 1)), self.max_window)
+        if peer is not None:  # announced again (it lost track of us): same jobs, fresh window
+            peer.window, peer.last_seen = window, time.monotonic()
+            return
+        until, _ = self.benched.get(ident, (0.0, 0))
+        if time.monotonic() < until:
+            self.counters["benched_announces"] += 1
+            return
+        if len(self.peers) >= self.max_workers:
+            self.counters.drop("too_many_workers", f"{self.max_workers} workers already", peer=ident)
+            return
+        why = self.check_info(info) if self.check_info else None
+        if why:
+            self.counters.drop("refused_worker", why, peer=ident)
+            return
+        self.peers[ident] = Peer(ident, window, info, time.monotonic())
+        log.info("%s: worker %s joined (%d jobs at once)", self.name, peer_name(ident), window)
+
+    # -------------------------------------------------------------- sending
+    def free(self) -> int:
+        return sum(max(0, p.free) for p in self.peers.values())
+
+    def submit(self, job: Job) -> bool:
+        """Hand ``job`` to the best worker. False: no worker can take it now."""
+        while True:
+            ready = [(p.free, -p.last_sent, i) for i, p in self.peers.items() if p.free > 0]
+            if not ready:
+                return False
+            peer = self.peers[max(ready)[2]]
+            if job.id:
+                self._remember_reassigned(job.id)
+            job.id, job.worker, job.sent, job.tries = next(self._ids), peer.ident, time.monotonic(), job.tries + 1
+            job.msg.meta["job"] = job.id
+            try:
+                frames = wire.encode(job.msg, self.jpeg_quality)
+                self.sock.send_multipart([peer.ident, *frames], flags=zmq.NOBLOCK, copy=False)
+            except zmq.ZMQError as e:  # EHOSTUNREACH: the worker went away; EAGAIN: its queue is full
+                log.warning("%s: worker %s unreachable (%s), forgetting it", self.name, peer.name, e.strerror)
+                self._pending_redo += self.forget(peer.ident)
+                continue
+            peer.jobs[job.id] = job
+            peer.last_sent = job.sent
+            return True
+
+    def take_back(self) -> list[Job]:
+        """Jobs of workers that died or stalled since the last call: send them again, or count them lost."""
+        now = time.monotonic()
+        redo, self._pending_redo = self._pending_redo, []
+        for ident, peer in list(self.peers.items()):
+            if now - peer.last_seen > self.expiry_s:
+                log.warning("%s: worker %s silent for %.1fs, expired", self.name, peer.name, self.expiry_s)
+                self.counters["workers_expired"] += 1
+                redo += self.forget(ident)
+            elif any(now - j.sent > self.job_timeout_s for j in peer.jobs.values()):
+                self._bench(ident)
+                redo += self.forget(ident)
+        return redo
+
+    def forget(self, ident: bytes) -> list[Job]:
+        peer = self.peers.pop(ident, None)
+        if peer is None:
+            return []
+        for job_id in peer.jobs:
+            self._remember_reassigned(job_id)
+        return list(peer.jobs.values())
+
+    def _bench(self, ident: bytes) -> None:
+        _, strikes = self.benched.pop(ident, (0.0, 0))
+        seconds = min(MAX_BENCH_S, 2.0 ** (strikes + 1))
+        self.benched[ident] = (time.monotonic() + seconds, strikes + 1)
+        while len(self.benched) > 256:
+            self.benched.popitem(last=False)
+        self.counters["workers_stalled"] += 1
+        log.warning("%s: worker %s held a job over %.0fs: benched for %.0fs, its jobs taken back", self.name,
+                    peer_name(ident), self.job_timeout_s, seconds)
+
+    def _remember_reassigned(self, job_id: int) -> None:
+        self.reassigned[job_id] = None
+        while len(self.reassigned) > 4096:
+            self.reassigned.popitem(last=False)
+
+    def _control(self, ident: bytes, msg: Message) -> None:
+        try:
+            self.sock.send_multipart([ident, *wire.encode(msg)], flags=zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
+
+    def summary(self) -> dict[str, int]:
+        """Jobs finished per worker (by name; the last ``max_workers`` workers), for the display's table."""
+        return dict(self.done_by_name)
+
+
+# ----------------------------------------------------------------------------------------------- worker
+
+
+class WorkerLink:
+    """DEALER side of one link to one dispatcher: announce, take jobs, say when each is done, heartbeat when idle,
+    announce again on reset.  A worker serving several hosts has one link per host (:func:`poll_links`)."""
+
+    def __init__(self, sock: zmq.Socket, window: int, info: dict[str, Any], counters: Counters,
+                 accepts: Iterable[str]) -> None:
+        self.sock, self.window, self.info, self.counters = sock, window, info, counters
+        self.accepts = frozenset(accepts)
+        self._last_sent = 0.0
+        self.announced = False  # False until an announcement went out (the dispatcher may not be up yet)
+
+    def announce(self) -> None:
+        self.announced = self._send(Message("ready", meta={"credit": self.window, **self.info}))
+
+    def tick(self) -> None:
+        if not self.announced:
+            self.announce()
+        elif time.monotonic() - self._last_sent >= HEARTBEAT_S:
+            self._send(Message("heartbeat"))
+
+    def done(self, job: Message) -> None:
+        self._send(Message("done", job.stream, job.frame, job.epoch, meta={"job": job.meta["job"]}))
+
+    def reply(self, msg: Message) -> bool:
+        """Send a reply (it names its job and so frees the credit). False: the dispatcher is gone."""
+        try:
+            self.sock.send_multipart(wire.encode(msg), flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return False
+        self._last_sent = time.monotonic()
+        return True
+
+    def receive(self, limit: int = 64) -> list[Message]:
+        """Jobs waiting on this link (reset handled, anything malformed or unexpected counted)."""
+        out = []
+        for _ in range(limit):
+            try:
+                frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            try:
+                msg = wire.decode(frames)
+            except WireError as e:
+                self.counters.drop(e.fault, str(e))
+                continue
+            if msg.kind == "reset":
+                self.announce()
+            elif msg.kind not in self.accepts or not isinstance(msg.meta.get("job"), int):
+                self.counters.drop("unexpected", f"{msg.kind} message is not a job")
+            else:
+                out.append(msg)
+        return out
+
+    def _send(self, msg: Message) -> bool:
+        try:
+            self.sock.send_multipart(wire.encode(msg), flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return False  # dispatcher not connected (yet): try again at the next tick
+        self._last_sent = time.monotonic()
+        return True
+
+
+def poll_links(links: list[WorkerLink], timeout_s: float) -> list[tuple[WorkerLink, Message]]:
+    """Wait up to ``timeout_s`` for jobs on any link; heartbeat the idle ones. Returns (link, job) pairs."""
+    poller = zmq.Poller()
+    for link in links:
+        poller.register(link.sock, zmq.POLLIN)
+    if not all(link.announced for link in links):
+        timeout_s = min(timeout_s, 0.05)  # a dispatcher that is not up yet: look again soon
+    ready = dict(poller.poll(int(1000 * timeout_s)))
+    out = [(link, msg) for link in links if link.sock in ready for msg in link.receive()]
+    for link in links:
+        link.tick()
+    return out

@@ -1,42 +1,54 @@
-"""Endpoints, socket settings and CURVE: how every link of the pipeline is opened.
+"""How every link of the pipeline is opened: socket settings, who binds, and encryption.
 
-Topology (who binds, who connects)::
+Topology (who binds, who connects; addresses are the ``LINKS`` options, ``DOGFILTER_<LINK>_ADDR``)::
 
-    capture   ROUTER bind DOGFILTER_FRAMES_ADDR     <- detect DEALER connect   (credits: live drops at source)
-    composite PULL   bind DOGFILTER_DETECTIONS_ADDR <- detect PUSH connect
-    composite ROUTER bind DOGFILTER_CLASSIFY_ADDR   <- classify DEALER connect (balanced; remote workers join)
-    display   PULL   bind DOGFILTER_DISPLAY_ADDR    <- composite PUSH connect
+    capture   ROUTER bind frames      <- detect DEALER connect   (credits: live drops at the source)
+    composite PULL   bind detections  <- detect PUSH connect
+    composite ROUTER bind classify    <- classify DEALER connect (balanced; remote workers join)
+    display   PULL   bind display     <- composite PUSH connect
+
+A link is safe by default: a ``tcp://`` address beyond loopback refuses to bind unless the link is encrypted and
+authenticated with CURVE (``--curve-dir``, keys from ``dogfilter keys``) or the user says ``--allow-plaintext``.
+With ``--curve-dir`` every TCP link this process opens is a CURVE link (``ipc://`` links are protected by the
+permissions of their folder).  Key secrets must be private (0600): a readable one is refused.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import shutil
 import socket
 from pathlib import Path
 from typing import Any
 
 import zmq
+
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.transport import wire
+from dogfilter.common.transport.seal import check_private
 
-DEFAULT_ENDPOINTS = {
-    "frames": "tcp://127.0.0.1:5551",
-    "detections": "tcp://127.0.0.1:5552",
-    "classify": "tcp://127.0.0.1:5553",
-    "display": "tcp://127.0.0.1:5554",
-}
 LINK_HWM = 4  # messages queued per link: small, so lag cannot grow
-
-
-def endpoint(name: str) -> str:
-    """The address of a link, from DOGFILTER_<NAME>_ADDR (e.g. DOGFILTER_CLASSIFY_ADDR=tcp://0.0.0.0:5553)."""
-    return os.environ.get(f"DOGFILTER_{name.upper()}_ADDR", DEFAULT_ENDPOINTS[name])
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 
 def worker_identity(stage: str) -> bytes:
     """A routing id that survives reconnects, unique per process."""
     proc = os.environ.get("HONCHO_PROCESS_NAME", stage)
-    return f"{proc}@{socket.gethostname()}:{os.getpid()}".encode()
+    return f"{proc}@{socket.gethostname()}:{os.getpid()}".encode()[:160]
+
+
+def is_local(addr: str) -> bool:
+    """ipc/inproc, or TCP on a loopback address."""
+    if not addr.startswith("tcp://"):
+        return True
+    host = addr[len("tcp://"):].rsplit(":", 1)[0]
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name or an interface: assume it reaches beyond this machine
 
 
 def make_socket(ctx: zmq.Context, kind: int, *, hwm: int = LINK_HWM, recv_limit: bool = True) -> zmq.Socket:
@@ -45,7 +57,7 @@ def make_socket(ctx: zmq.Context, kind: int, *, hwm: int = LINK_HWM, recv_limit:
     s.setsockopt(zmq.SNDHWM, hwm)
     s.setsockopt(zmq.RCVHWM, hwm)
     if recv_limit:  # a peer that sends a frame bigger than this is disconnected by libzmq itself
-        s.setsockopt(zmq.MAXMSGSIZE, wire.MAX_PART_BYTES + wire.MAX_HEADER_BYTES)
+        s.setsockopt(zmq.MAXMSGSIZE, wire.LIMITS.max_message_bytes)
     if kind in (zmq.PUSH, zmq.DEALER):
         s.setsockopt(zmq.IMMEDIATE, 1)  # queue only to connected peers: a dead peer cannot swallow messages
     if kind == zmq.ROUTER:
@@ -53,42 +65,101 @@ def make_socket(ctx: zmq.Context, kind: int, *, hwm: int = LINK_HWM, recv_limit:
     return s
 
 
-def bind(sock: zmq.Socket, addr: str, what: str) -> None:
+class Links:
+    """Opens the sockets of one process: binds (checked for exposure) and connects, CURVE where asked."""
+
+    def __init__(self, curve_dir: str | None = None, allow_plaintext: bool = False,
+                 ctx: zmq.Context | None = None) -> None:
+        self.ctx = ctx or zmq.Context.instance()
+        self.curve_dir = Path(curve_dir) if curve_dir else None
+        self.allow_plaintext = allow_plaintext
+        self.sockets: list[zmq.Socket] = []
+        self._auth: Any = None
+
+    def bind(self, kind: int, addr: str, what: str, **opts: Any) -> zmq.Socket:
+        encrypted = self.curve_dir is not None and addr.startswith("tcp://")
+        if not is_local(addr) and not encrypted and not self.allow_plaintext:
+            raise DogfilterError(f"refusing to listen on {addr} ({what}) unencrypted: anyone who can reach it could "
+                                 "read and forge frames. Give --curve-dir DIR (keys from `dogfilter keys DIR`), or "
+                                 "--allow-plaintext inside a trusted network")
+        sock = self._socket(kind, **opts)
+        if encrypted:
+            self._curve_server(sock)
+        try:
+            sock.bind(addr)
+        except zmq.ZMQError as e:
+            raise DogfilterError(f"cannot listen on {addr} for {what}: {e} (is another pipeline running? "
+                                 f"set DOGFILTER_{what.upper()}_ADDR to another address)") from None
+        return sock
+
+    def connect(self, kind: int, addr: str, **opts: Any) -> zmq.Socket:
+        sock = self._socket(kind, **opts)
+        if self.curve_dir is not None and addr.startswith("tcp://"):
+            self._curve_client(sock)
+        try:
+            sock.connect(addr)
+        except zmq.ZMQError as e:
+            raise DogfilterError(f"cannot connect to {addr}: {e}") from None
+        return sock
+
+    def _socket(self, kind: int, routing_id: bytes | None = None, **opts: Any) -> zmq.Socket:
+        sock = make_socket(self.ctx, kind, **opts)
+        if routing_id is not None:
+            sock.setsockopt(zmq.ROUTING_ID, routing_id)
+        self.sockets.append(sock)
+        return sock
+
+    def _curve_server(self, sock: zmq.Socket) -> None:
+        from zmq.auth import load_certificate
+        from zmq.auth.thread import ThreadAuthenticator
+
+        d = self.curve_dir
+        assert d is not None
+        secret = d / "server.key_secret"
+        if not secret.is_file():
+            raise DogfilterError(f"no server.key_secret in {d}: create keys with `dogfilter keys {d}`")
+        check_private(secret, "CURVE key secret")
+        if self._auth is None:
+            self._auth = ThreadAuthenticator(self.ctx)
+            self._auth.start()
+            self._auth.configure_curve(domain="*", location=str(d / "clients"))
+        pub, sec = load_certificate(str(secret))
+        sock.curve_publickey, sock.curve_secretkey, sock.curve_server = pub, sec, True
+
+    def _curve_client(self, sock: zmq.Socket) -> None:
+        from zmq.auth import load_certificate
+
+        d = self.curve_dir
+        assert d is not None
+        try:
+            check_private(d / "client.key_secret", "CURVE key secret")
+            server_pub, _ = load_certificate(str(d / "server.key"))
+            pub, sec = load_certificate(str(d / "client.key_secret"))
+        except (OSError, ValueError) as e:
+            raise DogfilterError(f"cannot read CURVE keys in {d}: {e}") from None
+        sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = server_pub, pub, sec
+
+    def close(self) -> None:
+        for s in self.sockets:
+            s.close(linger=0)
+        self.sockets.clear()
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+
+
+def create_keys(folder: str | Path) -> Path:
+    """CURVE key pairs for a pipeline host (server) and its remote peers (client), secrets 0600."""
+    import zmq.auth
+
+    d = Path(folder)
+    old = os.umask(0o077)  # every file private from its first byte
     try:
-        sock.bind(addr)
-    except zmq.ZMQError as e:
-        raise DogfilterError(f"cannot listen on {addr} for {what}: {e} (is another pipeline running? "
-                             f"set DOGFILTER_{what.upper()}_ADDR to another address)") from None
-
-
-def curve_server(sock: zmq.Socket, curve_dir: str | None, ctx: zmq.Context) -> Any:
-    """Make ``sock`` a CURVE server that admits only clients whose public keys are in ``curve_dir/clients``."""
-    if not curve_dir:
-        return None
-    from zmq.auth import load_certificate
-    from zmq.auth.thread import ThreadAuthenticator
-
-    d = Path(curve_dir)
-    secret = d / "server.key_secret"
-    if not secret.is_file():
-        raise DogfilterError(f"no server.key_secret in {d}: create keys with `dogfilter keys {d}`")
-    auth = ThreadAuthenticator(ctx)
-    auth.start()
-    auth.configure_curve(domain="*", location=str(d / "clients"))
-    pub, sec = load_certificate(str(secret))
-    sock.curve_publickey, sock.curve_secretkey, sock.curve_server = pub, sec, True
-    return auth
-
-
-def curve_client(sock: zmq.Socket, curve_dir: str | None) -> None:
-    if not curve_dir:
-        return
-    from zmq.auth import load_certificate
-
-    d = Path(curve_dir)
-    try:
-        server_pub, _ = load_certificate(str(d / "server.key"))
-        pub, sec = load_certificate(str(d / "client.key_secret"))
-    except (OSError, ValueError) as e:
-        raise DogfilterError(f"cannot read CURVE keys in {d}: {e}") from None
-    sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = server_pub, pub, sec
+        (d / "clients").mkdir(parents=True, exist_ok=True)
+        for name in ("server", "client"):
+            _, secret = zmq.auth.create_certificates(str(d), name)
+            os.chmod(secret, 0o600)
+        shutil.copy(d / "client.key", d / "clients" / "client.key")
+    finally:
+        os.umask(old)
+    return d

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import cv2
 import numpy as np
+
 from dogfilter.common.errors import DogfilterError
 
 
@@ -22,6 +23,12 @@ class Face:
     box: tuple[int, int, int, int]  # x, y, w, h in frame pixels
     score: float = 1.0
     keypoints: list[tuple[float, float]] | None = None  # eyes, nose, mouth, ears, when the detector gives them
+
+    def scaled(self, k: float) -> Face:
+        """The same face in a picture ``k`` times the size."""
+        x, y, w, h = self.box
+        kps = [(px * k, py * k) for px, py in self.keypoints] if self.keypoints else None
+        return Face((int(round(x * k)), int(round(y * k)), int(round(w * k)), int(round(h * k))), self.score, kps)
 
     def to_wire(self) -> dict[str, Any]:
         d: dict[str, Any] = {"box": [int(v) for v in self.box], "score": round(float(self.score), 4)}
@@ -108,6 +115,19 @@ class BlazeFaceDetector:
 
 
 DETECTORS: dict[str, type] = {"haar": HaarDetector, "blazeface": BlazeFaceDetector}
+
+
+def detect_at_most(detector: Detector, bgr: np.ndarray, longest: int, stream: Hashable = None,
+                   frame: int | None = None) -> list[Face]:
+    """Detection on a bounded working size: a frame whose longer side is over ``longest`` pixels is scaled down
+    (area-averaged) for the detector, and the faces scaled back to the frame.  A 48-megapixel photo costs what a
+    ``longest``-pixel one does; masks are still painted on the full frame."""
+    h, w = bgr.shape[:2]
+    k = longest / max(h, w)
+    if k >= 1:
+        return detector.detect(bgr, stream, frame)
+    small = cv2.resize(bgr, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
+    return [f.scaled(1 / k) for f in detector.detect(small, stream, frame)]
 
 
 def create_detector(name: str, **options: Any) -> Detector:

@@ -33,11 +33,9 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from dogfilter.common.vision.blazeface import BlazeFace, Detection, box_iou, suppress_inner
 
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float(box_iou(a, b[None])[0])
+from dogfilter.common.vision.blazeface import BlazeFace, Detection, suppress_inner
+from dogfilter.common.vision.boxes import iou
 
 
 @dataclass(eq=False)  # tracks compare by identity

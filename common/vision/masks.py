@@ -15,12 +15,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from dogfilter.common import ASSETS
 from dogfilter.common.errors import DogfilterError
 
 MASK_DIR = ASSETS / "masks"
 EMOTION_MASKS = {"happy": "dog", "sad": "dalmatian", "surprise": "sheepdog", "neutral": "dalmatian"}
 WHITE_THRESHOLD = 250
+CACHE_BYTES = 64 * 1024 * 1024  # resized masks kept per mask
 
 
 @dataclass(eq=False)
@@ -30,6 +32,9 @@ class Mask:
     alpha: np.ndarray | None  # H×W uint8, or None: white-background mask (tutorial rule)
     _cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _levels: list = field(default_factory=list, repr=False)  # BGRA halvings of an alpha mask: cheap shrinking
+
+    def _cache_bytes(self) -> int:
+        return sum(b.nbytes + a.nbytes + c.nbytes for b, a, c in self._cache.values())
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -59,7 +64,8 @@ class Mask:
             bgra = cv2.resize(src, (w, h), interpolation=interp)
             bgr, a = np.ascontiguousarray(bgra[:, :, :3]), bgra[:, :, 3].astype(np.float32) / 255.0
         self._cache[key] = (bgr, a, bgra)
-        if len(self._cache) > 64:
+        # bounded by entries and by bytes: a few huge faces must not pin gigabytes
+        while len(self._cache) > 1 and (len(self._cache) > 64 or self._cache_bytes() > CACHE_BYTES):
             self._cache.popitem(last=False)
         return bgr, a, bgra
 
@@ -172,3 +178,34 @@ def draw_debug(frame: np.ndarray, face: dict, color: tuple[int, int, int] = (0, 
         ty = max(th + 4, y - 4)
         cv2.rectangle(frame, (x, ty - th - 4), (x + tw + 4, ty + 2), (0, 0, 0), -1)
         cv2.putText(frame, text, (x + 2, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
+
+
+def load_masks(specs: list[str]) -> dict[str, Mask]:
+    """The product's masks by emotion, with ``EMOTION=PATH`` specs (``--mask``) replacing or adding some."""
+    table = default_masks()
+    for spec in specs:
+        emotion, sep, path = spec.partition("=")
+        if not sep or not emotion.strip() or not path.strip():
+            raise DogfilterError(f"bad --mask {spec!r}: want EMOTION=PATH, e.g. happy=dog.png")
+        table[emotion.strip()] = load_mask(path.strip())
+    return table
+
+
+@dataclass
+class Painter:
+    """Paints each face of a frame: its emotion's mask (turned with the head's roll), or the tutorial's green box
+    (``render="boxes"``), and with ``debug`` the box, emotion and probability."""
+
+    masks: dict[str, Mask]
+    default_emotion: str = "neutral"
+    render: str = "masks"
+    debug: bool = False
+
+    def paint(self, image: np.ndarray, faces: list[dict]) -> None:
+        for face in faces:
+            if self.render == "masks":
+                mask = self.masks.get(str(face.get("emotion"))) or self.masks.get(self.default_emotion)
+                if mask is not None:
+                    paint(image, face["box"], mask, roll_deg=roll_from_keypoints(face.get("kp")))
+            if self.debug or self.render == "boxes":
+                draw_debug(image, face)

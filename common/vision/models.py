@@ -16,17 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
-from dogfilter.common import ASSETS
-from dogfilter.common.errors import DogfilterError
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
+from dogfilter.common import ASSETS
+from dogfilter.common.errors import DogfilterError
+from dogfilter.common.vision.crops import CROP
+
 DEFAULT_MODEL = ASSETS / "models" / "fer4_fernet.pth"  # the tutorial CNN: fer3_tutorial_cnn.pth
 TUTORIAL_CLASSES = ["happy", "sad", "surprise"]
-CROP = 48
 
 
 class TutorialNet(nn.Module):
@@ -116,22 +116,6 @@ class FerNet(nn.Module):
 
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {"tutorial": TutorialNet, "fernet": FerNet}
-
-
-def face_crop(image: np.ndarray, box: list[int] | tuple[int, ...], size: int = CROP) -> np.ndarray:
-    """The tutorial's classifier input: the face box of the frame, grey, resized to size×size (uint8).
-
-    The box is clipped to the frame, so a face at the edge still gets a crop.
-    """
-    x, y, w, h = (int(round(v)) for v in box)
-    H, W = image.shape[:2]
-    x0, y0, x1, y1 = max(0, x), max(0, y), min(W, x + w), min(H, y + h)
-    if x1 <= x0 or y1 <= y0:
-        return np.zeros((size, size), np.uint8)
-    roi = image[y0:y1, x0:x1]
-    if roi.ndim == 3 and roi.shape[2] > 1:
-        roi = cv2.cvtColor(roi, cv2.COLOR_BGR2GRAY if roi.shape[2] == 3 else cv2.COLOR_BGRA2GRAY)
-    return cv2.resize(roi, (size, size)).reshape(size, size)
 
 
 @dataclass
