@@ -32,7 +32,7 @@ import zmq
 
 from dogfilter.common.transport import wire
 from dogfilter.common.transport.metrics import Counters
-from dogfilter.common.transport.protocol import Dispatcher, Job, WorkerLink, drain, send
+from dogfilter.common.transport.protocol import Dispatcher, Job, WorkerLink, drain, drain_confirming, send
 from dogfilter.common.transport.seal import Sealer
 from dogfilter.common.transport.sockets import make_socket
 
@@ -136,7 +136,11 @@ def drain_latencies(sink: zmq.Socket, wait_ms: int) -> list[float]:
     """Receive what has arrived (waiting up to wait_ms for the first): capture→here latency of each, ms."""
     if not sink.poll(wait_ms):
         return []
-    return [1000 * (time.time() - m.ts["capture"]) for m in drain(sink, COUNTERS) if "capture" in m.ts]
+    if sink.socket_type == zmq.ROUTER:
+        msgs = drain_confirming(sink, COUNTERS, lambda m: True)
+    else:
+        msgs = drain(sink, COUNTERS)
+    return [1000 * (time.time() - m.ts["capture"]) for m in msgs if "capture" in m.ts]
 
 
 def feeder_pool(router: zmq.Socket, replies: tuple[str, ...] = ()) -> Dispatcher:
@@ -184,7 +188,7 @@ def bench_detect(n: int, warmup: int, size: tuple[int, int], detector: str) -> d
     ctx = zmq.Context.instance()
     with tempfile.TemporaryDirectory() as d:
         st = Stage("detect", ["--detector", detector] if detector else [], Path(d))  # "": the service's default
-        router, sink = make_socket(ctx, zmq.ROUTER), make_socket(ctx, zmq.PULL)
+        router, sink = make_socket(ctx, zmq.ROUTER), make_socket(ctx, zmq.ROUTER)
         router.bind(st.endpoints["frames"])
         sink.bind(st.endpoints["detections"])
         pool, frames, i = feeder_pool(router), demo_frames(size, 90), 0  # 3 s of video, looped
@@ -236,7 +240,7 @@ def bench_composite(n: int, warmup: int, size: tuple[int, int]) -> dict[str, flo
     crops = np.stack([face_crop(img, f["box"]) for f in faces])
     with tempfile.TemporaryDirectory() as d:
         st = Stage("composite", [], Path(d))
-        feed, sink = make_socket(ctx, zmq.PUSH), make_socket(ctx, zmq.PULL)
+        feed, sink = make_socket(ctx, zmq.DEALER), make_socket(ctx, zmq.PULL)
         worker = make_socket(ctx, zmq.DEALER, hwm=1000)
         worker.setsockopt(zmq.ROUTING_ID, b"bench-classify")
         feed.connect(st.endpoints["detections"])

@@ -137,9 +137,8 @@ class Pipeline:
         code = self.procs[name].returncode
         how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
         lines = [ln.strip() for ln in self.logs[name].read_text(errors="replace").splitlines() if ln.strip()]
-        errors = [ln for ln in lines if re.search(r"error|Error|Exception", ln)]
-        last = (errors or lines or ["no output"])[-1]
-        return f"{name} died ({how}): {last}"
+        errors = [ln for ln in lines if re.search(r"\b(ERROR|CRITICAL|error:)|Error\b|Exception\b", ln)]
+        return f"{name} died ({how})" + (f": {errors[-1]}" if errors else "")
 
     def check(self) -> tuple[str, int] | None:
         """Restart crashed workers (with back-off); the first other failure: (its one line, exit code)."""

@@ -153,7 +153,7 @@ LINK_DEFAULTS = {
 }
 LINK_HELP = {
     "frames": "capture binds it (ROUTER), detect workers connect and ask for frames",
-    "detections": "composite binds it (PULL), detect workers push frames with their faces",
+    "detections": "composite binds it (ROUTER), detect workers send frames with their faces",
     "classify": "composite binds it (ROUTER), classify workers connect (here or on other machines) and ask for crops",
     "display": "display binds it (PULL), composite pushes painted frames",
 }

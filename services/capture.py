@@ -289,11 +289,13 @@ def loop(capture: Capture, pool: Dispatcher, router: zmq.Socket, wake: zmq.Socke
             while wake.poll(0):
                 wake.recv()
         pool.receive()
-        for job in pool.take_back():
-            if live:
-                capture.counters["frames_lost_in_workers"] += 1  # stale by now: not worth sending again
-            else:
-                redo.append(job)
+        taken = pool.take_back()  # from workers that died or stalled, or that gave them back
+        if live:
+            capture.counters["frames_lost_in_workers"] += len(taken)  # stale by now: not worth sending again
+        elif taken:
+            capture.counters.log.info("sending again frames %s", ", ".join(f"{j.msg.stream}:{j.msg.frame}"
+                                                                           for j in taken))
+            redo = sorted(redo + taken, key=lambda j: (j.msg.frame, j.msg.stream))  # the oldest frames first
         while pool.free() > 0:
             if redo:
                 pool.submit(redo.pop(0))

@@ -1,8 +1,9 @@
 """composite: join each frame with its faces' emotions, paint the masks, pass frames on in order.
 
-in       detections and skips from detect (PULL bound at the detections link; several detect workers: frames may
-         arrive out of order), emotions from classify workers (ROUTER bound at the classify link: workers here or
-         on other machines connect and announce credit, their model and its classes)
+in       detections and skips from detect (ROUTER bound at the detections link; several detect workers: frames
+         may arrive out of order; file mode: each is confirmed to its worker), emotions from classify workers
+         (ROUTER bound at the classify link: workers here or on other machines connect and announce credit, their
+         model and its classes)
 out      composited frames, in frame order per stream, and each stream's end → display (PUSH → the display link)
 how      a frame's faces go out as one crops job to the least-loaded classify worker; the frame is painted when
          its emotions are back or its deadline passes (live: --deadline-ms, or --known-deadline-ms when every face
@@ -15,6 +16,7 @@ how      a frame's faces go out as one crops job to the least-loaded classify wo
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import time
 from collections import OrderedDict, deque
@@ -27,7 +29,7 @@ import zmq
 from dogfilter.common import options, service
 from dogfilter.common.options import Option, non_negative, positive
 from dogfilter.common.transport.metrics import Counters
-from dogfilter.common.transport.protocol import HEARTBEAT_S, Dispatcher, Job, Peer, drain, send
+from dogfilter.common.transport.protocol import HEARTBEAT_S, Dispatcher, Job, Peer, drain_confirming, send
 from dogfilter.common.transport.seal import Sealer
 from dogfilter.common.transport.sockets import Links
 from dogfilter.common.transport.wire import Message
@@ -55,6 +57,7 @@ OPTIONS = (
 GROUPS = [(STAGE, OPTIONS), ("pipeline", options.PIPELINE),
           ("links", options.links("detections", "classify", "display"))]
 MAX_BUFFERED = 64  # live: frames held per stream (about 2 s of video); more and the oldest goes
+FILE_WINDOW = 32  # file mode: frames a stream may run ahead of the next one due (back-pressure)
 IDLE_STREAM_S = 60.0  # a stream not heard from this long is forgotten (a capture that died, a closed browser tab)
 
 
@@ -78,6 +81,7 @@ class Reorder:
         self.entries: dict[int, Entry] = {}
         self.gap_since: float | None = None
         self.lost = 0
+        self.lost_frames: list[tuple[int, int]] = []  # (first, last) of each run of frames given up on
 
     def add(self, frame: int, entry: Entry) -> bool:
         """False: a duplicate, or a frame whose turn has passed."""
@@ -107,6 +111,7 @@ class Reorder:
                     return out
                 skip_to = min(later)
                 self.lost += skip_to - self.next
+                self.lost_frames.append((self.next, skip_to - 1))
                 self.next, self.gap_since = skip_to, None
                 continue
             if e.waiting and now < e.deadline:
@@ -164,25 +169,30 @@ class Composite:
         self.queue: deque[Job] = deque()  # crops jobs waiting for a classify worker
 
     # -------------------------------------------------------------- input
-    def on_detections(self, msg: Message, now: float) -> None:
-        """A frame, a skip or an end of stream from detect."""
+    def on_detections(self, msg: Message, now: float) -> bool:
+        """A frame, a skip or an end of stream from detect.  False: not taken, this stream's buffer is full (file
+        mode: a frame more than ``FILE_WINDOW`` ahead of the next one due; its sender sends it again shortly)."""
         if not self.sealer.check(msg):
             self.counters.drop("unsealed", f"{msg.kind} of stream {msg.stream} without capture's seal")
-            return
+            return True
         st = self._stream(msg, now)
         if st is None:
-            return
+            return True
         if msg.kind == "eos":
             st.eos = msg
-            return
+            return True
         if msg.kind not in ("detections", "skip"):
             self.counters.drop("unexpected", f"{msg.kind} message on the detections link")
-            return
+            return True
+        nxt = st.reorder.next
+        if not self.s.live and nxt is not None and msg.frame >= nxt + FILE_WINDOW:
+            self.counters["busy"] += 1
+            return False
         entry = Entry(None if msg.kind == "skip" else msg,
                       now + (self.s.deadline_s if self.s.live else self.s.file_timeout_s))
         if not st.reorder.add(msg.frame, entry):
             self.counters["stale_frames"] += 1  # a duplicate (a frame sent again), or its turn has passed
-            return
+            return True
         if entry.msg is not None and msg.faces:
             msg.stamp("composite_in")
             entry.waiting = True
@@ -196,6 +206,7 @@ class Composite:
         if self.s.live and len(st.reorder.entries) > MAX_BUFFERED:  # never hold more than ~2 s of video
             st.reorder.drop_oldest()
             self.counters["frames_dropped"] += 1
+        return True
 
     def _stream(self, msg: Message, now: float) -> StreamState | None:
         """The stream's state; a new one for a new stream or a newer epoch (a restarted capture)."""
@@ -261,7 +272,10 @@ class Composite:
                     if frame is not None:
                         out.append(frame)
             self.counters["frames_lost"] += st.reorder.lost
-            st.reorder.lost = 0
+            if st.reorder.lost_frames and not self.s.live:
+                for a, b in st.reorder.lost_frames:
+                    self.counters.log.error("stream %s: frames %d..%d never arrived; going on without them", name, a, b)
+            st.reorder.lost, st.reorder.lost_frames = 0, []
             done = st.eos is not None and st.reorder.next is not None and st.reorder.next > st.eos.meta["last"]
             if done or (st.eos is not None and not st.reorder.entries and st.reorder.next is None):
                 out.append(st.eos.derive("eos"))
@@ -314,7 +328,7 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
     comp = Composite(painter, Sealer.from_file(o.secret_file), counters, Settings.from_options(o))
     links = Links(o.curve_dir, o.allow_plaintext)
     try:
-        pull = links.bind(zmq.PULL, o.detections_addr, "detections")
+        pull = links.bind(zmq.ROUTER, o.detections_addr, "detections")
         router = links.bind(zmq.ROUTER, o.classify_addr, "classify", hwm=1000)
         push = links.connect(zmq.PUSH, o.display_addr)
         timeout = 3.0 if comp.s.live else 60.0
@@ -331,18 +345,11 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
 def loop(comp: Composite, pool: Dispatcher, pull: zmq.Socket, router: zmq.Socket, push: zmq.Socket) -> None:
     poller = zmq.Poller()
     poller.register(router, zmq.POLLIN)
-    pulling = False
+    poller.register(pull, zmq.POLLIN)
     while True:
-        # file mode back-pressure: stop reading detections while too many frames wait here
-        want = comp.s.live or comp.buffered() < 32
-        if want != pulling:
-            (poller.register(pull, zmq.POLLIN) if want else poller.unregister(pull))
-            pulling = want
         poller.poll(int(1000 * comp.wait_s(time.monotonic())) + 1)
         now = time.monotonic()
-        if pulling:
-            for msg in drain(pull, comp.counters):
-                comp.on_detections(msg, now)
+        drain_confirming(pull, comp.counters, functools.partial(comp.on_detections, now=now))
         for peer, job, reply in pool.receive():
             comp.on_emotions(peer, job, reply)
         for job in pool.take_back():

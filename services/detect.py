@@ -2,8 +2,9 @@
 
 in       frame (a job from capture: DEALER → the frames link, announcing how many frames it takes at once)
 out      detections (frame pixels forwarded untouched, zero-copy; an empty face list still says "no face in this
-         frame") → composite (PUSH → the detections link); then ``done``, so capture knows the frame is through
-         and may send another; live: a frame already older than --max-age-ms is not worked on: a ``skip`` says so
+         frame") → composite (DEALER → the detections link); then ``done``, so capture knows the frame is through
+         and may send another (file mode: once composite confirmed it has the frame); live: a frame already older
+         than --max-age-ms is not worked on: a ``skip`` says so
 how      BlazeFace follows the faces of each stream between spread-out scans (photos: a full scan each); frames
          bigger than --detect-size are scaled down for detection only
 Run several (``honcho start -c detect=2``): the composite puts frames back in order.
@@ -20,7 +21,7 @@ import zmq
 from dogfilter.common import options, service
 from dogfilter.common.options import Option, positive
 from dogfilter.common.transport.metrics import Counters
-from dogfilter.common.transport.protocol import HEARTBEAT_S, WorkerLink, poll_links, send
+from dogfilter.common.transport.protocol import HEARTBEAT_S, WorkerLink, poll_links, send, send_confirmed
 from dogfilter.common.transport.sockets import Links, worker_identity
 from dogfilter.common.transport.wire import Message
 from dogfilter.common.vision.crops import face_crops
@@ -66,7 +67,8 @@ class Detect:
             self.counters["frames"] += 1
             self.counters["faces"] += len(faces)
             out.stamp("detect")
-        out.meta.pop("job", None)  # capture's job id is for capture only
+        if self.live:
+            out.meta.pop("job", None)  # capture's job id: only file mode asks composite to confirm it
         out.stats(STAGE, self.counters)
         return out
 
@@ -80,15 +82,18 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
     links = Links(o.curve_dir, o.allow_plaintext)
     try:
         frames = links.connect(zmq.DEALER, o.frames_addr, routing_id=worker_identity(STAGE))
-        out = links.connect(zmq.PUSH, o.detections_addr)
+        out = links.connect(zmq.DEALER, o.detections_addr, routing_id=worker_identity(STAGE))
         link = WorkerLink(frames, 1 if live else 2, {"detector": detector.name}, counters, accepts=("frame", "eos"))
         link.announce()
         log.info("%s detector, frames from %s, detections to %s", detector.name, o.frames_addr, o.detections_addr)
         while True:
             for _, job in poll_links([link], HEARTBEAT_S):
                 result = handler.process(job)
-                block = not live or result.kind == "eos"  # an end of stream is never dropped
-                if not send(out, result, block=block, timeout_s=0.5, on_wait=link.tick):
+                if not live:  # capture hears "done" only once composite has the frame: a kill loses nothing
+                    delivered = send_confirmed(out, result, counters, on_wait=link.tick)
+                    link.done(job, give_back=not delivered)  # composite full for a while: capture sends it later
+                    continue
+                if not send(out, result, block=result.kind == "eos", timeout_s=0.5, on_wait=link.tick):
                     counters["frames_dropped"] += 1  # live: composite is gone or stuck; the frame is stale anyway
                 link.done(job)
             counters.maybe_log()

@@ -1,8 +1,13 @@
-"""Shared fixtures: paths to ../shared (skipped with a reason where absent) and short real clips."""
+"""Shared fixtures: paths to ../shared (skipped with a reason where absent), short real clips, and helpers to watch a
+running pipeline through its statistics file."""
 
 from __future__ import annotations
 
+import json
+import socket
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -76,3 +81,37 @@ def read_video(path: Path) -> list[np.ndarray]:
         if not ok:
             return out
         out.append(f)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read_stats(path: Path) -> dict:
+    for _ in range(50):
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            time.sleep(0.1)
+    raise AssertionError(f"no statistics in {path}")
+
+
+def wait_for(path: Path, cond: Callable[[dict], bool], timeout: float = 30.0) -> dict:
+    """The display's statistics once ``cond`` holds for them (AssertionError after ``timeout`` seconds)."""
+    end = time.monotonic() + timeout
+    s: dict = {}
+    while time.monotonic() < end:
+        s = read_stats(path)
+        if cond(s):
+            return s
+        time.sleep(0.2)
+    raise AssertionError(f"condition not met in {timeout}s; last stats: {json.dumps(s)[:2000]}")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+    return 0.0

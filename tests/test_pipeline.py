@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ import zmq
 from dogfilter.commands.run import Pipeline
 from dogfilter.common.vision.detectors import HaarDetector
 from dogfilter.common.vision.masks import mask_region
-from tests.conftest import ROOT, make_clip, read_index, read_video
+from tests.conftest import ROOT, free_port, make_clip, read_index, read_stats, read_video, wait_for
 
 MAGENTA = (255, 0, 255)
 
@@ -177,50 +176,25 @@ def test_launcher_reports_the_failing_stage_in_one_line(tmp_path) -> None:
 # ----------------------------------------------------------------------------------------------- live
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stats(path: Path) -> dict:
-    for _ in range(50):
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
-            time.sleep(0.1)
-    raise AssertionError("no stats")
-
-
-def _wait_for(path: Path, cond, timeout: float = 30.0) -> dict:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        s = _stats(path)
-        if cond(s):
-            return s
-        time.sleep(0.3)
-    raise AssertionError(f"condition not met in {timeout}s; last stats: {json.dumps(s)[:2000]}")
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     d = tmp_path_factory.mktemp("live")
-    port = _free_port()
+    port = free_port()
     stats = d / "stats.json"
     p = Pipeline(capture=["--source", "demo", "--size", "640x480", "--fps", "120"],
                  display=["--http-port", str(port), "--stats-out", str(stats)], mode="live")
     p.start()
     p.port, p.stats = port, stats
-    _wait_for(stats, lambda s: s["frames"] >= 10, timeout=60)
+    wait_for(stats, lambda s: s["frames"] >= 10, timeout=60)
     yield p
     p.stop()
 
 
 @pytest.mark.timeout(90)
 def test_live_source_outpacing_detection_drops_at_the_source_and_lag_stays_bounded(live) -> None:
-    s0 = _stats(live.stats)
+    s0 = read_stats(live.stats)
     time.sleep(4)
-    s = _stats(live.stats)
+    s = read_stats(live.stats)
     assert s["frames"] > s0["frames"]
     assert s["counters"]["capture"]["frames_dropped"] > s0["counters"]["capture"].get("frames_dropped", 0)
     lat = s["latency_ms"]["capture→display"]
@@ -248,9 +222,9 @@ def test_browser_view_serves_the_page_stats_and_a_live_mjpeg_stream(live) -> Non
 @pytest.mark.timeout(60)
 def test_malformed_messages_are_dropped_and_counted_while_stages_keep_working(live) -> None:
     ctx = zmq.Context.instance()
-    before = _stats(live.stats)
+    before = read_stats(live.stats)
     socks = []
-    for name, kind in (("detections", zmq.PUSH), ("display", zmq.PUSH), ("frames", zmq.DEALER)):
+    for name, kind in (("detections", zmq.DEALER), ("display", zmq.PUSH), ("frames", zmq.DEALER)):
         s = ctx.socket(kind)
         s.setsockopt(zmq.LINGER, 0)
         s.connect(live.endpoints[name])
@@ -258,10 +232,10 @@ def test_malformed_messages_are_dropped_and_counted_while_stages_keep_working(li
         time.sleep(0.2)
         s.send_multipart([b"\x93not a header", b"junk"])
         s.send_multipart([b"\x82\xa1v\x01\xa4kind\xa5frame"])  # msgpack map, but not a valid message
-    s = _wait_for(live.stats, lambda s: s["counters"].get("composite", {}).get("malformed", 0) >= 2
+    s = wait_for(live.stats, lambda s: s["counters"].get("composite", {}).get("malformed", 0) >= 2
                   and s["counters"]["display"].get("malformed", 0) >= 2
                   and s["counters"]["capture"].get("malformed", 0) >= 2)
-    after = _wait_for(live.stats, lambda x: x["frames"] > s["frames"] + 10)
+    after = wait_for(live.stats, lambda x: x["frames"] > s["frames"] + 10)
     assert after["frames"] > before["frames"]
     for sock in socks:
         sock.close()
@@ -271,16 +245,16 @@ def test_malformed_messages_are_dropped_and_counted_while_stages_keep_working(li
 def test_killed_workers_do_not_stall_video_and_restarted_ones_rejoin(live) -> None:
     live.procs["classify.1"].kill()
     live.procs["classify.1"].wait()
-    s = _stats(live.stats)
-    _wait_for(live.stats, lambda x: x["frames"] > s["frames"] + 20)  # video goes on without a classifier
+    s = read_stats(live.stats)
+    wait_for(live.stats, lambda x: x["frames"] > s["frames"] + 20)  # video goes on without a classifier
     live.start_one("classify", "classify.2", [])
-    s = _wait_for(live.stats, lambda x: any(k.startswith("classify.2") and v > 0
+    s = wait_for(live.stats, lambda x: any(k.startswith("classify.2") and v > 0
                                             for k, v in x["classify_workers"].items()))
     live.procs["detect.1"].kill()
     live.procs["detect.1"].wait()
     time.sleep(1)
     live.start_one("detect", "detect.2", [])
-    _wait_for(live.stats, lambda x: x["frames"] > s["frames"] + 20)
+    wait_for(live.stats, lambda x: x["frames"] > s["frames"] + 20)
     assert live.failed() is None or live.failed()[0] in ("classify.1", "detect.1")
 
 
@@ -291,7 +265,7 @@ def test_killed_workers_do_not_stall_video_and_restarted_ones_rejoin(live) -> No
 def test_remote_worker_joins_over_encrypted_tcp_and_an_unkeyed_one_is_refused(tmp_path) -> None:
     keys = tmp_path / "keys"
     assert _run_cli("keys", str(keys)).returncode == 0
-    port = _free_port()
+    port = free_port()
     stats = tmp_path / "stats.json"
     p = Pipeline(capture=["--source", "demo", "--size", "320x240", "--fps", "15"],
                  display=["--stats-out", str(stats)], mode="live", n_classify=0,
@@ -300,10 +274,10 @@ def test_remote_worker_joins_over_encrypted_tcp_and_an_unkeyed_one_is_refused(tm
         # "another machine": a worker that knows only the host's address, with and without the keys
         p.start_one("classify", "remote.1", ["--connect", f"tcp://127.0.0.1:{port}", "--curve-dir", str(keys)])
         p.start_one("classify", "intruder.1", ["--connect", f"tcp://127.0.0.1:{port}", "--curve-dir", ""])
-        s = _wait_for(stats, lambda x: x["classify_workers"].get(next(iter(x["classify_workers"]), ""), 0) > 5,
+        s = wait_for(stats, lambda x: x["classify_workers"].get(next(iter(x["classify_workers"]), ""), 0) > 5,
                       timeout=60)
         time.sleep(2)
-        s = _stats(stats)
+        s = read_stats(stats)
     names = {k.split("@")[0] for k in s["classify_workers"]}
     assert names == {"remote.1"}, s["classify_workers"]
 

@@ -73,7 +73,8 @@ class Window:
         return float(np.percentile(self.values, q)) if self.values else None
 
     def summary(self) -> dict[str, float | None]:
-        return {"p50": _r(self.pct(50)), "p95": _r(self.pct(95)), "p99": _r(self.pct(99)), "n": len(self.values)}
+        return {"p50": _r(self.pct(50)), "p95": _r(self.pct(95)), "p99": _r(self.pct(99)),
+                "max": _r(max(self.values, default=None)), "n": len(self.values)}
 
 
 def _r(v: float | None) -> float | None:

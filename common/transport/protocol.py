@@ -9,14 +9,17 @@ detect, classify) — the ZeroMQ guide's load-balancing broker with heartbeats b
 * an idle worker sends ``heartbeat`` every second; a dispatcher that does not know it (it restarted, or expired
   the worker) answers ``reset`` and the worker announces itself again;
 * a dispatcher forgets a worker silent for ``EXPIRY_S``, and *benches* one that holds a job longer than the job
-  timeout (doubling the bench each time it happens again): the jobs either held come back to the caller, who
+  timeout (a worker that does it again without finishing a job in between waits 2, 4 ... 60 s before it may
+  announce itself again): the jobs either held come back to the caller, who
   sends them again (file mode: nothing is lost when a worker dies) or counts them lost (live mode).
 
 So work only goes to a worker that asked for it, nothing queues behind a slow, dead or hostile worker, the number
 of workers and the jobs each holds are bounded, and any process can die and restart without the others hanging.
 
-Everything else is a PUSH → PULL link: :func:`send` is the one way to send (back-pressure in file mode, a bounded
-wait in live mode) and :func:`drain` the one way to read a PULL socket.  Every message received goes through the
+Everything else flows one way: :func:`send` is the one way to send (back-pressure in file mode, a bounded wait in
+live mode), :func:`drain` the one way to read.  Where a message must not be lost when its sender dies (a detect
+worker's frame, file mode), the sender waits for the receiver's confirmation before it reports the job done
+(:func:`send_confirmed`, :func:`drain_confirming`).  Every message received goes through the
 wire's checks; what fails is dropped and counted by kind of fault (:class:`~.metrics.Counters`), never raised.
 """
 
@@ -79,6 +82,65 @@ def drain(sock: zmq.Socket, counters: Counters, limit: int = 64) -> list[Message
             out.append(wire.decode(frames))
         except WireError as e:
             counters.drop(e.fault, str(e))
+    return out
+
+
+def send_confirmed(sock: zmq.Socket, msg: Message, counters: Counters, *, on_wait: Callable[[], None],
+                   resend_s: float = 10.0, busy_s: float = 0.05, give_up_s: float = 1.0) -> bool:
+    """File mode, on a DEALER: send ``msg`` and wait until the receiver confirms it has it (a ``done`` naming the
+    message's job); True then.  A receiver that is full answers ``done{retry}``: the message is sent again
+    ``busy_s`` later, and after ``give_up_s`` of that this returns False: the caller gives the job back to its
+    dispatcher, so a frame the receiver waits for is never stuck behind this one.  A receiver that does not answer
+    at all (it restarted) gets the message again every ``resend_s``.  Only after a confirmation may the sender
+    tell its dispatcher the job is done: a worker killed at any moment loses nothing."""
+    job = msg.meta["job"]
+    busy_since: float | None = None
+    while True:
+        send(sock, msg, block=True, on_wait=on_wait)
+        deadline = time.monotonic() + resend_s
+        while time.monotonic() < deadline:
+            if sock.poll(int(1000 * min(HEARTBEAT_S, max(0.0, deadline - time.monotonic())))):
+                answers = [m for m in drain(sock, counters) if m.kind == "done" and m.meta.get("job") == job]
+                if any(not m.meta.get("retry") for m in answers):
+                    return True
+                if answers:  # full for now
+                    busy_since = busy_since or time.monotonic()
+                    if time.monotonic() - busy_since > give_up_s:
+                        return False
+                    time.sleep(busy_s)
+                    break
+            on_wait()
+        else:
+            counters["resent_unconfirmed"] += 1
+        on_wait()
+
+
+def drain_confirming(sock: zmq.Socket, counters: Counters, accept: Callable[[Message], bool],
+                     limit: int = 64) -> list[Message]:
+    """Like :func:`drain`, on a ROUTER: ``accept(msg)`` takes each message (False: full for now, not taken); a
+    message naming a job is confirmed to its sender at once, or answered "retry" when it was not taken."""
+    out = []
+    for _ in range(limit):
+        try:
+            ident, *frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            break
+        try:
+            msg = wire.decode(frames)
+        except WireError as e:
+            counters.drop(e.fault, str(e), peer=ident.bytes)
+            continue
+        job = msg.meta.pop("job", None)
+        taken = accept(msg)
+        if taken:
+            out.append(msg)
+        if job is not None:  # the sender asks for confirmation (it says which job) only where it waits for it
+            meta = {"job": job} if taken else {"job": job, "retry": True}
+            try:
+                sock.send_multipart([ident, *wire.encode(Message("done", msg.stream, msg.frame, msg.epoch,
+                                                                 meta=meta))], flags=zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass  # the sender went away: it sends again when it comes back, or its dispatcher does
     return out
 
 
@@ -172,6 +234,13 @@ class Dispatcher:
         peer.last_seen = time.monotonic()
         if msg.kind == "heartbeat":
             return None
+        if msg.kind == "done" and msg.meta.get("retry"):  # handed back: it could not be delivered for now
+            job = peer.jobs.pop(msg.meta.get("job"), None)  # type: ignore[arg-type]
+            if job is not None:
+                self._remember_reassigned(job.id)
+                self._pending_redo.append(job)
+                self.counters["jobs_given_back"] += 1
+            return None
         if msg.kind not in self.replies:
             self.counters.drop("unexpected", f"{msg.kind} message from a worker", peer=ident)
             return None
@@ -183,6 +252,7 @@ class Dispatcher:
             else:
                 self.counters.drop("unknown_job", f"{msg.kind} names a job it was not given", peer=ident)
             return None
+        self.benched.pop(ident, None)  # it does its work: a later stall starts again from the first strike
         self.done_by_name[peer.name] = self.done_by_name.pop(peer.name, 0) + 1
         while len(self.done_by_name) > self.max_workers:
             self.done_by_name.popitem(last=False)
@@ -258,8 +328,10 @@ class Dispatcher:
         return list(peer.jobs.values())
 
     def _bench(self, ident: bytes) -> None:
+        """A worker held a job too long: its jobs are taken back. The first time it may announce itself again at
+        once (it may have been paused); each time again without a job done in between, it waits twice as long."""
         _, strikes = self.benched.pop(ident, (0.0, 0))
-        seconds = min(MAX_BENCH_S, 2.0 ** (strikes + 1))
+        seconds = 0.0 if strikes == 0 else min(MAX_BENCH_S, 2.0 ** strikes)
         self.benched[ident] = (time.monotonic() + seconds, strikes + 1)
         while len(self.benched) > 256:
             self.benched.popitem(last=False)
@@ -306,8 +378,10 @@ class WorkerLink:
         elif time.monotonic() - self._last_sent >= HEARTBEAT_S:
             self._send(Message("heartbeat"))
 
-    def done(self, job: Message) -> None:
-        self._send(Message("done", job.stream, job.frame, job.epoch, meta={"job": job.meta["job"]}))
+    def done(self, job: Message, give_back: bool = False) -> None:
+        """The job is finished (``give_back``: it could not be finished for now: the dispatcher takes it back)."""
+        meta = {"job": job.meta["job"], "retry": True} if give_back else {"job": job.meta["job"]}
+        self._send(Message("done", job.stream, job.frame, job.epoch, meta=meta))
 
     def reply(self, msg: Message) -> bool:
         """Send a reply (it names its job and so frees the credit). False: the dispatcher is gone."""

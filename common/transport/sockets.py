@@ -3,7 +3,7 @@
 Topology (who binds, who connects; addresses are the ``LINKS`` options, ``DOGFILTER_<LINK>_ADDR``)::
 
     capture   ROUTER bind frames      <- detect DEALER connect   (credits: live drops at the source)
-    composite PULL   bind detections  <- detect PUSH connect
+    composite ROUTER bind detections  <- detect DEALER connect (file mode: composite confirms each frame)
     composite ROUTER bind classify    <- classify DEALER connect (balanced; remote workers join)
     display   PULL   bind display     <- composite PUSH connect
 

@@ -303,6 +303,7 @@ META: dict[str, Callable[[Any, str], Any]] = {
     "device": lambda v, w: _text(v, w, 32),
     "detector": lambda v, w: _text(v, w, 32),
     "client_ts": _number,  # a browser's own clock, echoed back for its round-trip time
+    "retry": _flag,  # done{retry}: not taken (the receiver is full); send it again shortly
 }
 
 #: every face key but the box (checked apart, against the frame), and the check of its value
