@@ -480,8 +480,8 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny counts (smoke test)")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--only", default="stages,transport,classifier,e2e,tutorial",
-                    help="comma-separated sections")
+    ap.add_argument("--only", default="stages,transport,classifier,e2e,tutorial,faults",
+                    help="comma-separated sections: stages, transport, classifier, e2e, tutorial, faults")
     ap.add_argument("--json", default="bench.json", help="where to write the figures as JSON")
     ap.add_argument("--detector", default=None, help="detector for the detect stage (default: the service's)")
     a = ap.parse_args(argv)
@@ -602,6 +602,12 @@ def main(argv: list[str] | None = None) -> int:
                              f"{pipe['median'] / t['median']:.2f} |")
             out["tutorial"] = tut
             lines.append("")
+
+    if "faults" in only:
+        from dogfilter.commands import bench_faults
+
+        table, out["faults"] = bench_faults.run(q, log)
+        lines += table
 
     text = "\n".join(lines)
     print(text)

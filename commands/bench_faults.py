@@ -1,0 +1,316 @@
+"""The fault benchmark (``dogfilter-bench --only faults``): the pipeline under the faults users and attackers bring.
+
+Each live fault runs on a fresh pipeline (demo source, 640×480 at 30 frames/s, one detect and one classify
+process) watched through the display's statistics: kill -9 and restart of each stage, a pause (SIGSTOP) of the
+display and of a detect worker, floods of malformed messages and of hostile-but-valid ones on every port.  Then a
+huge picture, and a detect and a classify worker killed in the middle of a file.  Per fault: how long until video
+flows again, the longest gap in the video, the frame rate in the seconds after, what was counted as dropped, and the
+peak memory of every stage over the whole fault.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from dogfilter.commands.run import Pipeline
+from dogfilter.common.transport import wire
+from dogfilter.common.transport.protocol import send
+from dogfilter.common.transport.seal import Sealer
+from dogfilter.common.transport.wire import Message
+
+FPS = 30.0
+
+
+class Watch:
+    """A live pipeline and what its display shows of the demo stream, sampled every 50 ms (a restarted capture or
+    display counts from 0 again: added up); peak RSS of every stage."""
+
+    def __init__(self, d: Path, size: str = "640x480") -> None:
+        self.stats = d / "stats.json"
+        self.p = Pipeline(mode="live", restart=False,
+                          values={"source": ["demo"], "size": size, "fps": FPS, "stats_out": str(self.stats)})
+        self.samples: list[tuple[float, int]] = []  # (time, frames shown)
+        self.peak: dict[str, float] = {}
+        self._stop = False
+
+    def __enter__(self) -> Watch:
+        self.p.start()
+        threading.Thread(target=self._sample, daemon=True).start()
+        self.wait_frames(30, 120)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop = True
+        self.p.stop()
+
+    def read(self) -> dict[str, Any]:
+        for _ in range(40):
+            try:
+                return json.loads(self.stats.read_text())
+            except (OSError, ValueError):
+                time.sleep(0.025)
+        return {"frames": 0, "counters": {}}
+
+    def _sample(self) -> None:
+        base, last = 0, 0
+        while not self._stop:
+            n = self.read().get("streams", {}).get("cam0", {}).get("frames", 0)  # the demo stream only
+            if n < last:  # a restarted display counts from 0 again
+                base += last
+            last = n
+            self.samples.append((time.monotonic(), base + n))
+            for name, proc in list(self.p.procs.items()):
+                self.peak[name.split(".")[0]] = max(self.peak.get(name.split(".")[0], 0.0), _rss(proc.pid))
+            time.sleep(0.05)
+
+    def frames(self) -> int:
+        return self.samples[-1][1] if self.samples else 0
+
+    def wait_frames(self, n: int, timeout: float) -> float:
+        """Seconds until ``n`` more frames were shown (timeout if never)."""
+        t0, start = time.monotonic(), self.frames()
+        while time.monotonic() - t0 < timeout:
+            if self.frames() >= start + n:
+                return time.monotonic() - t0
+            time.sleep(0.02)
+        return float("nan")
+
+    def gap(self, since: float) -> float:
+        """The longest time without a new frame since ``since``."""
+        pts = [(t, n) for t, n in self.samples if t >= since]
+        changes = [pts[0][0]] + [t for (t, n), (_, m) in zip(pts[1:], pts, strict=False) if n > m] if pts else []
+        return max((b - a for a, b in zip(changes, changes[1:], strict=False)), default=0.0)
+
+    def fps_over(self, seconds: float) -> float:
+        n0 = self.frames()
+        time.sleep(seconds)
+        return (self.frames() - n0) / seconds
+
+    def dropped(self) -> int:
+        """Everything any stage counted as dropped, refused or stale."""
+        keys = ("malformed", "oversized", "bad_value", "unsealed", "unexpected", "unknown_job", "unknown_worker",
+                "bad_reply", "stale_frames", "frames_dropped", "display_dropped", "too_many_workers",
+                "refused_worker", "frames_lost", "frames_lost_in_workers")
+        return sum(int(v) for c in self.read().get("counters", {}).values() for k, v in c.items() if k in keys)
+
+
+def _rss(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _connect(kind: int, addr: str, ident: bytes | None = None) -> zmq.Socket:
+    s = zmq.Context.instance().socket(kind)
+    s.setsockopt(zmq.LINGER, 0)
+    if ident:
+        s.setsockopt(zmq.ROUTING_ID, ident)
+    s.connect(addr)
+    time.sleep(0.2)
+    return s
+
+
+# ----------------------------------------------------------------------------------------------- live faults
+
+
+def kill_and_restart(w: Watch, stage: str) -> dict[str, Any]:
+    name = f"{stage}.1"
+    t0 = time.monotonic()
+    w.p.procs[name].send_signal(signal.SIGKILL)
+    w.p.procs[name].wait()
+    time.sleep(0.5)
+    w.p.start_one(stage, name)
+    recovery = w.wait_frames(5, 60)
+    return {"recovery_s": recovery, "gap_s": w.gap(t0), "fps_after": w.fps_over(3)}
+
+
+def pause(w: Watch, stage: str, seconds: float = 3.0) -> dict[str, Any]:
+    pid = w.p.procs[f"{stage}.1"].pid
+    d0, t0 = w.dropped(), time.monotonic()
+    os.kill(pid, signal.SIGSTOP)
+    time.sleep(seconds)
+    os.kill(pid, signal.SIGCONT)
+    recovery = w.wait_frames(5, 30)
+    lat = w.read().get("latency_ms", {}).get("capture→display", {})
+    return {"recovery_s": recovery, "gap_s": w.gap(t0), "fps_after": w.fps_over(3), "dropped": w.dropped() - d0,
+            "max_latency_ms": lat.get("max")}
+
+
+def malformed_flood(w: Watch, n: int) -> dict[str, Any]:
+    """``n`` malformed messages on every port: random bytes, truncated msgpack, wrong part counts."""
+    rng = np.random.default_rng(0)
+    socks = [_connect(zmq.DEALER, w.p.endpoints["frames"]), _connect(zmq.DEALER, w.p.endpoints["detections"]),
+             _connect(zmq.DEALER, w.p.endpoints["classify"]), _connect(zmq.PUSH, w.p.endpoints["display"])]
+    fps_before, d0, t0 = w.fps_over(2), w.dropped(), time.monotonic()
+    good = wire.encode(Message("heartbeat"))[0]
+    for i in range(n):
+        junk = [rng.bytes(int(rng.integers(1, 300))), good[: int(rng.integers(1, len(good)))], good + b"x",
+                bytes(good)][i % 4]
+        for s in socks:
+            try:
+                s.send_multipart([junk, b"extra"] if i % 5 == 0 else [junk], zmq.NOBLOCK)
+            except zmq.Again:
+                pass
+    fps_during = w.fps_over(2)
+    for s in socks:
+        s.close()
+    return {"recovery_s": 0.0, "gap_s": w.gap(t0), "fps_after": fps_during, "fps_before": fps_before,
+            "dropped": w.dropped() - d0}
+
+
+def hostile_flood(w: Watch, n: int) -> dict[str, Any]:
+    """Messages that parse but carry hostile values, ``n`` of each kind, on every port."""
+    sealer = Sealer.from_file(w.p.secret)
+    now = int(time.time() * 1000)
+    det = _connect(zmq.DEALER, w.p.endpoints["detections"])
+    disp = _connect(zmq.PUSH, w.p.endpoints["display"])
+    rogue = _connect(zmq.DEALER, w.p.endpoints["classify"], b"rogue")
+    thief = _connect(zmq.DEALER, w.p.endpoints["frames"], b"thief")
+    fps_before, d0, t0 = w.fps_over(2), w.dropped(), time.monotonic()
+    img, crops = np.zeros((480, 640, 3), np.uint8), np.zeros((1, 48, 48), np.uint8)
+    send(rogue, Message("ready", meta={"credit": 1000, "classes": ["happy", "sad"]}), block=True)
+    send(thief, Message("ready", meta={"credit": 1000}), block=True)
+    for i in range(n):
+        send(disp, Message("eos", "cam0", 1, now, meta={"last": 0}), timeout_s=0.01)  # unsealed
+        send(det, Message("detections", "cam0", i, now + 86_400_000, image=img, crops=crops[:0]), timeout_s=0.01)
+        send(det, sealer.seal(Message("detections", "x", i, now - 5, faces=[{"box": [0, 0, 8000, 8000]}],
+                                      image=img, crops=crops)), timeout_s=0.01)
+        send(rogue, Message("emotions", meta={"job": 10**9 + i, "worker": f"w{i}"}), timeout_s=0.01)
+        m = Message("composited", "labels", i, now - 5, faces=[{"box": [1, 1, 9, 9], "emotion": f"e{i}"}], image=img)
+        send(disp, sealer.seal(m), timeout_s=0.01)
+    fps_during = w.fps_over(3)
+    for s in (det, disp, rogue, thief):
+        s.close()
+    return {"recovery_s": 0.0, "gap_s": w.gap(t0), "fps_after": fps_during, "fps_before": fps_before,
+            "dropped": w.dropped() - d0}
+
+
+# ----------------------------------------------------------------------------------------------- inputs and files
+
+
+def huge_image(d: Path) -> dict[str, Any]:
+    import subprocess
+    import sys
+
+    import cv2
+
+    img = np.full((9000, 12000, 3), 120, np.uint8)
+    path = d / "huge.jpg"
+    cv2.imwrite(str(path), img)
+    out: dict[str, Any] = {}
+    for label, extra in (("refused", []), ("processed", ["--max-pixels", "120000000"])):
+        t0 = time.monotonic()
+        r = subprocess.run([sys.executable, "-m", "dogfilter.commands.run", "image", str(path), str(d / "o.png"),
+                            *extra], capture_output=True, text=True, timeout=300)
+        out[label] = {"seconds": time.monotonic() - t0, "code": r.returncode,
+                      "line": (r.stderr.strip().splitlines() or [""])[-1]}
+    return out
+
+
+def file_with_kills(d: Path, n: int) -> dict[str, Any]:
+    import cv2
+
+    from dogfilter.common.media.demo import DemoSource
+
+    clip = d / "clip.avi"
+    scene = DemoSource(320, 240)
+    wr = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
+    for i in range(n):
+        f = scene.render(i / 30)
+        f[-8:, :] = 0
+        f[-8:, : int(320 * i / n)] = 255  # a progress bar: frames stay distinct
+        wr.write(f)
+    wr.release()
+    res = {}
+    for label, kill in (("no fault", False), ("detect + classify killed", True)):
+        out, stats = d / f"out{kill}.avi", d / f"s{kill}.json"
+        p = Pipeline(mode="file", n_detect=2, n_classify=2,
+                     values={"source": [str(clip)], "output": [str(out)], "stats_out": str(stats)})
+        t0 = time.monotonic()
+        p.start()
+        try:
+            while kill:
+                try:
+                    if json.loads(stats.read_text())["frames"] >= n // 3:
+                        break
+                except (OSError, ValueError, KeyError):
+                    pass
+                time.sleep(0.05)
+            if kill:
+                p.procs["detect.1"].kill()
+                p.procs["classify.1"].kill()
+            code = p.wait(timeout=600)
+        finally:
+            p.stop()
+        cap = cv2.VideoCapture(str(out))
+        written = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        res[label] = {"seconds": time.monotonic() - t0, "written": written, "of": n, "code": code}
+    return res
+
+
+# ----------------------------------------------------------------------------------------------- the table
+
+
+def run(quick: bool, log: Callable[[str], None]) -> tuple[list[str], dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        live: list[tuple[str, Callable[[Watch], dict[str, Any]]]] = [
+            *[(f"kill -9 + restart {s}", lambda w, s=s: kill_and_restart(w, s))
+              for s in ("capture", "detect", "classify", "composite", "display")],
+            ("SIGSTOP display 3 s", lambda w: pause(w, "display")),
+            ("SIGSTOP detect 3 s", lambda w: pause(w, "detect")),
+            (f"malformed × {300 if quick else 3000} per port", lambda w: malformed_flood(w, 300 if quick else 3000)),
+            (f"hostile-but-valid × {100 if quick else 1000} of 6 kinds",
+             lambda w: hostile_flood(w, 100 if quick else 1000)),
+        ]
+        for i, (name, fault) in enumerate(live):
+            log(f"faults: {name}…")
+            (d / str(i)).mkdir()
+            with Watch(d / str(i)) as w:
+                d0 = w.dropped()
+                r = fault(w)
+                r.setdefault("dropped", w.dropped() - d0)
+                r["peak_rss_mb"] = dict(w.peak)
+            rows[name] = r
+        log("faults: a huge picture…")
+        big = huge_image(d)
+        log("faults: workers killed in file mode…")
+        files = file_with_kills(d, 90 if quick else 300)
+    return _table(rows, big, files), {"live": rows, "huge_image": big, "file": files}
+
+
+def _table(rows: dict[str, dict[str, Any]], big: dict[str, Any], files: dict[str, Any]) -> list[str]:
+    stages = ("capture", "detect", "classify", "composite", "display")
+    lines = ["## Faults (live: demo 640×480 at 30 frames/s, 1 detect, 1 classify; one run each)", "",
+             "| fault | video back after s | longest gap s | frames/s after | dropped (counted) | "
+             + " | ".join(f"peak RSS {s} MiB" for s in stages) + " |",
+             "|---" * (5 + len(stages)) + "|"]
+    for name, r in rows.items():
+        peak = r["peak_rss_mb"]
+        fps = f"{r['fps_after']:.1f}" + (f" (before {r['fps_before']:.1f})" if "fps_before" in r else "")
+        lines.append(f"| {name} | {r['recovery_s']:.2f} | {r['gap_s']:.2f} | {fps} | {r.get('dropped', 0)} | "
+                     + " | ".join(f"{peak.get(s, 0):.0f}" for s in stages) + " |")
+    lines += ["", "| input | outcome | seconds |", "|---|---|---|"]
+    for label, v in big.items():
+        outcome = "written" if v["code"] == 0 else v["line"].split("error: ", 1)[-1][-100:]
+        lines.append(f"| 12000×9000 picture, {label} | exit {v['code']}: {outcome} | {v['seconds']:.1f} |")
+    for label, v in files.items():
+        lines.append(f"| file mode, 2 detect + 2 classify, {label} | exit {v['code']}, {v['written']} of {v['of']} "
+                     f"frames written | {v['seconds']:.1f} |")
+    return lines + [""]
