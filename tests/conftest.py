@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -115,3 +116,9 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``dogfilter ARGS`` (the launcher), as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "dogfilter.commands.run", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)

@@ -23,7 +23,7 @@ import zmq
 from dogfilter.commands.run import Pipeline
 from dogfilter.common.vision.detectors import HaarDetector
 from dogfilter.common.vision.masks import mask_region
-from tests.conftest import ROOT, free_port, make_clip, read_index, read_stats, read_video, wait_for
+from tests.conftest import ROOT, free_port, make_clip, read_index, read_stats, read_video, run_cli, wait_for
 
 MAGENTA = (255, 0, 255)
 
@@ -37,11 +37,6 @@ def _solid_mask(path: Path) -> Path:
     return path
 
 
-def _run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dogfilter.commands.run", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
-
-
 @pytest.mark.timeout(180)
 def test_file_mode_keeps_every_frame_in_order_with_a_mask_on_each_face(tmp_path) -> None:
     clip = tmp_path / "clip.avi"
@@ -49,7 +44,7 @@ def test_file_mode_keeps_every_frame_in_order_with_a_mask_on_each_face(tmp_path)
     mask = _solid_mask(tmp_path / "magenta.png")
     out = tmp_path / "out.avi"
     masks = [f"--mask={e}={mask}" for e in ("happy", "sad", "surprise", "neutral")]
-    r = _run_cli("file", str(clip), str(out), "--detect", "2", *masks, "--stats-out", str(tmp_path / "s.json"))
+    r = run_cli("file", str(clip), str(out), "--detect", "2", *masks, "--stats-out", str(tmp_path / "s.json"))
     assert r.returncode == 0, r.stderr
     got = read_video(out)
     assert len(got) == len(frames)
@@ -76,8 +71,8 @@ def test_image_mode_paints_the_default_masks_and_boxes_mode_draws_the_tutorials_
     src = cv2.imread(str(photo))
     masked, boxed = tmp_path / "masked.png", tmp_path / "boxed.png"
     # the expected places are Haar's: run the tutorial's detector (BlazeFace, the default: tests/test_detectors.py)
-    assert _run_cli("image", str(photo), str(masked), "--detector", "haar").returncode == 0
-    assert _run_cli("image", str(photo), str(boxed), "--render", "boxes", "--detector", "haar").returncode == 0
+    assert run_cli("image", str(photo), str(masked), "--detector", "haar").returncode == 0
+    assert run_cli("image", str(photo), str(boxed), "--render", "boxes", "--detector", "haar").returncode == 0
     m, b = cv2.imread(str(masked)), cv2.imread(str(boxed))
     (x, y, w, h), = [f.box for f in HaarDetector().detect(src)]
     x0, y0, x1, y1 = mask_region((x, y, w, h))
@@ -102,7 +97,7 @@ def test_a_folder_of_photos_gets_a_mask_on_every_photos_face(tmp_path) -> None:
         cv2.imwrite(str(photos / f"{k:02d}.png"), img)
     mask = _solid_mask(tmp_path / "magenta.png")
     out = tmp_path / "out"
-    r = _run_cli("file", str(photos), f"{out}/", *[f"--mask={e}={mask}" for e in ("happy", "sad", "surprise",
+    r = run_cli("file", str(photos), f"{out}/", *[f"--mask={e}={mask}" for e in ("happy", "sad", "surprise",
                                                                                     "neutral")])
     assert r.returncode == 0, r.stderr
     got = sorted(out.iterdir())
@@ -168,7 +163,7 @@ def test_bad_input_gives_one_clear_line_and_a_nonzero_exit(tmp_path, stage: str,
 
 @pytest.mark.timeout(90)
 def test_launcher_reports_the_failing_stage_in_one_line(tmp_path) -> None:
-    r = _run_cli("file", str(tmp_path / "missing.mp4"), str(tmp_path / "out.mp4"))
+    r = run_cli("file", str(tmp_path / "missing.mp4"), str(tmp_path / "out.mp4"))
     assert r.returncode != 0
     assert r.stderr.strip().count("\n") == 0 and "video not found" in r.stderr and "Traceback" not in r.stderr
 
@@ -264,7 +259,7 @@ def test_killed_workers_do_not_stall_video_and_restarted_ones_rejoin(live) -> No
 @pytest.mark.timeout(120)
 def test_remote_worker_joins_over_encrypted_tcp_and_an_unkeyed_one_is_refused(tmp_path) -> None:
     keys = tmp_path / "keys"
-    assert _run_cli("keys", str(keys)).returncode == 0
+    assert run_cli("keys", str(keys)).returncode == 0
     port = free_port()
     stats = tmp_path / "stats.json"
     p = Pipeline(capture=["--source", "demo", "--size", "320x240", "--fps", "15"],

@@ -30,7 +30,7 @@ from dogfilter.common.transport import wire
 from dogfilter.common.transport.protocol import send
 from dogfilter.common.transport.seal import Sealer
 from dogfilter.common.transport.wire import Message
-from tests.conftest import ROOT, free_port, make_clip, read_index, read_stats, read_video, rss_mb, wait_for
+from tests.conftest import ROOT, free_port, make_clip, read_index, read_stats, read_video, rss_mb, run_cli, wait_for
 
 
 def _socket(kind: int, addr: str, ident: bytes | None = None) -> zmq.Socket:
@@ -276,16 +276,11 @@ def _photo(path: Path, w: int, h: int) -> Path:
     return path
 
 
-def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dogfilter.commands.run", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
-
-
 @pytest.mark.timeout(60)
 def test_a_12000x9000_picture_is_refused_in_seconds_with_one_line(tmp_path) -> None:
     big = _photo(tmp_path / "big.jpg", 12000, 9000)
     t0 = time.monotonic()
-    r = _run("image", str(big), str(tmp_path / "out.png"), timeout=50)
+    r = run_cli("image", str(big), str(tmp_path / "out.png"), timeout=50)
     assert time.monotonic() - t0 < 30
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().count("\n") == 0 and "over the 50 megapixel cap (--max-pixels" in r.stderr
@@ -296,7 +291,7 @@ def test_a_48_megapixel_photo_gets_its_mask_painted_at_full_size(tmp_path) -> No
     src = _photo(tmp_path / "p48.jpg", 8000, 6000)
     out = tmp_path / "out.png"
     t0 = time.monotonic()
-    r = _run("image", str(src), str(out), timeout=100)
+    r = run_cli("image", str(src), str(out), timeout=100)
     assert r.returncode == 0, r.stderr
     assert time.monotonic() - t0 < 60
     a, b = cv2.imread(str(src)), cv2.imread(str(out))
@@ -321,14 +316,14 @@ def test_odd_folders_skipped_and_truncated_files_are_counted_and_sizes_kept(tmp_
     (folder / "notes.txt").write_text("not a picture")
     (folder / "d.png").write_bytes(b"\x89PNG junk")
     stats = tmp_path / "s.json"
-    r = _run("file", str(folder), f"{tmp_path / 'out'}/", "--stats-out", str(stats), timeout=100)
+    r = run_cli("file", str(folder), f"{tmp_path / 'out'}/", "--stats-out", str(stats), timeout=100)
     assert r.returncode == 0, r.stderr
     got = sorted((tmp_path / "out").iterdir())
     assert [cv2.imread(str(f)).shape[:2] for f in got] == [(600, 512), (150, 300), (600, 512)]  # own sizes
     c = read_stats(stats)["counters"]["capture"]
     assert c["files_skipped"] == 2 and c["files_truncated"] == 1
     video = tmp_path / "out.avi"
-    assert _run("file", str(folder), str(video), timeout=100).returncode == 0
+    assert run_cli("file", str(folder), str(video), timeout=100).returncode == 0
     frames = read_video(video)
     assert len(frames) == 3 and all(f.shape == (600, 512, 3) for f in frames)  # letterboxed, not stretched
     assert frames[1][:150].max() < 30 and frames[1][300].max() > 60  # black bars above and below
@@ -364,7 +359,7 @@ def test_a_link_beyond_loopback_without_curve_refuses_to_start(tmp_path) -> None
 @pytest.mark.timeout(60)
 def test_key_secrets_are_private_and_a_readable_one_is_refused(tmp_path) -> None:
     keys = tmp_path / "keys"
-    assert _run("keys", str(keys)).returncode == 0
+    assert run_cli("keys", str(keys)).returncode == 0
     for secret in keys.glob("*.key_secret"):
         assert secret.stat().st_mode & 0o777 == 0o600, secret
     (keys / "client.key_secret").chmod(0o644)

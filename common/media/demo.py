@@ -207,11 +207,45 @@ def _restyle(bgr: np.ndarray, alpha: np.ndarray, style: int) -> np.ndarray:
     """
     if style == 0:
         return bgr.copy()
+    hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV).astype(np.float32)
+    cloth, hair, skin = _head_regions(hsv, alpha)
+    if style == 1:
+        cap_bgr = np.array([40.0, 92.0, 30.0], np.float32)  # dark green
+        hair_hue, hair_sat, hair_val = 14.0, 150.0, 0.55
+        skin_gain = np.array([1.0, 1.06, 1.12], np.float32)
+    else:
+        cap_bgr = np.array([48.0, 32.0, 112.0], np.float32)  # burgundy
+        hair_hue, hair_sat, hair_val = 8.0, 170.0, 0.42
+        skin_gain = np.array([0.55, 0.68, 0.86], np.float32)
+
+    # Cap cloth: the new colour, shaded like the original cloth.
+    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    grey = cv2.GaussianBlur(grey, (0, 0), 1.2)
+    shade = np.clip(grey / 32.0, 0.4, 1.4)[..., None]
+    col_cap = cap_bgr * shade
+    # Hair: colourise.
+    hsv_hair = hsv.copy()
+    hsv_hair[..., 0] = hair_hue
+    hsv_hair[..., 1] = hair_sat
+    hsv_hair[..., 2] = hsv[..., 2] * hair_val
+    to_bgr = functools.partial(cv2.cvtColor, code=cv2.COLOR_HSV2BGR)
+    col_hair = to_bgr(np.clip(hsv_hair, 0, [179, 255, 255]).astype(np.uint8))
+
+    base = bgr.astype(np.float32)
+    out = base * (1.0 - skin[..., None]) + base * skin_gain * skin[..., None]
+    cl = cloth[..., None]
+    out = out * (1.0 - cl) + col_cap * cl
+    hr = hair[..., None]
+    out = out * (1.0 - hr) + col_hair.astype(np.float32) * hr
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _head_regions(hsv: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Soft masks (float32, 0..1) of the cap's cloth, the hair and the skin of the cropped head."""
     h, w = alpha.shape
     x0, y0 = _CROP[0], _CROP[1]
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     px, py = xs + x0, ys + y0
-    hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV).astype(np.float32)
     sat, val = hsv[..., 1], hsv[..., 2]
 
     # Cap: everything above the brim (photo row ~168).
@@ -237,36 +271,7 @@ def _restyle(bgr: np.ndarray, alpha: np.ndarray, style: int) -> np.ndarray:
         val, 80.0, 130.0)
     # Skin: the rest of the face.
     skin = (1.0 - cap) * (1.0 - hair)
-
-    if style == 1:
-        cap_bgr = np.array([40.0, 92.0, 30.0], np.float32)  # dark green
-        hair_hue, hair_sat, hair_val = 14.0, 150.0, 0.55
-        skin_gain = np.array([1.0, 1.06, 1.12], np.float32)
-    else:
-        cap_bgr = np.array([48.0, 32.0, 112.0], np.float32)  # burgundy
-        hair_hue, hair_sat, hair_val = 8.0, 170.0, 0.42
-        skin_gain = np.array([0.55, 0.68, 0.86], np.float32)
-
-    # Cap cloth: the new colour, shaded like the original cloth.
-    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32)
-    grey = cv2.GaussianBlur(grey, (0, 0), 1.2)
-    shade = np.clip(grey / 32.0, 0.4, 1.4)[..., None]
-    col_cap = cap_bgr * shade
-    # Hair: colourise.
-    hsv_hair = hsv.copy()
-    hsv_hair[..., 0] = hair_hue
-    hsv_hair[..., 1] = hair_sat
-    hsv_hair[..., 2] = val * hair_val
-    to_bgr = functools.partial(cv2.cvtColor, code=cv2.COLOR_HSV2BGR)
-    col_hair = to_bgr(np.clip(hsv_hair, 0, [179, 255, 255]).astype(np.uint8))
-
-    base = bgr.astype(np.float32)
-    out = base * (1.0 - skin[..., None]) + base * skin_gain * skin[..., None]
-    cl = cloth[..., None]
-    out = out * (1.0 - cl) + col_cap * cl
-    hr = hair[..., None]
-    out = out * (1.0 - hr) + col_hair.astype(np.float32) * hr
-    return np.clip(out, 0, 255).astype(np.uint8)
+    return cloth, hair, skin
 
 
 # ------------------------------------------------------------- expressions
@@ -664,6 +669,20 @@ def _background(width: int, height: int) -> np.ndarray:
     """
     sw = max(64, width // 4)
     sh = max(48, height // 4)
+    img = _room(sw, sh)
+    img = cv2.GaussianBlur(img, (0, 0), max(1.0, 0.012 * sw))
+    img = cv2.resize(img, (width, height), interpolation=cv2.INTER_CUBIC)
+    # Soft vignette and a little fixed-seed grain against banding.
+    vy, vx = np.ogrid[0:height, 0:width]
+    r2 = ((vx + 0.5) / width - 0.5) ** 2 + ((vy + 0.5) / height - 0.5) ** 2
+    img *= (1.0 - 0.35 * r2)[..., None].astype(np.float32)
+    rng = np.random.default_rng(20240)
+    img += rng.normal(0.0, 1.2, (height, width, 1)).astype(np.float32)
+    return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+
+
+def _room(sw: int, sh: int) -> np.ndarray:
+    """The room drawn sharp at sw×sh (float32 BGR): wall, window, picture, lamp, floor, sofa, plant."""
     ys, xs = np.mgrid[0:sh, 0:sw].astype(np.float32)
     u = (xs + 0.5) / sw
     v = (ys + 0.5) / sh
@@ -715,16 +734,7 @@ def _background(width: int, height: int) -> np.ndarray:
                       (-0.02, -0.12, 0.035)):
         cv2.circle(img, px(0.935 + dx, 0.6 + dy), max(2, int(r * sh)),
                    (62, 128, 72), -1)
-
-    img = cv2.GaussianBlur(img, (0, 0), max(1.0, 0.012 * sw))
-    img = cv2.resize(img, (width, height), interpolation=cv2.INTER_CUBIC)
-    # Soft vignette and a little fixed-seed grain against banding.
-    vy, vx = np.ogrid[0:height, 0:width]
-    r2 = ((vx + 0.5) / width - 0.5) ** 2 + ((vy + 0.5) / height - 0.5) ** 2
-    img *= (1.0 - 0.35 * r2)[..., None].astype(np.float32)
-    rng = np.random.default_rng(20240)
-    img += rng.normal(0.0, 1.2, (height, width, 1)).astype(np.float32)
-    return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+    return img
 
 
 @dataclass(frozen=True)

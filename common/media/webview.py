@@ -52,7 +52,8 @@ class WebView:
         self.slots = threading.BoundedSemaphore(max_clients)
         self.client_errors = 0
         self.refused = 0
-        handler = _handler(self, timeout_s)
+        # a client that stalls while sending its request, or while we write to it, is dropped after timeout_s
+        handler = type("ViewHandler", (Handler,), {"view": self, "timeout": timeout_s})
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True
@@ -120,86 +121,85 @@ class WebView:
         self.server.server_close()
 
 
-def _handler(view: WebView, timeout_s: float) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        timeout = timeout_s  # a client that stalls while sending its request, or while we write to it, is dropped
-        server_version = "dogfilter"
-        sys_version = ""
+class Handler(BaseHTTPRequestHandler):
+    """One client request (a thread each); ``view`` is set on the subclass a :class:`WebView` makes."""
 
-        def log_message(self, *args: Any) -> None:
-            pass
+    view: WebView
+    server_version = "dogfilter"
+    sys_version = ""
 
-        def handle(self) -> None:
-            if not view.slots.acquire(blocking=False):
-                view.refused += 1
-                try:
-                    self.wfile.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
-                except OSError:
-                    pass
-                return
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def handle(self) -> None:
+        if not self.view.slots.acquire(blocking=False):
+            self.view.refused += 1
             try:
-                super().handle()
+                self.wfile.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
             except OSError:
-                view.client_errors += 1
-            finally:
-                view.slots.release()
+                pass
+            return
+        try:
+            super().handle()
+        except OSError:
+            self.view.client_errors += 1
+        finally:
+            self.view.slots.release()
 
-        def _send(self, body: bytes, ctype: str, status: HTTPStatus = HTTPStatus.OK,
-                  cookie: bool = False) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("X-Content-Type-Options", "nosniff")
-            if cookie:
-                self.send_header("Set-Cookie", f"dogfilter_token={view.token}; HttpOnly; SameSite=Strict; Path=/")
-            self.end_headers()
-            self.wfile.write(body)
+    def _send(self, body: bytes, ctype: str, status: HTTPStatus = HTTPStatus.OK,
+              cookie: bool = False) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        if cookie:
+            self.send_header("Set-Cookie", f"dogfilter_token={self.view.token}; HttpOnly; SameSite=Strict; Path=/")
+        self.end_headers()
+        self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802
-            url = urlsplit(self.path)
-            ok, cookie = view.authorized(parse_qs(url.query), self.headers)
-            if not ok:
-                self._send(b"a token is needed: open the address printed by the display, with ?token=...\n",
-                           "text/plain; charset=utf-8", HTTPStatus.UNAUTHORIZED)
-                return
-            path = url.path
-            if path in ("/", "/index.html"):
-                self._send(PAGE.read_bytes(), "text/html; charset=utf-8", cookie=cookie)
-            elif path == "/stats.json":
-                self._send(json.dumps(view.stats()).encode(), "application/json")
-            elif path in view.routes:
-                body, ctype = view.routes[path]()
-                self._send(body, ctype)
-            elif path in ("/stream.mjpg", "/frame.jpg") or (path.startswith(("/stream/", "/frame/"))):
-                self._video(path)
+    def do_GET(self) -> None:  # noqa: N802
+        url = urlsplit(self.path)
+        ok, cookie = self.view.authorized(parse_qs(url.query), self.headers)
+        if not ok:
+            self._send(b"a token is needed: open the address printed by the display, with ?token=...\n",
+                       "text/plain; charset=utf-8", HTTPStatus.UNAUTHORIZED)
+            return
+        path = url.path
+        if path in ("/", "/index.html"):
+            self._send(PAGE.read_bytes(), "text/html; charset=utf-8", cookie=cookie)
+        elif path == "/stats.json":
+            self._send(json.dumps(self.view.stats()).encode(), "application/json")
+        elif path in self.view.routes:
+            body, ctype = self.view.routes[path]()
+            self._send(body, ctype)
+        elif path in ("/stream.mjpg", "/frame.jpg") or (path.startswith(("/stream/", "/frame/"))):
+            self._video(path)
+        else:
+            self._send(b"not found\n", "text/plain; charset=utf-8", HTTPStatus.NOT_FOUND)
+
+    def _video(self, path: str) -> None:
+        name = path.rsplit("/", 1)[1].rsplit(".", 1)[0]
+        stream = self.view.first_stream() if name in ("stream", "frame") else name
+        if stream is None or not STREAM_RE.fullmatch(stream):
+            self._send(b"no such stream\n", "text/plain; charset=utf-8", HTTPStatus.NOT_FOUND)
+            return
+        if path.endswith(".jpg"):
+            jpeg, _ = self.view.wait_frame(stream, -1, 2.0)
+            if jpeg is None:
+                self._send(b"no frame yet\n", "text/plain; charset=utf-8", HTTPStatus.SERVICE_UNAVAILABLE)
             else:
-                self._send(b"not found\n", "text/plain; charset=utf-8", HTTPStatus.NOT_FOUND)
-
-        def _video(self, path: str) -> None:
-            name = path.rsplit("/", 1)[1].rsplit(".", 1)[0]
-            stream = view.first_stream() if name in ("stream", "frame") else name
-            if stream is None or not STREAM_RE.fullmatch(stream):
-                self._send(b"no such stream\n", "text/plain; charset=utf-8", HTTPStatus.NOT_FOUND)
-                return
-            if path.endswith(".jpg"):
-                jpeg, _ = view.wait_frame(stream, -1, 2.0)
-                if jpeg is None:
-                    self._send(b"no frame yet\n", "text/plain; charset=utf-8", HTTPStatus.SERVICE_UNAVAILABLE)
-                else:
-                    self._send(jpeg, "image/jpeg")
-                return
-            self.send_response(HTTPStatus.OK)
-            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            seen, idle = -1, 0
-            while idle < 30:  # a stream that stopped for 30 s ends its response (and frees the slot)
-                jpeg, seen = view.wait_frame(stream, seen, 1.0)
-                idle = 0 if jpeg is not None else idle + 1
-                if jpeg is None:
-                    continue
-                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                                 + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
-
-    return Handler
+                self._send(jpeg, "image/jpeg")
+            return
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        seen, idle = -1, 0
+        while idle < 30:  # a stream that stopped for 30 s ends its response (and frees the slot)
+            jpeg, seen = self.view.wait_frame(stream, seen, 1.0)
+            idle = 0 if jpeg is not None else idle + 1
+            if jpeg is None:
+                continue
+            self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                             + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")

@@ -121,40 +121,58 @@ class FaceTracker:
         return bool(moved.mean() > self.change_share)
 
     def step(self, bgr: np.ndarray, key: Hashable = None, frame: int | None = None) -> list[Detection]:
+        """The faces of frame ``frame`` of stream ``key``: the passes due (when the picture changed), then the
+        known faces followed in their regions."""
         st = self._state(key)
         n = (st.frame + 1 if st.frame is not None else 0) if frame is None else int(frame)
         gap = None if st.frame is None else n - st.frame
-        H, W = bgr.shape[:2]
-        passes = self.bf.passes(H, W)
+        passes = self.bf.passes(*bgr.shape[:2])
         if gap is None or gap <= 0 or gap > self.rescan or self.rescan == 1:
-            dets = self.bf.scan(bgr, passes)
-            self.counts["full_scans"] += 1
-            st.tracks = [Track(d, frame=n) for d in dets[:self.max_tracks]]
-            st.frame, st.step = n, 1
-            if self.change_level is not None:
-                thumb = self.thumbnail(bgr)
-                st.seen = dict.fromkeys(range(len(passes)), (thumb, [t.det.box for t in st.tracks]))
-                st.skipped = {}
-            return dets
-
-        due = self._scheduled(passes, st.step)
-        if due and self.change_level is not None:
-            thumb = self.thumbnail(bgr)
-            run = []
-            for j in due:
-                if j in st.unsure or self._changed(st, j, thumb) or st.skipped.get(j, 0) + 1 >= self.idle_scans:
-                    run.append(j)
-                    st.unsure.discard(j)
-                    st.seen[j], st.skipped[j] = (thumb, [t.det.box for t in st.tracks]), 0
-                else:
-                    st.skipped[j] = st.skipped.get(j, 0) + 1
-                    self.counts["scans_skipped"] += 1
-            due = run
+            return self._fresh(st, bgr, n, passes)
+        due = self._gate(st, self._scheduled(passes, st.step), bgr)
         scanned = self.bf.scan(bgr, [passes[j] for j in due]) if due else []
         self.counts["scan_passes"] += len(due)
-        followed = []
-        unmatched = list(st.tracks)
-        for d in scanned:  # a scanned face takes the followed face it overlaps most
+        followed, unmatched = self._match(st, scanned, n)
+        followed += self._follow(st, unmatched, bgr, n, len(passes))
+        st.tracks = self._dedupe(followed)[:self.max_tracks]
+        st.frame, st.step = n, st.step + 1
+        kept = suppress_inner([t.det for t in st.tracks])
+        st.tracks = [t for t in st.tracks if any(t.det is d for d in kept)]
+        return kept
+
+    def _fresh(self, st: StreamState, bgr: np.ndarray, n: int, passes: list) -> list[Detection]:
+        """A full scan: the first frame of a stream, or one after a jump."""
+        dets = self.bf.scan(bgr, passes)
+        self.counts["full_scans"] += 1
+        st.tracks = [Track(d, frame=n) for d in dets[:self.max_tracks]]
+        st.frame, st.step = n, 1
+        if self.change_level is not None:
+            thumb = self.thumbnail(bgr)
+            st.seen = dict.fromkeys(range(len(passes)), (thumb, [t.det.box for t in st.tracks]))
+            st.skipped = {}
+        return dets
+
+    def _gate(self, st: StreamState, due: list[int], bgr: np.ndarray) -> list[int]:
+        """The due passes worth running: those where the picture changed outside the followed faces (or that were
+        skipped too often, or must look again after a face was lost)."""
+        if not due or self.change_level is None:
+            return due
+        thumb = self.thumbnail(bgr)
+        run = []
+        for j in due:
+            if j in st.unsure or self._changed(st, j, thumb) or st.skipped.get(j, 0) + 1 >= self.idle_scans:
+                run.append(j)
+                st.unsure.discard(j)
+                st.seen[j], st.skipped[j] = (thumb, [t.det.box for t in st.tracks]), 0
+            else:
+                st.skipped[j] = st.skipped.get(j, 0) + 1
+                self.counts["scans_skipped"] += 1
+        return run
+
+    def _match(self, st: StreamState, scanned: list[Detection], n: int) -> tuple[list[Track], list[Track]]:
+        """Scanned faces take the followed face each overlaps most, or start a new one; (tracks, unmatched)."""
+        followed, unmatched = [], list(st.tracks)
+        for d in scanned:
             best, best_iou = None, self.match_iou
             for t in unmatched:
                 o = iou(d.box, t.predicted(n))
@@ -167,27 +185,27 @@ class FaceTracker:
                 unmatched.remove(best)
                 best.update(d, n)
                 followed.append(best)
+        return followed, unmatched
 
-        if unmatched:  # follow the rest in their regions, one batch
-            rois, expect = [], []
-            for t in unmatched:
-                b = t.predicted(n)
-                rois.append(((b[0] + b[2]) / 2, (b[1] + b[3]) / 2, self.roi_scale * (b[2] - b[0])))
-                expect.append(b)
-            found = self.bf.detect_rois(bgr, rois, self.roi_input, self.follow_score, expect)
-            for t, best in zip(unmatched, found, strict=True):
-                if best is None:  # gone, or no longer seen well here: the next scans must look, changed or not
-                    self.counts["lost"] += 1
-                    st.unsure.update(range(len(passes)))
-                    continue
-                t.update(best, n)
-                followed.append(t)
-                self.counts["followed"] += 1
-
-        st.tracks = self._dedupe(followed)[:self.max_tracks]
-        st.frame, st.step = n, st.step + 1
-        kept = suppress_inner([t.det for t in st.tracks])
-        st.tracks = [t for t in st.tracks if any(t.det is d for d in kept)]
+    def _follow(self, st: StreamState, tracks: list[Track], bgr: np.ndarray, n: int, n_passes: int) -> list[Track]:
+        """Each face not found by a scan, looked for in its region (one batch); the ones still there."""
+        if not tracks:
+            return []
+        rois, expect = [], []
+        for t in tracks:
+            b = t.predicted(n)
+            rois.append(((b[0] + b[2]) / 2, (b[1] + b[3]) / 2, self.roi_scale * (b[2] - b[0])))
+            expect.append(b)
+        kept = []
+        for t, best in zip(tracks, self.bf.detect_rois(bgr, rois, self.roi_input, self.follow_score, expect),
+                           strict=True):
+            if best is None:  # gone, or no longer seen well here: the next scans must look, changed or not
+                self.counts["lost"] += 1
+                st.unsure.update(range(n_passes))
+                continue
+            t.update(best, n)
+            kept.append(t)
+            self.counts["followed"] += 1
         return kept
 
     def _dedupe(self, tracks: list[Track]) -> list[Track]:
