@@ -468,6 +468,39 @@ def bench_tutorial_loop(size: tuple[int, int], n: int, model: str | None) -> dic
     return {"fps": n / (time.perf_counter() - t0)}
 
 
+# ------------------------------------------------------------------------------------------------ one-shot
+
+
+def bench_oneshot(runs: int) -> dict[str, dict[str, float]]:
+    """``dogfilter image`` and a short ``dogfilter file``, timed from outside as a user runs them (whole command,
+    process start to exit), in one process (--inline yes, the default for these) and as five (--inline no)."""
+    import matplotlib.cbook
+
+    photo = str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    out: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as d:
+        clip = Path(d) / "clip.avi"
+        w = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
+        for f in demo_frames((640, 480), 60):
+            w.write(f)
+        w.release()
+        jobs = {"image (one photo)": ["image", photo, str(Path(d) / "o.png")],
+                "file (60 frames, 640×480)": ["file", str(clip), str(Path(d) / "o.avi")]}
+        for name, args in jobs.items():
+            for way in ("yes", "no"):
+                times = []
+                for _ in range(runs):
+                    t0 = time.perf_counter()
+                    r = subprocess.run([sys.executable, "-m", "dogfilter.commands.run", *args, "--inline", way],
+                                       capture_output=True, text=True, timeout=300)
+                    times.append(time.perf_counter() - t0)
+                    if r.returncode != 0:
+                        raise RuntimeError(r.stderr.strip()[-300:])
+                out[f"{name} inline={way}"] = {"median": statistics.median(times), "min": min(times),
+                                               "max": max(times)}
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ main
 
 
@@ -480,8 +513,8 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny counts (smoke test)")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--only", default="stages,transport,classifier,e2e,tutorial,faults",
-                    help="comma-separated sections: stages, transport, classifier, e2e, tutorial, faults")
+    ap.add_argument("--only", default="stages,transport,classifier,e2e,tutorial,oneshot,faults",
+                    help="comma-separated sections: stages, transport, classifier, e2e, tutorial, oneshot, faults")
     ap.add_argument("--json", default="bench.json", help="where to write the figures as JSON")
     ap.add_argument("--detector", default=None, help="detector for the detect stage (default: the service's)")
     a = ap.parse_args(argv)
@@ -542,7 +575,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if "classifier" in only:
         log("classifier…")
-        from dogfilter.common.vision.models import ASSETS, DEFAULT_MODEL
+        from dogfilter.common import ASSETS
+        from dogfilter.common.vision.classifier import DEFAULT_MODEL
 
         models = {p.stem: str(p) for p in sorted((ASSETS / "models").glob("*.pth"))
                   if "blazeface" not in p.stem}
@@ -602,6 +636,18 @@ def main(argv: list[str] | None = None) -> int:
                              f"{pipe['median'] / t['median']:.2f} |")
             out["tutorial"] = tut
             lines.append("")
+
+    if "oneshot" in only:
+        log("one-shot commands…")
+        one = bench_oneshot(3 if q else 7)
+        out["oneshot"] = one
+        lines += ["## One-shot commands, timed from outside (whole command; median (min–max) of "
+                  f"{3 if q else 7} runs)", "", "| command | one process (--inline yes) s | five processes "
+                  "(--inline no) s | ratio |", "|---|---|---|---|"]
+        for name in dict.fromkeys(k.rsplit(" inline=", 1)[0] for k in one):
+            a1, a5 = one[f"{name} inline=yes"], one[f"{name} inline=no"]
+            lines.append(f"| dogfilter {name} | {fmt(a1, 2)} | {fmt(a5, 2)} | {a5['median'] / a1['median']:.1f}× |")
+        lines.append("")
 
     if "faults" in only:
         from dogfilter.commands import bench_faults

@@ -279,6 +279,9 @@ def run(quick: bool, log: Callable[[str], None]) -> tuple[list[str], dict[str, A
             (f"hostile-but-valid × {100 if quick else 1000} of 6 kinds",
              lambda w: hostile_flood(w, 100 if quick else 1000)),
         ]
+        if quick:  # a smoke run: one of each kind of fault
+            live = [f for f in live if f[0].startswith(("kill -9 + restart detect", "SIGSTOP display", "malformed",
+                                                        "hostile"))]
         for i, (name, fault) in enumerate(live):
             log(f"faults: {name}…")
             (d / str(i)).mkdir()

@@ -41,6 +41,9 @@ STAGES = ("display", "composite", "classify", "detect", "capture")  # started si
 WORKERS = ("detect", "classify")  # stateless: restarted when they crash
 MAX_BACKOFF_S = 30.0
 LAUNCHER = (
+    Option("inline", "auto", "file and image: run the stages in this one process (auto: for pictures and clips of at "
+           "most 150 frames in all, where starting five processes would take longer than the work)",
+           choices=("auto", "yes", "no")),
     Option("detect", 1, "detect processes", type=positive(int)),
     Option("classify", 1, "classify processes (0: only workers that join from elsewhere)",
            type=options.non_negative(int)),
@@ -227,6 +230,15 @@ def _pairs(items: list[str], what: str) -> tuple[list[str], list[str]]:
     return items[0::2], items[1::2]
 
 
+def _inline(a: argparse.Namespace, sources: list[str]) -> bool:
+    """The one-shot path (commands/inline.py): pictures and short clips, unless processes were asked for."""
+    if a.inline != "auto":
+        return a.inline == "yes"
+    from dogfilter.commands import inline
+
+    return a.detect == 1 and a.classify == 1 and not a.http_port and (a.cmd == "image" or inline.short(sources))
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = options.Parser(prog="dogfilter", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True, parser_class=options.Parser)
@@ -235,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(cmd, help=text, description=text, formatter_class=argparse.RawDescriptionHelpFormatter)
         if cmd != "live":
             sp.add_argument("paths", nargs="+", metavar="IN OUT", help="input and output paths, in pairs")
-        groups = [("processes", list(LAUNCHER)), *launcher_options(POSITIONAL if cmd != "live" else set())]
+        own = [o for o in LAUNCHER if cmd != "live" or o.name != "inline"]
+        groups = [("processes", own), *launcher_options(POSITIONAL if cmd != "live" else set())]
         for title, opts in groups:
             g = sp.add_argument_group(title)
             for opt in opts:
@@ -281,15 +294,20 @@ def _main(argv: list[str] | None) -> int:
         values["output"] = [f"{s}={p}" for s, p in zip(ids, outs, strict=True)] if len(ins) > 1 else outs
         extra = {"display": [f"--exit-after={s}" for s in ids]}
     else:
-        extra = {}
+        ids, extra = [], {}
         print(f"browser view: http://127.0.0.1:{a.http_port}/  (Ctrl-C stops)", file=sys.stderr)
-    p = Pipeline(mode="live" if a.cmd == "live" else "file", n_detect=a.detect, n_classify=a.classify,
-                 values=values, **extra)
-    try:
-        p.start()
-        code = p.wait()
-    finally:
-        p.stop()
+    if a.cmd != "live" and _inline(a, values["source"]):
+        from dogfilter.commands import inline
+
+        code = inline.run(values, ids)
+    else:
+        p = Pipeline(mode="live" if a.cmd == "live" else "file", n_detect=a.detect, n_classify=a.classify,
+                     values=values, **extra)
+        try:
+            p.start()
+            code = p.wait()
+        finally:
+            p.stop()
     if code == 0 and a.cmd != "live":
         print("\n".join(values["output"] if len(values["source"]) == 1 else
                         [o.split("=", 1)[1] for o in values["output"]]))

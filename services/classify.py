@@ -22,12 +22,15 @@ from dogfilter.common.transport.metrics import Counters
 from dogfilter.common.transport.protocol import HEARTBEAT_S, WorkerLink, poll_links
 from dogfilter.common.transport.sockets import Links, worker_identity
 from dogfilter.common.transport.wire import Message
+from dogfilter.common.vision.classifier import load_classifier
 
 STAGE = "classify"
 OPTIONS = (
     Option("model", None, "emotion model: a checkpoint in the tutorial's format (default: the project's FerNet, "
            "common/assets/models/fer4_fernet.pth)", metavar="PATH", launcher=True),
     Option("device", "cpu", "where the model runs", choices=("cpu", "cuda"), launcher=True),
+    Option("engine", "auto", "what runs the model (auto: onnxruntime when the model has its own ONNX export, as the "
+           "default model does, without loading PyTorch; else torch)", choices=("auto", "onnxruntime", "torch")),
     Option("connect", [], "pipeline host(s) to take jobs from, e.g. tcp://HOST:5553 (default: the classify link "
            "address); repeatable: one worker serves several hosts", kind="list", metavar="ADDR"),
     Option("window", 8, "jobs in flight per host", type=positive(int)),
@@ -62,12 +65,7 @@ class Classify:
 
 
 def run(o: argparse.Namespace, log: logging.Logger) -> int:
-    import torch
-
-    from dogfilter.common.vision.models import EmotionClassifier
-
-    torch.set_num_threads(o.threads)
-    clf = EmotionClassifier(o.model, o.device)
+    clf = load_classifier(o.model, o.device, o.engine, o.threads)
     clf.predict_proba(np.zeros((1, 48, 48), np.uint8))  # warm up before announcing
     counters = Counters(STAGE, log)
     ident = worker_identity(STAGE)
@@ -80,7 +78,7 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
             sock = links.connect(zmq.DEALER, addr, routing_id=ident, hwm=max(4, 2 * o.window))
             hosts.append(WorkerLink(sock, o.window, info, counters, accepts=("crops",)))
             hosts[-1].announce()
-        log.info("model %s (%s) on %s, jobs from %s", clf.name, "/".join(clf.classes), o.device,
+        log.info("model %s (%s) on %s (%s), jobs from %s", clf.name, "/".join(clf.classes), o.device, clf.engine,
                  ", ".join(o.connect or [o.classify_addr]))
         while True:
             for batch in _batches(poll_links(hosts, HEARTBEAT_S), o.max_batch):

@@ -117,7 +117,7 @@ class Display:
         return out
 
 
-def _outputs(specs: list[str]) -> dict[str | None, Recorder]:
+def outputs(specs: list[str]) -> dict[str | None, Recorder]:
     """``--output`` specs: PATH (every stream, or the only one) or STREAM=PATH."""
     out: dict[str | None, Recorder] = {}
     for spec in specs:
@@ -145,7 +145,7 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
         raise DogfilterError("--window needs a screen (DISPLAY is not set): use --http-port PORT or --output FILE")
     if not (o.window or o.output or o.http_port or o.stats_out):
         raise DogfilterError("nothing to display to: give --window, --output FILE and/or --http-port PORT")
-    recorders = _outputs(o.output)
+    recorders = outputs(o.output)
     counters = Counters(STAGE, log)
     display = Display(Sealer.from_file(o.secret_file), counters, live=o.mode == "live", max_age_s=o.max_age_ms / 1000,
                       exit_after=o.exit_after)
@@ -162,7 +162,7 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
         if view is not None:
             view.close()
         links.close()
-        _write_stats(o.stats_out, display)
+        write_stats(o.stats_out, display)
 
 
 def loop(o: argparse.Namespace, display: Display, pull: zmq.Socket, recorders: dict[str | None, Recorder],
@@ -170,7 +170,7 @@ def loop(o: argparse.Namespace, display: Display, pull: zmq.Socket, recorders: d
     last_write = 0.0
     while True:
         if time.monotonic() - last_write > 0.25:
-            _write_stats(o.stats_out, display)
+            write_stats(o.stats_out, display)
             last_write = time.monotonic()
             display.counters.maybe_log(f"frames={display.total.frames} fps={display.total.rate.per_second():.1f} ")
         if not pull.poll(30 if o.window else 250):
@@ -180,9 +180,7 @@ def loop(o: argparse.Namespace, display: Display, pull: zmq.Socket, recorders: d
         for msg in drain(pull, display.counters, limit=8):
             shown = display.on_message(msg)
             if shown is not None:
-                rec = recorders.get(msg.stream) or recorders.get(None)
-                if rec is not None:
-                    rec.write(shown.image, float(shown.meta.get("fps", 30.0)))
+                record(recorders, shown)
                 if view is not None and view.wanted(msg.stream):
                     view.publish(msg.stream, shown.image)
                 if o.window:
@@ -195,7 +193,14 @@ def loop(o: argparse.Namespace, display: Display, pull: zmq.Socket, recorders: d
             return 3 if display.lost else 0
 
 
-def _write_stats(path: str | None, display: Display) -> None:
+def record(recorders: dict[str | None, Recorder], msg: Message) -> None:
+    """Write a shown frame to its stream's recording (or the one recording of every stream)."""
+    rec = recorders.get(msg.stream) or recorders.get(None)
+    if rec is not None:
+        rec.write(msg.image, float(msg.meta.get("fps", 30.0)))
+
+
+def write_stats(path: str | None, display: Display) -> None:
     if path:
         tmp = Path(path + ".tmp")
         tmp.write_text(json.dumps(display.as_dict(), indent=1))

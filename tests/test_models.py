@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from dogfilter.common import ASSETS
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.vision.crops import face_crop
 from dogfilter.common.vision.models import (
-    ASSETS,
     DEFAULT_MODEL,
     EmotionClassifier,
     TutorialNet,
@@ -98,3 +98,48 @@ def test_pickled_objects_are_refused(tmp_path) -> None:
     torch.save({"state_dict": {}, "obj": Evil()}, tmp_path / "evil.pth")
     with pytest.raises(DogfilterError, match="weights-only"):
         EmotionClassifier(tmp_path / "evil.pth")
+
+
+@pytest.mark.timeout(60)
+def test_the_default_models_onnx_export_gives_pytorchs_answers_on_real_faces(assets) -> None:
+    """tools/export_classifier: the whole of predict_proba in one ONNX graph, run without PyTorch."""
+    from dogfilter.common.vision.classifier import load_classifier
+
+    onnx, pt = load_classifier(engine="auto"), load_classifier(engine="torch")
+    assert (onnx.engine, pt.engine) == ("onnxruntime", "torch") and onnx.classes == pt.classes
+    faces = np.stack([cv2.resize(cv2.imread(str(assets / f), cv2.IMREAD_GRAYSCALE), (48, 48))
+                      for f in ("0_28809.png", "1_25803.png", "2_1028.png")])
+    faces = np.concatenate([faces, np.random.default_rng(0).integers(0, 255, (61, 48, 48), dtype=np.uint8)])
+    a, b = onnx.predict_proba(faces), pt.predict_proba(faces)
+    assert np.abs(a - b).max() < 1e-4 and (a.argmax(1) == b.argmax(1)).all()
+
+
+@pytest.mark.timeout(60)
+def test_an_export_made_from_another_checkpoint_is_not_used(tmp_path) -> None:
+    import shutil
+
+    from dogfilter.common.vision.classifier import load_classifier
+
+    for suffix in (".pth", ".onnx", ".onnx.json"):
+        shutil.copy(DEFAULT_MODEL.with_suffix(suffix), tmp_path / f"m{suffix}")
+    assert load_classifier(tmp_path / "m.pth").engine == "onnxruntime"
+    with (tmp_path / "m.pth").open("ab") as f:
+        f.write(b"\0")  # a changed checkpoint: its old export no longer speaks for it
+    with pytest.raises(DogfilterError, match="no ONNX export of its own"):
+        load_classifier(tmp_path / "m.pth", engine="onnxruntime")
+
+
+@pytest.mark.timeout(60)
+def test_the_default_detect_and_classify_paths_never_load_pytorch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from dogfilter.common.vision.classifier import load_classifier\n"
+            "from dogfilter.common.vision.detectors import create_detector\n"
+            "from dogfilter.services import capture, classify, composite, detect, display\n"
+            "load_classifier().predict_proba(np.zeros((2, 48, 48), np.uint8))\n"
+            "create_detector('blazeface').detect(np.zeros((240, 320, 3), np.uint8))\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=50)
+    assert r.returncode == 0, r.stderr

@@ -64,6 +64,23 @@ def test_file_mode_keeps_every_frame_in_order_with_a_mask_on_each_face(tmp_path)
 
 
 @pytest.mark.timeout(120)
+def test_the_one_shot_path_paints_what_the_five_processes_paint(tmp_path) -> None:
+    """dogfilter image runs the stages' handlers in one process (commands/inline.py): the same picture."""
+    import matplotlib.cbook
+
+    photo = Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    clip = tmp_path / "clip.avi"
+    make_clip(clip, n=12)
+    for src, name in ((photo, "x.png"), (clip, "x.avi")):
+        outs = [tmp_path / f"{way}-{name}" for way in ("yes", "no")]
+        for way, out in zip(("yes", "no"), outs, strict=True):
+            r = run_cli("image" if name.endswith("png") else "file", str(src), str(out), "--inline", way)
+            assert r.returncode == 0, r.stderr
+        a, b = (read_video(o) if name.endswith("avi") else [cv2.imread(str(o))] for o in outs)
+        assert len(a) == len(b) >= 1 and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True)), name
+
+
+@pytest.mark.timeout(120)
 def test_image_mode_paints_the_default_masks_and_boxes_mode_draws_the_tutorials_boxes(tmp_path) -> None:
     import matplotlib.cbook
 
@@ -306,3 +323,13 @@ def test_jpeg_frames_for_remote_links_keep_every_frame(tmp_path) -> None:
     got = read_video(out)
     assert [read_index(f) for f in got] == list(range(len(frames)))
     assert json.loads(stats.read_text())["faces"] > 0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("inline", ["yes", "no"])
+def test_a_picture_without_a_face_comes_out_unchanged(tmp_path, inline: str) -> None:
+    src = tmp_path / "wall.png"
+    cv2.imwrite(str(src), np.full((120, 160, 3), (90, 140, 200), np.uint8))
+    r = run_cli("image", str(src), str(tmp_path / "out.png"), "--inline", inline)
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(cv2.imread(str(tmp_path / "out.png")), cv2.imread(str(src)))

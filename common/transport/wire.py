@@ -382,9 +382,11 @@ def _check_part(info: Any, nbytes: int) -> tuple[str, tuple[int, ...], str]:
 
 
 def _buf(frame: Any) -> memoryview:
-    if isinstance(frame, zmq.Frame):
-        return frame.buffer
-    return memoryview(frame)
+    """The bytes of a part: a zmq frame, bytes, or an array (an encoded message decoded in the same process)."""
+    mv = frame.buffer if isinstance(frame, zmq.Frame) else memoryview(frame)
+    if mv.ndim == 1 and mv.itemsize == 1:
+        return mv
+    return mv.cast("B") if mv.nbytes else memoryview(b"")
 
 
 def _header(frames: list[Any]) -> dict[str, Any]:

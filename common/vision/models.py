@@ -21,11 +21,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from dogfilter.common import ASSETS
 from dogfilter.common.errors import DogfilterError
+from dogfilter.common.vision.classifier import DEFAULT_MODEL  # noqa: F401 - the default lives with the loader
 from dogfilter.common.vision.crops import CROP
 
-DEFAULT_MODEL = ASSETS / "models" / "fer4_fernet.pth"  # the tutorial CNN: fer3_tutorial_cnn.pth
 TUTORIAL_CLASSES = ["happy", "sad", "surprise"]
 
 

@@ -1,0 +1,124 @@
+"""The one-shot path: the five stages' own handlers, chained in one process, for a picture or a short clip.
+
+Starting five processes (and their models) costs a few seconds, which is all the time a photo needs.  Since every
+stage is a pure handler (message in, messages out), ``dogfilter image`` and short ``dogfilter file`` jobs run the
+same handlers (``Capture``, ``Detect``, ``Classify``, ``Composite``, ``Display``) one after the other in this
+process, with the same options and the same messages (sealed, checked), and no sockets.  Streaming and long files
+keep the five processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import time
+from typing import Any
+
+import cv2
+
+from dogfilter.common import options
+from dogfilter.common.media.sources import IMAGE_EXTS
+from dogfilter.common.transport import wire
+from dogfilter.common.transport.metrics import Counters
+from dogfilter.common.transport.protocol import Peer
+from dogfilter.common.transport.seal import Sealer
+
+MAX_FRAMES = 150  # "short": at most this many frames in all (5 s of 30 frames/s video)
+log = logging.getLogger("dogfilter")
+
+
+def frames_in(spec: str) -> int | None:
+    """How many frames a file input has (None: unknown, or not a file: a camera, the demo)."""
+    from pathlib import Path
+
+    p = Path(spec)
+    if p.is_dir():
+        return sum(1 for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+    if p.suffix.lower() in IMAGE_EXTS:
+        return 1
+    if p.is_file():
+        cap = cv2.VideoCapture(str(p))
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        cap.release()
+        return n or None
+    return None
+
+
+def short(sources: list[str]) -> bool:
+    counts = [frames_in(s) for s in sources]
+    return all(n is not None for n in counts) and sum(counts) <= MAX_FRAMES  # type: ignore[misc]
+
+
+def stage_options(stage: str, values: dict[str, Any]) -> argparse.Namespace:
+    """The options a stage process would get from the launcher: its declared defaults, then ``values``."""
+    from dogfilter.commands.run import stage_groups, to_args
+
+    groups = stage_groups(stage)
+    declared = {o.name: o for _, g in groups for o in g}
+    argv = [a for name, v in values.items() if name in declared for a in to_args(declared[name], v)]
+    return options.parse(f"dogfilter-{stage}", "", groups, argv)
+
+
+def run(values: dict[str, Any], exit_after: list[str]) -> int:
+    from dogfilter.services import capture, classify, composite, detect, display
+
+    values = {**values, "mode": "file"}
+    o = {s: stage_options(s, values) for s in ("capture", "detect", "classify", "composite", "display")}
+    wire.configure(o["capture"].max_pixels)
+    sealer = Sealer(secrets.token_bytes(32))
+    count = {s: Counters(s, logging.getLogger(s)) for s in o}
+
+    feeds, rates = capture.open_feeds(o["capture"], wake=None)
+    cap = capture.Capture(feeds, sealer, count["capture"], mode="file", fps=rates, size=None)
+    dt = o["detect"]
+    extra = {"min_face": dt.min_face, "engine": dt.engine, "rescan": dt.rescan} if dt.detector == "blazeface" else {}
+    from dogfilter.common.vision.detectors import create_detector
+
+    det = detect.Detect(create_detector(dt.detector, **extra), count["detect"], live=False,
+                        max_age_s=dt.max_age_ms / 1000, detect_size=dt.detect_size)
+    from dogfilter.common.vision.classifier import load_classifier
+
+    clf = load_classifier(o["classify"].model, o["classify"].device, o["classify"].engine, o["classify"].threads)
+    cls = classify.Classify(clf, count["classify"], "inline")
+    peer = Peer(b"inline", 1 << 30, {"classes": clf.classes}, time.monotonic())
+    from dogfilter.common.vision.masks import Painter, load_masks
+
+    co = o["composite"]
+    comp = composite.Composite(Painter(load_masks(co.mask), co.default_emotion, co.render, co.debug), sealer,
+                               count["composite"], composite.Settings.from_options(co))
+    dp = o["display"]
+    disp = display.Display(sealer, count["display"], live=False, max_age_s=dp.max_age_ms / 1000,
+                           exit_after=exit_after)
+    recorders = display.outputs(dp.output)
+    try:
+        return _loop(cap, det, cls, peer, comp, disp, recorders, dp.stats_out)
+    finally:
+        for r in recorders.values():
+            r.close()
+        display.write_stats(dp.stats_out, disp)
+
+
+def _loop(cap: Any, det: Any, cls: Any, peer: Peer, comp: Any, disp: Any, recorders: dict, stats_out: Any) -> int:
+    from dogfilter.services.display import record
+
+    while not disp.finished():
+        now = time.monotonic()
+        msg = cap.next_message(now)
+        if msg is not None:
+            msg.meta["job"] = 0  # as a dispatcher's job would be (detect keeps it in file mode)
+            comp.on_detections(wire.decode(wire.encode(det.process(msg))), now)  # checked as on the wire
+        while (job := comp.next_job()) is not None:
+            job.msg.meta["job"] = 0
+            (reply,) = cls.process([job.msg])
+            comp.on_emotions(peer, job, reply)
+        for out in comp.ready(time.monotonic()):
+            shown = disp.on_message(out)
+            if shown is not None:
+                record(recorders, shown)
+        if msg is None and cap.finished() and not comp.streams:
+            break
+    for stream, n in disp.lost.items():
+        log.error("stream %s: %d frames lost", stream, n)
+    return 3 if disp.lost else 0
+
