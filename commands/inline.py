@@ -71,22 +71,10 @@ def run(values: dict[str, Any], exit_after: list[str]) -> int:
 
     feeds, rates = capture.open_feeds(o["capture"], wake=None)
     cap = capture.Capture(feeds, sealer, count["capture"], mode="file", fps=rates, size=None)
-    dt = o["detect"]
-    extra = {"min_face": dt.min_face, "engine": dt.engine, "rescan": dt.rescan} if dt.detector == "blazeface" else {}
-    from dogfilter.common.vision.detectors import create_detector
-
-    det = detect.Detect(create_detector(dt.detector, **extra), count["detect"], live=False,
-                        max_age_s=dt.max_age_ms / 1000, detect_size=dt.detect_size)
-    from dogfilter.common.vision.classifier import load_classifier
-
-    clf = load_classifier(o["classify"].model, o["classify"].device, o["classify"].engine, o["classify"].threads)
-    cls = classify.Classify(clf, count["classify"], "inline")
-    peer = Peer(b"inline", 1 << 30, {"classes": clf.classes}, time.monotonic())
-    from dogfilter.common.vision.masks import Painter, load_masks
-
-    co = o["composite"]
-    comp = composite.Composite(Painter(load_masks(co.mask), co.default_emotion, co.render, co.debug), sealer,
-                               count["composite"], composite.Settings.from_options(co))
+    det = detect.make_handler(o["detect"], count["detect"])
+    cls = classify.make_handler(o["classify"], count["classify"], "inline")
+    peer = Peer(b"inline", 1 << 30, {"classes": cls.clf.classes}, time.monotonic())
+    comp = composite.make_handler(o["composite"], sealer, count["composite"])
     dp = o["display"]
     disp = display.Display(sealer, count["display"], live=False, max_age_s=dp.max_age_ms / 1000,
                            exit_after=exit_after)

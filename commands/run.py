@@ -283,7 +283,8 @@ def _main(argv: list[str] | None) -> int:
               "server.key_secret here (all secrets are 0600)")
         return 0
     if a.cmd == "options":
-        groups = [(f"{stage}", [o for _, g in stage_groups(stage) for o in g]) for stage in reversed(STAGES)]
+        groups = [(f"dogfilter-{stage}", stage_module(stage).OPTIONS) for stage in reversed(STAGES)]
+        groups += [("every stage", options.PIPELINE), ("links", tuple(options.LINKS.values()))]
         sys.stdout.write(options.env_file(groups))
         return 0
     values = {o.name: getattr(a, o.name) for _, group in launcher_options() for o in group if hasattr(a, o.name)}

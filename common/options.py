@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -205,7 +206,7 @@ def env_file(groups: Iterable[tuple[str, Sequence[Option]]]) -> str:
             if opt.name in seen:
                 continue
             seen.add(opt.name)
-            out.append(f"# {opt.help}")
+            out += textwrap.wrap(opt.help, 116, initial_indent="# ", subsequent_indent="#   ")
             value = opt.to_env(opt.default)
             out.append(f"#{opt.env}={'' if value is None else value}")
     return "\n".join(out) + "\n"

@@ -29,11 +29,12 @@ OPTIONS = (
     Option("model", None, "emotion model: a checkpoint in the tutorial's format (default: the project's FerNet, "
            "common/assets/models/fer4_fernet.pth)", metavar="PATH", launcher=True),
     Option("device", "cpu", "where the model runs", choices=("cpu", "cuda"), launcher=True),
-    Option("engine", "auto", "what runs the model (auto: onnxruntime when the model has its own ONNX export, as the "
-           "default model does, without loading PyTorch; else torch)", choices=("auto", "onnxruntime", "torch")),
+    Option("classify_engine", "auto", "what runs the emotion model (auto: onnxruntime when the model has its own ONNX "
+           "export, as the default model does, without loading PyTorch; else torch)",
+           choices=("auto", "onnxruntime", "torch")),
     Option("connect", [], "pipeline host(s) to take jobs from, e.g. tcp://HOST:5553 (default: the classify link "
            "address); repeatable: one worker serves several hosts", kind="list", metavar="ADDR"),
-    Option("window", 8, "jobs in flight per host", type=positive(int)),
+    Option("classify_window", 8, "jobs in flight per host", type=positive(int)),
     Option("max_batch", 256, "faces per forward pass, at most", type=positive(int)),
     Option("threads", 1, "PyTorch CPU threads", type=positive(int)),
 )
@@ -64,19 +65,24 @@ class Classify:
         return replies
 
 
+def make_handler(o: argparse.Namespace, counters: Counters, worker: str) -> Classify:
+    """The stage's handler, from its options (the process below and the one-shot path use it)."""
+    return Classify(load_classifier(o.model, o.device, o.classify_engine, o.threads), counters, worker)
+
+
 def run(o: argparse.Namespace, log: logging.Logger) -> int:
-    clf = load_classifier(o.model, o.device, o.engine, o.threads)
-    clf.predict_proba(np.zeros((1, 48, 48), np.uint8))  # warm up before announcing
     counters = Counters(STAGE, log)
     ident = worker_identity(STAGE)
-    handler = Classify(clf, counters, ident.decode())
+    handler = make_handler(o, counters, ident.decode())
+    clf = handler.clf
+    clf.predict_proba(np.zeros((1, 48, 48), np.uint8))  # warm up before announcing
     info = {"model": clf.name[:64], "classes": clf.classes, "device": o.device}
     links = Links(o.curve_dir, o.allow_plaintext)
     try:
         hosts = []
         for addr in o.connect or [o.classify_addr]:
-            sock = links.connect(zmq.DEALER, addr, routing_id=ident, hwm=max(4, 2 * o.window))
-            hosts.append(WorkerLink(sock, o.window, info, counters, accepts=("crops",)))
+            sock = links.connect(zmq.DEALER, addr, routing_id=ident, hwm=max(4, 2 * o.classify_window))
+            hosts.append(WorkerLink(sock, o.classify_window, info, counters, accepts=("crops",)))
             hosts[-1].announce()
         log.info("model %s (%s) on %s (%s), jobs from %s", clf.name, "/".join(clf.classes), o.device, clf.engine,
                  ", ".join(o.connect or [o.classify_addr]))

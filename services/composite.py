@@ -322,10 +322,15 @@ def check_worker(info: dict[str, Any]) -> str | None:
     return None if isinstance(info.get("classes"), list) else "a classify worker must announce its classes"
 
 
+def make_handler(o: argparse.Namespace, sealer: Sealer, counters: Counters) -> Composite:
+    """The stage's handler, from its options (the process below and the one-shot path use it)."""
+    painter = Painter(load_masks(o.mask), o.default_emotion, o.render, o.debug)
+    return Composite(painter, sealer, counters, Settings.from_options(o))
+
+
 def run(o: argparse.Namespace, log: logging.Logger) -> int:
     counters = Counters(STAGE, log)
-    painter = Painter(load_masks(o.mask), o.default_emotion, o.render, o.debug)
-    comp = Composite(painter, Sealer.from_file(o.secret_file), counters, Settings.from_options(o))
+    comp = make_handler(o, Sealer.from_file(o.secret_file), counters)
     links = Links(o.curve_dir, o.allow_plaintext)
     try:
         pull = links.bind(zmq.ROUTER, o.detections_addr, "detections")

@@ -33,8 +33,8 @@ OPTIONS = (
            "or haar (the tutorial's cascade)", choices=sorted(DETECTORS), launcher=True),
     Option("min_face", 30.0, "smallest face to find, in pixels of the picture detection looks at (blazeface; larger "
            "is faster: 60 costs about 40%% of 30)", type=positive(float), launcher=True),
-    Option("engine", "auto", "what runs BlazeFace (auto: onnxruntime when installed, the faster here; torch loads "
-           "PyTorch)", choices=("auto", "onnxruntime", "torch")),
+    Option("detect_engine", "auto", "what runs BlazeFace (auto: onnxruntime when installed, the faster here; torch "
+           "loads PyTorch)", choices=("auto", "onnxruntime", "torch")),
     Option("rescan", 8, "blazeface: spread the full scan for new faces over this many frames of a stream and follow "
            "known faces in between (1 = a full scan of every frame)", type=positive(int)),
     Option("detect_size", 1920, "longest side, in pixels, of the picture detection looks at: bigger frames are "
@@ -73,12 +73,18 @@ class Detect:
         return out
 
 
+def make_handler(o: argparse.Namespace, counters: Counters) -> Detect:
+    """The stage's handler, from its options (the process below and the one-shot path use it)."""
+    extra = {"min_face": o.min_face, "engine": o.detect_engine, "rescan": o.rescan} if o.detector == "blazeface" else {}
+    return Detect(create_detector(o.detector, **extra), counters, live=o.mode == "live", max_age_s=o.max_age_ms / 1000,
+                  detect_size=o.detect_size)
+
+
 def run(o: argparse.Namespace, log: logging.Logger) -> int:
-    extra = {"min_face": o.min_face, "engine": o.engine, "rescan": o.rescan} if o.detector == "blazeface" else {}
-    detector = create_detector(o.detector, **extra)
     live = o.mode == "live"
     counters = Counters(STAGE, log)
-    handler = Detect(detector, counters, live=live, max_age_s=o.max_age_ms / 1000, detect_size=o.detect_size)
+    handler = make_handler(o, counters)
+    detector = handler.detector
     links = Links(o.curve_dir, o.allow_plaintext)
     try:
         frames = links.connect(zmq.DEALER, o.frames_addr, routing_id=worker_identity(STAGE))

@@ -384,100 +384,135 @@ def cmd_table(a: argparse.Namespace) -> None:
         Path(a.json).write_text(json.dumps(rows, indent=1))
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the description's line breaks and appends each option's default to its help, unless the option is
+    required, its default is None or False (nothing to show), or the help already states it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help = action.help or ""
+        if action.required or action.default is None or action.default is False or "default" in help.lower():
+            return help
+        return super()._get_help_string(action)
+
+
 def _data_args(c: argparse.ArgumentParser) -> None:
     c.add_argument("--train", required=True, help="npz in the tutorial's format, or Kaggle's fer2013.csv")
     c.add_argument("--test", required=True, help="npz, or fer2013.csv (its PublicTest rows)")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--limit", type=int, default=0, help="train on N random rows only")
+    c.add_argument("--seed", type=int, default=0,
+                   help="seed of the random features (rf-ols, ridge, sweep) and of --limit's choice of rows")
+    c.add_argument("--limit", type=int, default=0, help="train on N random rows only (0: all)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="dogfilter-train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def _sub(sub: argparse._SubParsersAction, name: str, text: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=text, description=text, formatter_class=HelpFormatter)
+
+
+def _csv_classes(v: str) -> list[str]:
+    return v.split(",")
+
+
+def _widths(v: str) -> list[int]:
+    return [int(x) for x in v.split(",")]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """dogfilter-train's command line: one sub-command per method (``fn`` is the function that runs it)."""
+    p = argparse.ArgumentParser(prog="dogfilter-train", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    o = sub.add_parser("ols", help="Step 5: ordinary least squares on the first pixels")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    o = _sub(sub, "ols", "Step 5: ordinary least squares on the first pixels")
     _data_args(o)
-    o.add_argument("--pixels", type=int, default=100)
+    o.add_argument("--pixels", type=int, default=100, help="how many of the first pixels (1..2304) are the features")
     o.add_argument("--confusion", help="write the test confusion matrix to this PNG")
     o.set_defaults(fn=cmd_ols)
-    r = sub.add_parser("rf-ols", help="Step 6: least squares on d random Gaussian features")
+    r = _sub(sub, "rf-ols", "Step 6: least squares on d random Gaussian features")
     _data_args(r)
-    r.add_argument("--d", type=int, default=100)
+    r.add_argument("--d", type=int, default=100, help="number of random features")
     r.add_argument("--confusion", help="write the test confusion matrix to this PNG")
     r.set_defaults(fn=cmd_rf, lam=0.0)
-    g = sub.add_parser("ridge", help="Step 6: ridge regression on d random Gaussian features")
+    g = _sub(sub, "ridge", "Step 6: ridge regression on d random Gaussian features")
     _data_args(g)
-    g.add_argument("--d", type=int, default=1000)
-    g.add_argument("--lam", type=float, default=1e10)
+    g.add_argument("--d", type=int, default=1000, help="number of random features")
+    g.add_argument("--lam", type=float, default=1e10, help="ridge penalty λ")
     g.add_argument("--confusion", help="write the test confusion matrix to this PNG")
     g.set_defaults(fn=cmd_rf)
-    w = sub.add_parser("sweep", help="accuracy vs d for OLS and ridge (train and test curves, PNG)")
+    w = _sub(sub, "sweep", "accuracy vs d for OLS and ridge (train and test curves, PNG)")
     _data_args(w)
-    w.add_argument("--ds", type=int, nargs="+", default=[10, 25, 50, 100, 200, 500, 1000, 2000])
+    w.add_argument("--ds", type=int, nargs="+", default=[10, 25, 50, 100, 200, 500, 1000, 2000],
+                   help="numbers of random features to try (one point each on every curve)")
     w.add_argument("--lam", type=float, nargs="+", default=[1e10], help="ridge λ (one curve each)")
-    w.add_argument("--out-dir", default="runs/figures")
+    w.add_argument("--out-dir", default="runs/figures",
+                   help="folder for the figures (PNG) and the rows (accuracy_vs_d.json)")
     w.set_defaults(fn=cmd_sweep)
-    c = sub.add_parser("cnn", help="the tutorial's CNN with its Step 7 recipe")
-    c.add_argument("--train", required=True)
-    c.add_argument("--test", required=True)
-    c.add_argument("--out", required=True)
-    c.add_argument("--epochs", type=int, default=20)
-    c.add_argument("--lr", type=float, default=0.01)
-    c.add_argument("--momentum", type=float, default=0.9)
-    c.add_argument("--batch", type=int, default=32)
-    c.add_argument("--seed", type=int, default=0)
+    c = _sub(sub, "cnn", "the tutorial's CNN with its Step 7 recipe")
+    c.add_argument("--train", required=True, help="npz in the tutorial's format, or Kaggle's fer2013.csv")
+    c.add_argument("--test", required=True, help="npz, or fer2013.csv (its PublicTest rows); scored at the end")
+    c.add_argument("--out", required=True, help="checkpoint to write (.pth)")
+    c.add_argument("--epochs", type=int, default=20, help="passes over the training rows")
+    c.add_argument("--lr", type=float, default=0.01, help="SGD learning rate")
+    c.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    c.add_argument("--batch", type=int, default=32, help="faces per SGD step")
+    c.add_argument("--seed", type=int, default=0, help="seed of the weights, the shuffling and the held-out rows")
     c.add_argument("--val-fraction", type=float, default=0.1,
                    help="training rows held out to pick the best epoch (0: keep the last epoch)")
-    c.add_argument("--limit", type=int, default=0, help="train on the first N rows only")
-    c.add_argument("--device", default="cpu")
-    c.add_argument("--quiet", action="store_true")
+    c.add_argument("--limit", type=int, default=0, help="train on the first N rows only (0: all)")
+    c.add_argument("--device", default="cpu", help="torch device to train on (e.g. cuda)")
+    c.add_argument("--quiet", action="store_true", help="no progress bars")
     c.set_defaults(fn=cmd_cnn)
-    f = sub.add_parser("fernet", help="the project's default: a compact ResNet with a modern recipe")
+    f = _sub(sub, "fernet", "the project's default: a compact ResNet with a modern recipe")
     f.add_argument("--train", nargs="+", required=True,
                    help="npz/csv files put together by class name, e.g. fer2013_train.npz fer2013_neutral_train.npz")
-    f.add_argument("--test", nargs="*", default=[], help="scored once at the end (never used for any choice)")
-    f.add_argument("--out", required=True)
-    f.add_argument("--epochs", type=int, default=25)
-    f.add_argument("--batch", type=int, default=128)
+    f.add_argument("--test", nargs="*", default=[],
+                   help="scored once at the end (never used for any choice); default: none")
+    f.add_argument("--out", required=True, help="checkpoint to write (.pth)")
+    f.add_argument("--epochs", type=int, default=25, help="passes over the training rows")
+    f.add_argument("--batch", type=int, default=128, help="faces per optimizer step")
     f.add_argument("--lr", type=float, default=0.1, help="one-cycle peak learning rate")
-    f.add_argument("--weight-decay", type=float, default=5e-4)
-    f.add_argument("--label-smoothing", type=float, default=0.1)
-    f.add_argument("--widths", type=lambda v: [int(x) for x in v.split(",")], default=[12, 24, 48, 128])
-    f.add_argument("--dropout", type=float, default=0.2)
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay")
+    f.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing of the cross-entropy loss")
+    f.add_argument("--widths", type=_widths, default=[12, 24, 48, 128], metavar="W1,W2,...",
+                   help="channels of the network's stages, comma-separated (default: 12,24,48,128)")
+    f.add_argument("--dropout", type=float, default=0.2, help="dropout before the classifier layer")
+    f.add_argument("--seed", type=int, default=0,
+                   help="seed of the weights, the augmentation, the held-out rows and --limit's choice")
     f.add_argument("--val-fraction", type=float, default=0.1, help="training rows held out to pick the epoch")
-    f.add_argument("--limit", type=int, default=0, help="train on N random rows only (tests, smoke runs)")
-    f.add_argument("--csv-classes", type=lambda v: v.split(","), default=None,
+    f.add_argument("--limit", type=int, default=0, help="train on N random rows only (tests, smoke runs; 0: all)")
+    f.add_argument("--csv-classes", type=_csv_classes, default=None,
                    help="for Kaggle's csv: the classes to keep (default happy,sad,surprise)")
     f.add_argument("--bench-seconds", type=float, default=3.0,
                    help="time the finished model on one CPU thread this long (0: skip)")
-    f.add_argument("--quiet", action="store_true")
+    f.add_argument("--quiet", action="store_true", help="no progress bars")
     f.set_defaults(fn=cmd_fernet)
-    e = sub.add_parser("evaluate", help="scores of any checkpoint (the tutorial's model_best.pth included)")
-    e.add_argument("model")
-    e.add_argument("--data", nargs="+", required=True)
+    e = _sub(sub, "evaluate", "scores of any checkpoint (the tutorial's model_best.pth included)")
+    e.add_argument("model", help="checkpoint to score (.pth)")
+    e.add_argument("--data", nargs="+", required=True, help="npz/csv files to score it on, each on its own")
     e.add_argument("--split", default="test", help="for csv files: train, test or private")
-    e.add_argument("--csv-classes", type=lambda v: v.split(","), default=None,
+    e.add_argument("--csv-classes", type=_csv_classes, default=None,
                    help="for Kaggle's csv: the classes to keep (default happy,sad,surprise)")
     e.add_argument("--figures", help="write a confusion matrix per data file into this folder")
     e.add_argument("--stability", type=int, default=0, metavar="N",
-                   help="also show N faces of each file 10 times, slightly moved, and count mask changes")
+                   help="also show N faces of each file 10 times, slightly moved, and count mask changes (0: skip)")
     e.set_defaults(fn=cmd_evaluate)
-    b = sub.add_parser("bench", help="milliseconds per face on one CPU thread, batched (not an assertion)")
+    b = _sub(sub, "bench", "milliseconds per face on one CPU thread, batched (not an assertion)")
     b.add_argument("models", nargs="*", help=f"checkpoints (default: {Path(DEFAULT_MODEL).name})")
-    b.add_argument("--batch", type=int, default=64)
-    b.add_argument("--threads", type=int, default=1)
-    b.add_argument("--seconds", type=float, default=3.0)
-    b.add_argument("--repeat", type=int, default=3)
+    b.add_argument("--batch", type=int, default=64, help="faces per predict_proba call")
+    b.add_argument("--threads", type=int, default=1, help="torch CPU threads while timing")
+    b.add_argument("--seconds", type=float, default=3.0, help="time each run for at least this long")
+    b.add_argument("--repeat", type=int, default=3, help="runs per model (the median is reported)")
     b.add_argument("--record", action="store_true", help="write the result into each checkpoint's meta['bench']")
     b.set_defaults(fn=cmd_bench)
-    t = sub.add_parser("table", help="every method's train/test accuracy beside the tutorial's figures")
-    t.add_argument("--data-dir", default=str(FER_DIR))
-    t.add_argument("--seed", type=int, default=0)
+    t = _sub(sub, "table", "every method's train/test accuracy beside the tutorial's figures")
+    t.add_argument("--data-dir", default=str(FER_DIR),
+                   help="folder of fer2013_train.npz and fer2013_test.npz (and fer2013_neutral_test.npz, if there)")
+    t.add_argument("--seed", type=int, default=0, help="seed of the least-squares methods' random features")
     t.add_argument("--figures", help="write a confusion matrix per model into this folder")
     t.add_argument("--json", help="also write the rows here")
     t.set_defaults(fn=cmd_table)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     a = p.parse_args(argv)
     a.argv = list(argv) if argv is not None else sys.argv[1:]
     logging.basicConfig(level=logging.INFO, format="%(message)s")
