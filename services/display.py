@@ -2,8 +2,8 @@
 
 in       composited frames and ends of stream from composite (PULL bound at the display link), sealed by capture
 out      an OpenCV window per stream (--window; q quits), recordings (--output: a video, an image or a folder/;
-         STREAM=PATH for one of several streams), a browser view (--http-port: each stream's video and statistics;
-         beyond loopback behind a token), statistics as JSON (--stats-out)
+         STREAM=PATH for one of several streams), a browser view (--http-port: each stream's video and statistics,
+         and Prometheus metrics at /metrics; beyond loopback behind a token), statistics as JSON (--stats-out)
 how      live: a frame older than --max-age-ms is not shown (after a stall, the backlog is dropped, not replayed);
          exits once every stream has ended (--exit-after: these streams), with code 3 when frames were lost
 """
@@ -135,7 +135,9 @@ def _web(o: argparse.Namespace, log: logging.Logger, display: Display) -> Any:
     token = o.http_token
     if not token and not is_local(f"tcp://{o.http_host}:{o.http_port}"):
         token = secrets.token_urlsafe(18)
-    view = WebView(o.http_host, o.http_port, display.as_dict, token=token)
+    from dogfilter.common.media.prometheus import metrics_route
+
+    view = WebView(o.http_host, o.http_port, display.as_dict, token=token, routes={"/metrics": metrics_route(display)})
     log.info("browser view at http://%s:%d/%s", o.http_host, view.port, f"?token={token}" if token else "")
     return view
 

@@ -232,6 +232,22 @@ def test_browser_view_serves_the_page_stats_and_a_live_mjpeg_stream(live) -> Non
 
 
 @pytest.mark.timeout(60)
+def test_metrics_parse_with_the_prometheus_parser_per_stream_and_stage(live) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{live.port}/metrics", timeout=10).read().decode()
+    fam = {f.name: f for f in text_string_to_metric_families(text)}
+    frames = {s.labels["stream"]: s.value for s in fam["dogfilter_frames"].samples if s.name.endswith("_total")}
+    assert frames["cam0"] > 0
+    buckets = [s for s in fam["dogfilter_latency_seconds"].samples
+               if s.name.endswith("_bucket") and s.labels["hop"] == "capture→display" and s.labels["le"] == "+Inf"]
+    assert buckets and buckets[0].value > 0
+    events = {(s.labels["stage"], s.labels["event"]) for s in fam["dogfilter_stage_events"].samples}
+    assert ("capture", "frames") in events and ("detect", "faces") in events
+    assert [s.value for s in fam["dogfilter_classify_workers"].samples] == [1]
+
+
+@pytest.mark.timeout(60)
 def test_malformed_messages_are_dropped_and_counted_while_stages_keep_working(live) -> None:
     ctx = zmq.Context.instance()
     before = read_stats(live.stats)

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from dogfilter.common.errors import DogfilterError
-from dogfilter.common.transport.metrics import Rate, Window, hops
+from dogfilter.common.transport.metrics import Histogram, Rate, Window, hops
 from dogfilter.common.transport.wire import Message
 
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
@@ -96,6 +96,7 @@ class StreamStats:
         self.frames = 0
         self.rate = Rate()
         self.latency: dict[str, Window] = {}
+        self.histograms: dict[str, Histogram] = {}
         self.stages: dict[str, dict[str, int]] = {}
         self.emotions: Counter[str] = Counter()
         self.faces = 0
@@ -109,6 +110,7 @@ class StreamStats:
         self.rate.tick()
         for hop, ms in hops(msg.ts).items():
             self.latency.setdefault(hop, Window()).add(ms)
+            self.histograms.setdefault(hop, Histogram()).add(ms / 1000)
         self.absorb(msg)
         self.faces += len(msg.faces)
         for f in msg.faces:

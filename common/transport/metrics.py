@@ -7,6 +7,7 @@ sends, so the last stage sees every stage's counts without another socket.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from collections import Counter, deque
@@ -90,6 +91,28 @@ def hops(ts: dict[str, float]) -> dict[str, float]:
     if "capture" in ts and "display" in ts:
         out["capture→display"] = 1000.0 * (ts["display"] - ts["capture"])
     return out
+
+
+class Histogram:
+    """A latency histogram in seconds, Prometheus style: cumulative counts under each bound, a sum and a count."""
+
+    BOUNDS = (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(self.BOUNDS) + 1)  # the last: above every bound
+        self.sum = 0.0
+
+    def add(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(self.BOUNDS, seconds)] += 1
+        self.sum += seconds
+
+    def buckets(self) -> list[tuple[str, int]]:
+        """(upper bound, cumulative count), ending with +Inf."""
+        out, total = [], 0
+        for bound, n in zip([*map(str, self.BOUNDS), "+Inf"], self.counts, strict=True):
+            total += n
+            out.append((bound, total))
+        return out
 
 
 class Rate:
