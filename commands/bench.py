@@ -508,16 +508,22 @@ def repeat(fn: Callable[[], dict], r: int) -> list[dict]:
     return [fn() for _ in range(r)]
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="dogfilter-bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="tiny counts (smoke test)")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="tiny counts (smoke test): one run per figure, 640×480 only")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="runs per figure, which is their median (default: %(default)s; 1 with --quick)")
     ap.add_argument("--only", default="stages,transport,classifier,e2e,tutorial,oneshot,faults",
-                    help="comma-separated sections: stages, transport, classifier, e2e, tutorial, oneshot, faults")
-    ap.add_argument("--json", default="bench.json", help="where to write the figures as JSON")
-    ap.add_argument("--detector", default=None, help="detector for the detect stage (default: the service's)")
-    a = ap.parse_args(argv)
+                    help="comma-separated sections to run (default: %(default)s)")
+    ap.add_argument("--json", default="bench.json", help="where to write the figures as JSON (default: %(default)s)")
+    ap.add_argument("--detector", default=None, metavar="NAME",
+                    help="detector for the detect stage: blazeface or haar (default: the service's)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     only = set(a.only.split(","))
     q = a.quick
     r = 1 if q else a.repeats

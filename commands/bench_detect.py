@@ -213,15 +213,31 @@ def run(detectors: list[str], sizes: list[tuple[int, int]], n: int, min_iou: flo
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the description's line breaks and appends each option's default to its help (unless it states it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        return text if "default" in text.lower() else super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m dogfilter.commands.bench_detect", description=__doc__,
+                                 formatter_class=HelpFormatter)
     ap.add_argument("-n", type=int, default=40, help="frames per scene and size")
-    ap.add_argument("--detectors", nargs="+",
-                    default=["haar", "blazeface", "blazeface:engine=torch", "blazeface:min_face=60"],
-                    help="haar, blazeface, or blazeface:OPTION=VALUE,... (options of BlazeFaceDetector)")
-    ap.add_argument("--sizes", nargs="+", default=["640x480", "1280x720"])
+    detectors = ["haar", "blazeface", "blazeface:engine=torch", "blazeface:min_face=60"]
+    ap.add_argument("--detectors", nargs="+", default=detectors,
+                    help="haar, blazeface, or blazeface:OPTION=VALUE,... (options of BlazeFaceDetector; default: "
+                         f"{' '.join(detectors)})")
+    sizes = ["640x480", "1280x720"]
+    ap.add_argument("--sizes", nargs="+", default=sizes, metavar="WxH",
+                    help=f"frame sizes in pixels, each scene made at each (default: {' '.join(sizes)})")
     ap.add_argument("--iou", type=float, default=0.5, help="IoU for a detection to count as a found face")
-    a = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     sizes = [tuple(int(v) for v in s.split("x")) for s in a.sizes]
     print(machine())
     print(f"{a.n} frames per scene and size; found = ground-truth faces matched at IoU ≥ {a.iou}; "

@@ -17,6 +17,7 @@ stage's one line); 3 frames were lost; another stage's failure: its code.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import os
 import re
@@ -49,6 +50,7 @@ LAUNCHER = (
            type=options.non_negative(int)),
 )
 POSITIONAL = {"source", "output"}  # file and image take these as IN OUT pairs
+LIVE_DEFAULTS = {"http_port": 8080, "web_port": 8081}  # dogfilter live: the browser view and the browser camera
 
 
 def stage_module(stage: str) -> ModuleType:
@@ -252,11 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
         for title, opts in groups:
             g = sp.add_argument_group(title)
             for opt in opts:
+                if cmd == "live" and opt.name in LIVE_DEFAULTS:  # live serves its pages unless told otherwise
+                    opt = dataclasses.replace(opt, default=LIVE_DEFAULTS[opt.name])
                 opt.add_to(g, os.environ)
-        if cmd == "live" and not os.environ.get("DOGFILTER_HTTP_PORT"):
-            sp.set_defaults(http_port=8080)
     k = sub.add_parser("keys", help="create CURVE keys: server.key(_secret), client.key(_secret), clients/")
-    k.add_argument("dir")
+    k.add_argument("dir", help="the folder to create them in (made private: 0700, secrets 0600)")
     sub.add_parser("options", help="print every option of every stage, as a commented .env file")
     return ap
 
@@ -296,7 +298,8 @@ def _main(argv: list[str] | None) -> int:
         extra = {"display": [f"--exit-after={s}" for s in ids]}
     else:
         ids, extra = [], {}
-        print(f"browser view: http://127.0.0.1:{a.http_port}/  (Ctrl-C stops)", file=sys.stderr)
+        camera = f", browser camera: http://127.0.0.1:{a.web_port}/" if a.web_port else ""
+        print(f"browser view: http://127.0.0.1:{a.http_port}/{camera}  (Ctrl-C stops)", file=sys.stderr)
     if a.cmd != "live" and _inline(a, values["source"]):
         from dogfilter.commands import inline
 

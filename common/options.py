@@ -141,6 +141,9 @@ PIPELINE: tuple[Option, ...] = (
            "line (raise it for huge photos: memory grows with it)", type=positive(int), launcher=True),
     Option("max_age_ms", 200.0, "live: a frame older than this (since capture) is never sent on or shown",
            type=positive(float), launcher=True),
+    Option("web_token", None, "the token the browser view and the browser camera ask for when they listen beyond "
+           "loopback (default: derived from the pipeline secret, so every stage has the same; logged with the "
+           "address)", metavar="TOKEN"),
     Option("secret_file", None, "the pipeline's shared secret: capture seals each frame with it, composite and display "
            "accept only sealed frames and end-of-streams (created 0600 if missing; default "
            "$XDG_RUNTIME_DIR/dogfilter/secret or ~/.config/dogfilter/secret)", metavar="FILE"),
@@ -151,12 +154,15 @@ LINK_DEFAULTS = {
     "detections": "tcp://127.0.0.1:5552",
     "classify": "tcp://127.0.0.1:5553",
     "display": "tcp://127.0.0.1:5554",
+    "returns": "tcp://127.0.0.1:5555",
 }
 LINK_HELP = {
     "frames": "capture binds it (ROUTER), detect workers connect and ask for frames",
     "detections": "composite binds it (ROUTER), detect workers send frames with their faces",
     "classify": "composite binds it (ROUTER), classify workers connect (here or on other machines) and ask for crops",
     "display": "display binds it (PULL), composite pushes painted frames",
+    "returns": "capture binds it (PULL) when the browser camera is on: display sends each browser tab's filtered "
+               "frames back",
 }
 LINKS: dict[str, Option] = {
     name: Option(f"{name}_addr", addr, f"address of the {name} link: {LINK_HELP[name]}", metavar="ADDR")

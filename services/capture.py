@@ -1,8 +1,10 @@
 """capture: read frames from one or more sources and hand each to a detect worker that asked for one.
 
-in       sources, one stream each (--source, repeatable: demo, a camera index, a video file, an image, a folder)
+in       sources, one stream each (--source, repeatable: demo, a camera index, a video file, an image, a folder),
+         and browser tabs that come and go (--web-port: the browser camera, common/media/webcam.py)
 out      frames → detect (ROUTER bound at the frames link: detect workers connect and announce how many frames
-         they take at once); after a stream's last frame, its end of stream
+         they take at once); after a stream's last frame, its end of stream; a browser tab's filtered frames,
+         from display (PULL bound at the returns link), back to the tab
 how      live: the newest frame of each stream waits in a one-frame slot (a reader thread per camera or file;
                the demo scene is rendered on demand) and goes out when a worker is free; a frame overwritten
                before that is dropped and counted, so lag never grows.  Streams take turns (the one that waited
@@ -19,6 +21,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,9 +30,10 @@ import zmq
 from dogfilter.common import options, service
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.media.sources import DemoSource, Source, open_source, parse_size
+from dogfilter.common.media.webcam import CameraServer, WebSource, WebTab
 from dogfilter.common.options import Option, non_negative
 from dogfilter.common.transport.metrics import Counters
-from dogfilter.common.transport.protocol import HEARTBEAT_S, Dispatcher, Job
+from dogfilter.common.transport.protocol import HEARTBEAT_S, Dispatcher, Job, drain
 from dogfilter.common.transport.seal import Sealer
 from dogfilter.common.transport.sockets import Links
 from dogfilter.common.transport.wire import STREAM_RE, Message
@@ -53,11 +57,38 @@ OPTIONS = (
            "back (0: 3 s live, 60 s file)", type=non_negative(float)),
     Option("exit_on_eos", False, "exit once every stream has ended and its frames are through detection",
            kind="flag"),
+    Option("web_port", 0, "serve the browser camera on this port (0: off): a page that sends the user's camera as a "
+           "stream of its own, one per tab, and shows it filtered", type=non_negative(int), launcher=True),
+    Option("web_host", "127.0.0.1", "address the browser camera listens on (beyond loopback: the web token, and "
+           "https in front: see deploy/README.md)"),
+    Option("max_web_streams", 8, "browser cameras at once; more are turned away (try again later)",
+           type=non_negative(int)),
 )
-GROUPS = [(STAGE, OPTIONS), ("pipeline", options.PIPELINE), ("links", options.links("frames"))]
+GROUPS = [(STAGE, OPTIONS), ("pipeline", options.PIPELINE), ("links", options.links("frames", "returns"))]
 
 
 # ----------------------------------------------------------------------------------------------- feeds
+
+
+class Waker:
+    """Wakes capture's loop from other threads (readers, browser tabs): an empty message on an inproc socket, from a
+    socket of the calling thread's own (ZeroMQ sockets are not shared between threads)."""
+
+    def __init__(self, ctx: zmq.Context, addr: str) -> None:
+        self.ctx, self.addr = ctx, addr
+        self.local = threading.local()
+
+    def __call__(self) -> None:
+        sock = getattr(self.local, "sock", None)
+        if sock is None:
+            sock = self.local.sock = self.ctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.SNDHWM, 1)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(self.addr)
+        try:
+            sock.send(b"", zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass  # a wake-up is pending already
 
 
 @dataclass
@@ -88,6 +119,10 @@ class Feed:
 
     def at_limit(self) -> bool:
         return bool(self.limit) and self.sent >= self.limit
+
+    def meta(self) -> dict[str, float]:
+        """What this stream's frames carry besides the frame (a browser tab: its clock)."""
+        return {}
 
 
 class FileFeed(Feed):
@@ -129,7 +164,7 @@ class DemoFeed(Feed):
 class ReaderFeed(Feed):
     """Live camera or file: a thread reads at the source's pace into a one-frame slot (the newest frame wins)."""
 
-    def __init__(self, *args: object, fps: float, wake: zmq.Socket, **kw: object) -> None:
+    def __init__(self, *args: object, fps: float, wake: Callable[[], None], **kw: object) -> None:
         super().__init__(*args, **kw)  # type: ignore[arg-type]
         self.period, self.wake = 1.0 / fps, wake
         self.lock = threading.Lock()
@@ -154,17 +189,11 @@ class ReaderFeed(Feed):
                     if self.slot is not None:
                         self.counts["frames_dropped"] += 1  # newest frame wins
                     self.slot = img
-                self._wake()
+                self.wake()
         except DogfilterError as e:
             self.error = str(e)
         self.finished = True
-        self._wake()
-
-    def _wake(self) -> None:
-        try:
-            self.wake.send(b"", zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass
+        self.wake()
 
     def ready(self, now: float) -> bool:
         return self.slot is not None or (self.finished and not self.ended)
@@ -173,6 +202,28 @@ class ReaderFeed(Feed):
         with self.lock:
             img, self.slot = self.slot, None
         return img
+
+
+class WebFeed(Feed):
+    """A browser tab (common/media/webcam.py): its newest frame, and the tab's clock with it."""
+
+    def __init__(self, tab: WebTab, epoch: int) -> None:
+        super().__init__(tab.stream, WebSource(), epoch)
+        self.tab = tab
+        self.client_ts = 0.0
+
+    def ready(self, now: float) -> bool:
+        return not self.ended and (self.tab.frame is not None or self.tab.closed)
+
+    def take(self, now: float) -> np.ndarray | None:
+        got = self.tab.take_frame()
+        if got is None:
+            return None  # closed: the stream ends
+        img, self.client_ts = got
+        return img
+
+    def meta(self) -> dict[str, float]:
+        return {"client_ts": self.client_ts, "fps": 30.0}
 
 
 # ----------------------------------------------------------------------------------------------- the stage
@@ -204,12 +255,13 @@ class Capture:
         return None
 
     def _frame(self, feed: Feed, img: np.ndarray) -> Message:
-        if self.size is not None and feed.source.kind != "demo" and (img.shape[1], img.shape[0]) != self.size:
+        own_size = feed.source.kind in ("demo", "browser")  # rendered at --size / the tab's own camera size
+        if self.size is not None and not own_size and (img.shape[1], img.shape[0]) != self.size:
             import cv2
 
             img = cv2.resize(img, self.size, interpolation=cv2.INTER_AREA)
         msg = Message("frame", feed.stream, feed.sent, feed.epoch, image=img,
-                      meta={"fps": self.fps[feed.stream], "mode": self.mode})
+                      meta={"fps": self.fps.get(feed.stream, 30.0), "mode": self.mode, **feed.meta()})
         if feed.source.still:
             msg.meta["still"] = True  # photos, not video: detect must not carry faces from one to the next
         msg.stamp("capture")
@@ -227,16 +279,33 @@ class Capture:
         return self.sealer.seal(msg)
 
     def _stats(self, feed: Feed) -> Counter[str]:
-        return self.counters + feed.counts + feed.source.counts
+        tab = Counter(feed.tab.counts) if isinstance(feed, WebFeed) else Counter()
+        return self.counters + feed.counts + feed.source.counts + tab
 
     def finished(self) -> bool:
         return all(f.eos_sent for f in self.feeds.values())
+
+    def add(self, feed: Feed) -> None:
+        self.feeds[feed.stream] = feed
+
+    def forget_ended(self) -> None:
+        """Streams that came and went (browser tabs) are forgotten once their end went out."""
+        for name in [n for n, f in self.feeds.items() if isinstance(f, WebFeed) and f.eos_sent]:
+            del self.feeds[name]
+
+    def on_result(self, msg: Message) -> None:
+        """A filtered frame of a browser tab's stream, from the display: back to its tab."""
+        feed = self.feeds.get(msg.stream)
+        if not isinstance(feed, WebFeed) or not self.sealer.check(msg) or msg.jpeg is None:
+            self.counters.drop("unexpected", f"a result for {msg.stream}, which is not an open browser camera")
+            return
+        feed.tab.put_result(msg.jpeg, float(msg.meta.get("client_ts", 0.0)))
 
     def wait_s(self, now: float) -> float:
         return min((f.wait_s(now) for f in self.feeds.values() if not f.ended), default=HEARTBEAT_S)
 
 
-def open_feeds(o: argparse.Namespace, wake: zmq.Socket) -> tuple[list[Feed], dict[str, float]]:
+def open_feeds(o: argparse.Namespace, wake: Callable[[], None] | None) -> tuple[list[Feed], dict[str, float]]:
     ids = o.stream or ([f"cam{i}" for i in range(len(o.source))] if len(o.source) > 1 else ["cam0"])
     if len(ids) != len(o.source):
         raise DogfilterError(f"{len(o.source)} sources but {len(ids)} stream ids: give one --stream per --source")
@@ -261,33 +330,58 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
     live = o.mode == "live"
     counters = Counters(STAGE, log)
     links = Links(o.curve_dir, o.allow_plaintext)
+    camera = None
     try:
         router = links.bind(zmq.ROUTER, o.frames_addr, "frames")
-        wake = links.bind(zmq.PULL, f"inproc://wake-{id(links)}", "wake", recv_limit=False)
-        feeds, rates = open_feeds(o, links.connect(zmq.PUSH, f"inproc://wake-{id(links)}", hwm=1))
+        wake_addr = f"inproc://wake-{id(links)}"
+        wake = links.bind(zmq.PULL, wake_addr, "wake", recv_limit=False)
+        waker = Waker(links.ctx, wake_addr)
+        feeds, rates = open_feeds(o, waker)
         timeout = o.job_timeout_s or (3.0 if live else 60.0)
         pool = Dispatcher(router, STAGE, counters, max_window=4, job_timeout_s=timeout, jpeg_quality=o.jpeg or None)
-        capture = Capture(feeds, Sealer.from_file(o.secret_file), counters, mode=o.mode, fps=rates,
-                          size=parse_size(o.size))
+        sealer = Sealer.from_file(o.secret_file)
+        capture = Capture(feeds, sealer, counters, mode=o.mode, fps=rates, size=parse_size(o.size))
         log.info("%s at %s fps, %s mode, frames on %s", ", ".join(f"{f.stream}={f.source.kind}" for f in feeds),
                  "/".join(f"{v:g}" for v in rates.values()), o.mode, o.frames_addr)
-        return loop(capture, pool, router, wake, live, o.exit_on_eos)
+        returns = None
+        if o.web_port:
+            returns = links.bind(zmq.PULL, o.returns_addr, "returns")
+            token = sealer.web_token(o.web_token, o.web_host)
+            camera = CameraServer(o.web_host, o.web_port, token, waker, max_streams=o.max_web_streams,
+                                  max_pixels=min(o.max_pixels, 4_000_000))
+            log.info("browser camera at http://%s:%d/%s", o.web_host, camera.port, f"?token={token}" if token else "")
+        return loop(capture, pool, Sockets(router, wake, returns), camera, live, o.exit_on_eos)
     finally:
+        if camera is not None:
+            camera.close()
         links.close()
 
 
-def loop(capture: Capture, pool: Dispatcher, router: zmq.Socket, wake: zmq.Socket, live: bool,
+@dataclass
+class Sockets:
+    router: zmq.Socket
+    wake: zmq.Socket
+    returns: zmq.Socket | None
+
+
+def loop(capture: Capture, pool: Dispatcher, s: Sockets, camera: CameraServer | None, live: bool,
          exit_on_eos: bool) -> int:
     poller = zmq.Poller()
-    poller.register(router, zmq.POLLIN)
-    poller.register(wake, zmq.POLLIN)
+    for sock in (s.router, s.wake, s.returns):
+        if sock is not None:
+            poller.register(sock, zmq.POLLIN)
     redo: list[Job] = []
     while True:
         wait = capture.wait_s(time.monotonic()) if pool.free() else HEARTBEAT_S
         events = dict(poller.poll(int(1000 * min(wait, HEARTBEAT_S)) + 1))
-        if wake in events:
-            while wake.poll(0):
-                wake.recv()
+        if s.wake in events:
+            while s.wake.poll(0):
+                s.wake.recv()
+        if camera is not None:
+            _tabs(capture, camera)
+        if s.returns is not None and s.returns in events:
+            for msg in drain(s.returns, capture.counters, keep_jpeg=True):
+                capture.on_result(msg)
         pool.receive()
         taken = pool.take_back()  # from workers that died or stalled, or that gave them back
         if live:
@@ -304,9 +398,18 @@ def loop(capture: Capture, pool: Dispatcher, router: zmq.Socket, wake: zmq.Socke
             if msg is None:
                 break
             pool.submit(Job(msg))
+        capture.forget_ended()
         if exit_on_eos and capture.finished() and not redo and not any(p.jobs for p in pool.peers.values()):
             return 0
         capture.counters.maybe_log(f"workers={len(pool.peers)} ")
+
+
+def _tabs(capture: Capture, camera: CameraServer) -> None:
+    """Browser tabs that opened become streams (a tab that closes ends its stream through its feed)."""
+    while not camera.events.empty():
+        kind, tab = camera.events.get()
+        if kind == "open":
+            capture.add(WebFeed(tab, int(time.time() * 1000)))
 
 
 def cli() -> None:

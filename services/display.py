@@ -14,7 +14,6 @@ import argparse
 import json
 import logging
 import os
-import secrets
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -28,9 +27,9 @@ from dogfilter.common.errors import DogfilterError
 from dogfilter.common.media.sinks import Recorder, StreamStats
 from dogfilter.common.options import Option, non_negative
 from dogfilter.common.transport.metrics import Counters
-from dogfilter.common.transport.protocol import drain
+from dogfilter.common.transport.protocol import drain, send
 from dogfilter.common.transport.seal import Sealer
-from dogfilter.common.transport.sockets import Links, is_local
+from dogfilter.common.transport.sockets import Links
 from dogfilter.common.transport.wire import Message
 
 STAGE = "display"
@@ -39,7 +38,6 @@ OPTIONS = (
            "STREAM=PATH records one stream of several", kind="list", metavar="PATH", launcher=True),
     Option("http_port", 0, "serve the browser view on this port (0: off)", type=non_negative(int), launcher=True),
     Option("http_host", "127.0.0.1", "address the browser view listens on; beyond loopback it needs a token"),
-    Option("http_token", None, "the browser view's token (beyond loopback, one is made up and logged if not given)"),
     Option("window", False, "show each stream in an OpenCV window (needs a screen; q quits)", kind="flag"),
     Option("stats_out", None, "write the statistics as JSON to this file, four times a second", metavar="FILE",
            launcher=True),
@@ -47,7 +45,7 @@ OPTIONS = (
     Option("exit_after", [], "exit once these streams have ended (default: once every stream seen has ended)",
            kind="list", metavar="ID"),
 )
-GROUPS = [(STAGE, OPTIONS), ("pipeline", options.PIPELINE), ("links", options.links("display"))]
+GROUPS = [(STAGE, OPTIONS), ("pipeline", options.PIPELINE), ("links", options.links("display", "returns"))]
 MAX_STREAMS = 64
 
 
@@ -132,9 +130,7 @@ def _web(o: argparse.Namespace, log: logging.Logger, display: Display) -> Any:
         return None
     from dogfilter.common.media.webview import WebView
 
-    token = o.http_token
-    if not token and not is_local(f"tcp://{o.http_host}:{o.http_port}"):
-        token = secrets.token_urlsafe(18)
+    token = display.sealer.web_token(o.web_token, o.http_host)
     from dogfilter.common.media.prometheus import metrics_route
 
     view = WebView(o.http_host, o.http_port, display.as_dict, token=token, routes={"/metrics": metrics_route(display)})
@@ -155,9 +151,10 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
     links = Links(o.curve_dir, o.allow_plaintext)
     try:
         pull = links.bind(zmq.PULL, o.display_addr, "display")
+        returns = links.connect(zmq.PUSH, o.returns_addr)  # browser tabs' filtered frames go back through capture
         log.info("frames on %s%s%s", o.display_addr, f", recording to {', '.join(o.output)}" if o.output else "",
                  ", window" if o.window else "")
-        return loop(o, display, pull, recorders, view)
+        return loop(o, display, pull, returns, recorders, view)
     finally:
         for r in recorders.values():
             r.close()
@@ -167,8 +164,8 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
         write_stats(o.stats_out, display)
 
 
-def loop(o: argparse.Namespace, display: Display, pull: zmq.Socket, recorders: dict[str | None, Recorder],
-         view: Any) -> int:
+def loop(o: argparse.Namespace, display: Display, pull: zmq.Socket, returns: zmq.Socket,
+         recorders: dict[str | None, Recorder], view: Any) -> int:
     last_write = 0.0
     while True:
         if time.monotonic() - last_write > 0.25:
@@ -183,6 +180,8 @@ def loop(o: argparse.Namespace, display: Display, pull: zmq.Socket, recorders: d
             shown = display.on_message(msg)
             if shown is not None:
                 record(recorders, shown)
+                if "client_ts" in shown.meta and not send(returns, shown, timeout_s=0.0, jpeg_quality=80):
+                    display.counters["results_not_returned"] += 1  # a browser tab's frame: back to it (JPEG)
                 if view is not None and view.wanted(msg.stream):
                     view.publish(msg.stream, shown.image)
                 if o.window:

@@ -373,7 +373,7 @@ def test_key_secrets_are_private_and_a_readable_one_is_refused(tmp_path) -> None
 def test_browser_view_beyond_loopback_needs_its_token_and_shrugs_off_broken_clients(tmp_path) -> None:
     port = free_port()
     env = {"DOGFILTER_DISPLAY_ADDR": f"ipc://{tmp_path}/display", "DOGFILTER_SECRET_FILE": str(tmp_path / "s")}
-    p = _stage("display", "--http-port", str(port), "--http-host", "0.0.0.0", "--http-token", "sesame", env=env)
+    p = _stage("display", "--http-port", str(port), "--http-host", "0.0.0.0", "--web-token", "sesame", env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(50):

@@ -389,9 +389,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
     required, its default is None or False (nothing to show), or the help already states it."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        help = action.help or ""
-        if action.required or action.default is None or action.default is False or "default" in help.lower():
-            return help
+        text = action.help or ""
+        if action.required or action.default is None or action.default is False or "default" in text.lower():
+            return text
         return super()._get_help_string(action)
 
 
@@ -407,19 +407,11 @@ def _sub(sub: argparse._SubParsersAction, name: str, text: str) -> argparse.Argu
     return sub.add_parser(name, help=text, description=text, formatter_class=HelpFormatter)
 
 
-def _csv_classes(v: str) -> list[str]:
-    return v.split(",")
-
-
-def _widths(v: str) -> list[int]:
-    return [int(x) for x in v.split(",")]
-
-
 def build_parser() -> argparse.ArgumentParser:
     """dogfilter-train's command line: one sub-command per method (``fn`` is the function that runs it)."""
     p = argparse.ArgumentParser(prog="dogfilter-train", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="cmd", required=True)
     o = _sub(sub, "ols", "Step 5: ordinary least squares on the first pixels")
     _data_args(o)
     o.add_argument("--pixels", type=int, default=100, help="how many of the first pixels (1..2304) are the features")
@@ -468,16 +460,17 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--epochs", type=int, default=25, help="passes over the training rows")
     f.add_argument("--batch", type=int, default=128, help="faces per optimizer step")
     f.add_argument("--lr", type=float, default=0.1, help="one-cycle peak learning rate")
-    f.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay")
+    f.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay (not on biases and batch norms)")
     f.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing of the cross-entropy loss")
-    f.add_argument("--widths", type=_widths, default=[12, 24, 48, 128], metavar="W1,W2,...",
-                   help="channels of the network's stages, comma-separated (default: 12,24,48,128)")
+    f.add_argument("--widths", type=lambda v: [int(x) for x in v.split(",")], default=[12, 24, 48, 128],
+                   metavar="W1,W2,...",
+                   help="channels of the stem and of each residual stage, comma-separated (default: 12,24,48,128)")
     f.add_argument("--dropout", type=float, default=0.2, help="dropout before the classifier layer")
     f.add_argument("--seed", type=int, default=0,
                    help="seed of the weights, the augmentation, the held-out rows and --limit's choice")
     f.add_argument("--val-fraction", type=float, default=0.1, help="training rows held out to pick the epoch")
     f.add_argument("--limit", type=int, default=0, help="train on N random rows only (tests, smoke runs; 0: all)")
-    f.add_argument("--csv-classes", type=_csv_classes, default=None,
+    f.add_argument("--csv-classes", type=lambda v: v.split(","), default=None,
                    help="for Kaggle's csv: the classes to keep (default happy,sad,surprise)")
     f.add_argument("--bench-seconds", type=float, default=3.0,
                    help="time the finished model on one CPU thread this long (0: skip)")
@@ -487,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model", help="checkpoint to score (.pth)")
     e.add_argument("--data", nargs="+", required=True, help="npz/csv files to score it on, each on its own")
     e.add_argument("--split", default="test", help="for csv files: train, test or private")
-    e.add_argument("--csv-classes", type=_csv_classes, default=None,
+    e.add_argument("--csv-classes", type=lambda v: v.split(","), default=None,
                    help="for Kaggle's csv: the classes to keep (default happy,sad,surprise)")
     e.add_argument("--figures", help="write a confusion matrix per data file into this folder")
     e.add_argument("--stability", type=int, default=0, metavar="N",

@@ -70,7 +70,7 @@ def send(sock: zmq.Socket, msg: Message, *, block: bool = False, timeout_s: floa
             return False
 
 
-def drain(sock: zmq.Socket, counters: Counters, limit: int = 64) -> list[Message]:
+def drain(sock: zmq.Socket, counters: Counters, limit: int = 64, keep_jpeg: bool = False) -> list[Message]:
     """Every valid message already waiting on a PULL socket (at most ``limit``); the others dropped and counted."""
     out = []
     for _ in range(limit):
@@ -79,7 +79,7 @@ def drain(sock: zmq.Socket, counters: Counters, limit: int = 64) -> list[Message
         except zmq.Again:
             break
         try:
-            out.append(wire.decode(frames))
+            out.append(wire.decode(frames, keep_jpeg))
         except WireError as e:
             counters.drop(e.fault, str(e))
     return out

@@ -83,6 +83,17 @@ class Sealer:
         text = f"{msg.stream}\0{msg.epoch}\0{msg.frame}\0{'eos' if msg.kind == 'eos' else 'frame'}\0{end}"
         return hmac.new(self.key, text.encode(), hashlib.sha256).hexdigest()[:32]
 
+    def web_token(self, given: str | None, host: str) -> str | None:
+        """The token a browser page wants: the one given, else beyond loopback one derived from the secret (every
+        stage of the pipeline derives the same), else none."""
+        from dogfilter.common.transport.sockets import is_local
+
+        if given:
+            return given
+        if is_local(f"tcp://{host}:0"):
+            return None
+        return hmac.new(self.key, b"dogfilter web token", hashlib.sha256).hexdigest()[:24]
+
     def seal(self, msg: Message) -> Message:
         msg.meta["seal"] = self._mac(msg)
         return msg

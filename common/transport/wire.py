@@ -119,6 +119,7 @@ class Message:
     meta: dict[str, Any] = field(default_factory=dict)
     image: np.ndarray | None = None
     crops: np.ndarray | None = None
+    jpeg: bytes | None = None  # the image as JPEG, undecoded (decode(keep_jpeg=True): forwarded to a browser as is)
     # the image as it arrived (zmq frame + encoding), so an unmodified image is forwarded without a copy
     _image_src: tuple[int, Any, dict[str, Any]] | None = field(default=None, repr=False, compare=False)
 
@@ -406,8 +407,9 @@ def _header(frames: list[Any]) -> dict[str, Any]:
     return h
 
 
-def decode(frames: list[Any]) -> Message:
-    """Multipart frames -> Message, validating every value. Raises WireError."""
+def decode(frames: list[Any], keep_jpeg: bool = False) -> Message:
+    """Multipart frames -> Message, validating every value. Raises WireError.  ``keep_jpeg``: a JPEG image part is
+    checked for its marker but left encoded, in ``msg.jpeg`` (for a receiver that only passes it on)."""
     h = _header(frames)
     kind = h.get("kind")
     if kind not in KINDS:
@@ -433,22 +435,29 @@ def decode(frames: list[Any]) -> Message:
         raise WireError(f"header describes {len(parts) if isinstance(parts, list) else '?'} parts, "
                         f"message has {len(frames) - 1}")
     msg = Message(kind=kind, stream=stream, frame=frame_no, epoch=epoch, ts=ts, meta=meta)
+    frame_hw = None
     for info, fr in zip(parts, frames[1:], strict=True):
-        _decode_part(msg, info, fr)
-    have = {name for name in PART_NAMES if getattr(msg, name) is not None}
+        shape = _decode_part(msg, info, fr, keep_jpeg)
+        frame_hw = shape[:2] if info.get("name") == "image" else frame_hw
+    have = {name for name in PART_NAMES if getattr(msg, name) is not None} | ({"image"} if msg.jpeg else set())
     if have != PARTS.get(kind, set()):
         raise WireError(f"a {kind} message carries {sorted(have) or 'no parts'}, not {sorted(PARTS.get(kind, ()))}")
-    msg.faces = [_check_face(f, None if msg.image is None else msg.image.shape[:2]) for f in faces]
+    msg.faces = [_check_face(f, frame_hw) for f in faces]
     if msg.crops is not None and kind in ("detections", "crops") and len(msg.crops) != len(faces):
         raise WireError(f"{len(msg.crops)} crops for {len(faces)} faces")
     return msg
 
 
-def _decode_part(msg: Message, info: Any, fr: Any) -> None:
+def _decode_part(msg: Message, info: Any, fr: Any, keep_jpeg: bool = False) -> tuple[int, ...]:
     buf = _buf(fr)
     name, shape, enc = _check_part(info, len(buf))
-    if getattr(msg, name) is not None:
+    if getattr(msg, name) is not None or (name == "image" and msg.jpeg is not None):
         raise WireError(f"part {name} appears twice")
+    if enc == "jpeg" and keep_jpeg:
+        if bytes(buf[:2]) != b"\xff\xd8":
+            raise WireError("image: not a JPEG")
+        msg.jpeg = bytes(buf)
+        return shape
     if enc == "jpeg":
         arr = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED)
         if arr is None:
@@ -460,3 +469,4 @@ def _decode_part(msg: Message, info: Any, fr: Any) -> None:
     setattr(msg, name, arr)
     if name == "image":
         msg._image_src = (id(arr), fr, info)
+    return shape

@@ -1,0 +1,204 @@
+"""The browser as a camera: a page that opens the user's camera and a WebSocket that carries its frames in and the
+filtered frames back (the ``websockets`` library's threaded server: no hand-rolled framing).
+
+Each browser tab is a stream of its own (``web-1``, ``web-2`` ...), fed by :class:`WebFeed` into capture like any
+source: the newest frame waits in a one-frame slot until a detect worker is free (the tab never builds a queue).
+The filtered frame comes back (JPEG, from the display) on the same WebSocket with the tab's own timestamp, so the
+page shows the round trip.  Closing the tab ends the stream: capture sends its end of stream, and every stage
+forgets it.
+
+Messages, binary both ways: ``[8-byte big-endian float64: the tab's clock, ms][JPEG]``.  A frame that is not a JPEG
+of at most ``max_frame_bytes`` and ``max_pixels`` is dropped and counted; a tab that sends faster than the pipeline
+takes frames simply replaces its waiting frame.
+
+Safe by default: beyond loopback the page and the WebSocket want the pipeline's web token (``?token=``, then a
+cookie); a WebSocket opened by a page of another site (its Origin is not this server) is refused; at most
+``max_streams`` tabs at once (more are closed with 1013, try again later).  Browsers allow the camera only on
+https or localhost: put a TLS proxy in front of it beyond localhost (deploy/README.md).
+"""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import logging
+import queue
+import struct
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import cv2
+import numpy as np
+
+from dogfilter.common.errors import DogfilterError
+from dogfilter.common.media.sources import Source
+
+PAGE = Path(__file__).with_name("camera.html")
+HEADER = struct.Struct(">d")
+log = logging.getLogger("webcam")
+
+
+class WebTab:
+    """One browser tab: its newest frame in (for capture), its newest filtered frame out (for the tab)."""
+
+    def __init__(self, stream: str, connection: Any) -> None:
+        self.stream, self.connection = stream, connection
+        self.lock = threading.Condition()
+        self.frame: tuple[np.ndarray, float] | None = None  # (BGR, the tab's clock)
+        self.result: bytes | None = None
+        self.closed = False
+        self.counts = {"frames_in": 0, "frames_replaced": 0, "bad_frames": 0, "results_out": 0,
+                       "results_replaced": 0}
+
+    def put_frame(self, img: np.ndarray, client_ts: float) -> None:
+        with self.lock:
+            if self.frame is not None:
+                self.counts["frames_replaced"] += 1  # the newest frame wins
+            self.frame = (img, client_ts)
+            self.counts["frames_in"] += 1
+
+    def take_frame(self) -> tuple[np.ndarray, float] | None:
+        with self.lock:
+            got, self.frame = self.frame, None
+            return got
+
+    def put_result(self, jpeg: bytes, client_ts: float) -> None:
+        with self.lock:
+            if self.result is not None:
+                self.counts["results_replaced"] += 1
+            self.result = HEADER.pack(client_ts) + jpeg
+            self.lock.notify_all()
+
+    def send_results(self) -> None:
+        """The tab's sender thread: the newest result, as soon as the tab can take it (a slow tab skips frames)."""
+        while True:
+            with self.lock:
+                while self.result is None and not self.closed:
+                    self.lock.wait(1.0)
+                if self.closed:
+                    return
+                data, self.result = self.result, None
+            try:
+                self.connection.send(data)
+                self.counts["results_out"] += 1
+            except Exception:  # noqa: BLE001 - the tab went away: its receiving side ends the stream
+                return
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            self.lock.notify_all()
+
+
+def decode_frame(data: Any, max_frame_bytes: int, max_pixels: int) -> tuple[np.ndarray, float] | None:
+    """A tab's message → (BGR frame, the tab's clock), or None when it is not a sane JPEG frame."""
+    if not isinstance(data, bytes | bytearray) or not HEADER.size + 4 <= len(data) <= max_frame_bytes:
+        return None
+    (client_ts,) = HEADER.unpack_from(data)
+    jpeg = memoryview(data)[HEADER.size:]
+    if bytes(jpeg[:2]) != b"\xff\xd8" or client_ts != client_ts:  # not a JPEG; NaN clock
+        return None
+    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if img is None or img.shape[0] * img.shape[1] > max_pixels or min(img.shape[:2]) < 16:
+        return None
+    return img, float(client_ts)
+
+
+class WebSource(Source):
+    """What capture knows of a tab as a source (its frames come through :class:`WebTab`)."""
+
+    kind = "browser"
+
+
+class CameraServer:
+    """Serves the camera page and its WebSocket from a thread.  What happens — a tab opened or closed — is queued
+    in ``events`` (("open" | "close", tab)), and ``notify()`` is called for that and for every frame (capture wakes
+    its loop with it)."""
+
+    def __init__(self, host: str, port: int, token: str | None, notify: Callable[[], None], max_streams: int = 8,
+                 max_frame_bytes: int = 4 << 20, max_pixels: int = 4_000_000) -> None:
+        from websockets.sync.server import serve
+
+        self.token, self.notify = token, notify
+        self.events: queue.SimpleQueue[tuple[str, WebTab]] = queue.SimpleQueue()
+        self.max_streams, self.max_frame_bytes, self.max_pixels = max_streams, max_frame_bytes, max_pixels
+        self.tabs: dict[str, WebTab] = {}
+        self.refused = 0
+        self._ids = itertools.count(1)
+        try:
+            self.server = serve(self._handle, host, port, process_request=self._http, compression=None,
+                                max_size=max_frame_bytes, max_queue=4, open_timeout=10, ping_interval=20,
+                                server_header="dogfilter", logger=logging.getLogger("webcam.ws"))
+        except OSError as e:
+            raise DogfilterError(f"cannot serve the browser camera on {host}:{port}: {e.strerror}") from None
+        self.port = self.server.socket.getsockname()[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True, name="webcam").start()
+
+    def _authorized(self, request: Any) -> tuple[bool, bool]:
+        if not self.token:
+            return True, False
+        given = (parse_qs(urlsplit(request.path).query).get("token") or [""])[0]
+        if given and hmac.compare_digest(given, self.token):
+            return True, True
+        for part in request.headers.get("Cookie", "").split(";"):
+            k, _, v = part.strip().partition("=")
+            if k == "dogfilter_token" and hmac.compare_digest(v, self.token):
+                return True, False
+        return False, False
+
+    def _http(self, connection: Any, request: Any) -> Any:
+        """Plain HTTP: the page; the WebSocket: checked (token, same origin) before it opens."""
+        from websockets.datastructures import Headers
+        from websockets.http11 import Response
+
+        path = urlsplit(request.path).path
+        ok, cookie = self._authorized(request)
+        if not ok:
+            return connection.respond(401, "a token is needed: open the address the pipeline logged, with ?token=\n")
+        if path == "/ws":
+            origin = request.headers.get("Origin")
+            if origin is not None and urlsplit(origin).netloc != request.headers.get("Host"):
+                return connection.respond(403, "this camera takes frames from its own page only\n")
+            return None  # go on with the WebSocket handshake
+        if path in ("/", "/index.html"):
+            headers = Headers({"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"})
+            if cookie:
+                headers["Set-Cookie"] = f"dogfilter_token={self.token}; HttpOnly; SameSite=Strict; Path=/"
+            return Response(200, "OK", headers, PAGE.read_bytes())
+        return connection.respond(404, "not found\n")
+
+    def _handle(self, connection: Any) -> None:
+        if len(self.tabs) >= self.max_streams:
+            self.refused += 1
+            connection.close(1013, f"{self.max_streams} cameras already: try again later")
+            return
+        tab = WebTab(f"web-{next(self._ids)}", connection)
+        self.tabs[tab.stream] = tab
+        sender = threading.Thread(target=tab.send_results, daemon=True, name=f"{tab.stream}-out")
+        sender.start()
+        self.events.put(("open", tab))
+        self.notify()
+        log.info("browser camera %s opened from %s", tab.stream, connection.remote_address[0])
+        try:
+            connection.send(f'{{"stream": "{tab.stream}"}}')  # tell the page its stream's name
+            for data in connection:
+                got = decode_frame(data, self.max_frame_bytes, self.max_pixels)
+                if got is None:
+                    tab.counts["bad_frames"] += 1
+                    continue
+                tab.put_frame(*got)
+                self.notify()
+        except Exception:  # noqa: BLE001 - a tab that drops the connection ends its stream like a closed one
+            pass
+        finally:
+            tab.close()
+            self.tabs.pop(tab.stream, None)
+            self.events.put(("close", tab))
+            self.notify()
+            log.info("browser camera %s closed (%s)", tab.stream, tab.counts)
+
+    def close(self) -> None:
+        self.server.shutdown()
