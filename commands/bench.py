@@ -514,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--quick", action="store_true", help="tiny counts (smoke test): one run per figure, 640×480 only")
     ap.add_argument("--repeats", type=int, default=3,
                     help="runs per figure, which is their median (default: %(default)s; 1 with --quick)")
-    ap.add_argument("--only", default="stages,transport,classifier,e2e,tutorial,oneshot,faults",
+    ap.add_argument("--only", default="stages,transport,classifier,e2e,tutorial,oneshot,streams,faults",
                     help="comma-separated sections to run (default: %(default)s)")
     ap.add_argument("--json", default="bench.json", help="where to write the figures as JSON (default: %(default)s)")
     ap.add_argument("--detector", default=None, metavar="NAME",
@@ -654,6 +654,12 @@ def main(argv: list[str] | None = None) -> int:
             a1, a5 = one[f"{name} inline=yes"], one[f"{name} inline=no"]
             lines.append(f"| dogfilter {name} | {fmt(a1, 2)} | {fmt(a5, 2)} | {a5['median'] / a1['median']:.1f}× |")
         lines.append("")
+
+    if "streams" in only:
+        from dogfilter.commands import bench_streams
+
+        table, out["streams"] = bench_streams.run(q, log)
+        lines += table
 
     if "faults" in only:
         from dogfilter.commands import bench_faults
