@@ -138,9 +138,10 @@ class FileFeed(Feed):
 class DemoFeed(Feed):
     """Live demo: the frame of the instant that is due, rendered only when a worker can take it."""
 
-    def __init__(self, *args: object, fps: float, **kw: object) -> None:
+    def __init__(self, *args: object, fps: float, offset_s: float = 0.0, **kw: object) -> None:
         super().__init__(*args, **kw)  # type: ignore[arg-type]
         self.fps, self.t0, self.last_due = fps, time.monotonic(), -1
+        self.first = int(offset_s * fps)  # several demo streams start at other moments of the scene
 
     def due(self, now: float) -> int:
         return int((now - self.t0) * self.fps)
@@ -155,7 +156,7 @@ class DemoFeed(Feed):
         self.counts["frames_dropped"] += max(0, due - self.last_due - 1)  # instants nobody was free to take
         self.last_due = due
         assert isinstance(self.source, DemoSource)
-        return self.source.render_at(due)
+        return self.source.render_at(self.first + due)
 
     def wait_s(self, now: float) -> float:
         return max(0.0, self.t0 + (self.last_due + 1) / self.fps - now)
@@ -320,7 +321,7 @@ def open_feeds(o: argparse.Namespace, wake: Callable[[], None] | None) -> tuple[
         if o.mode == "file":
             feeds.append(FileFeed(**common))
         elif isinstance(src, DemoSource):
-            feeds.append(DemoFeed(**common, fps=fps))
+            feeds.append(DemoFeed(**common, fps=fps, offset_s=7.3 * len(feeds)))
         else:
             feeds.append(ReaderFeed(**common, fps=fps, wake=wake))
     return feeds, rates

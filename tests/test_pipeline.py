@@ -349,3 +349,19 @@ def test_a_picture_without_a_face_comes_out_unchanged(tmp_path, inline: str) -> 
     r = run_cli("image", str(src), str(tmp_path / "out.png"), "--inline", inline)
     assert r.returncode == 0, r.stderr
     assert np.array_equal(cv2.imread(str(tmp_path / "out.png")), cv2.imread(str(src)))
+
+
+@pytest.mark.timeout(120)
+def test_the_demo_shows_every_dog_within_ten_seconds(tmp_path) -> None:
+    """The built-in demo through the real pipeline: its faces change expression, read by the real classifier, so
+    happy (dog), sad or neutral (dalmatian) and surprise (sheepdog) each get their mask within ~10 s."""
+    stats = tmp_path / "s.json"
+    p = Pipeline(mode="live", values={"source": ["demo"], "size": "640x480", "fps": 15.0, "stats_out": str(stats)})
+    with p:
+        wait_for(stats, lambda s: s["frames"] > 0, timeout=60)
+        s0 = read_stats(stats)
+        time.sleep(10)
+        s = read_stats(stats)
+    shown = {k: v - s0["emotions"].get(k, 0) for k, v in s["emotions"].items()}
+    assert shown.get("happy", 0) >= 5 and shown.get("surprise", 0) >= 5, shown
+    assert shown.get("sad", 0) + shown.get("neutral", 0) >= 5, shown

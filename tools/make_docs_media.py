@@ -1,0 +1,99 @@
+"""The README's pictures, made from the real pipeline (run it from the final tree before a release):
+
+    python -m tools.make_docs_media            # docs/demo.gif, docs/browser_view.png, docs/camera.png
+
+``demo.gif``: 10 s of the built-in demo through the five processes (every dog appears: the faces change
+expression), recorded by the display and cut down to a small animation.  ``browser_view.png``: the browser view of
+``dogfilter live`` with two streams, in headless Chromium.  ``camera.png``: the browser camera page in headless
+Chromium with a fake webcam (the demo scene played as a camera), showing its filtered frames and round trip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+
+from dogfilter.commands.run import Pipeline
+from dogfilter.common.media.demo import DemoSource
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def demo_gif(d: Path, out: Path, seconds: float = 10.0) -> None:
+    from PIL import Image
+
+    frames = d / "frames"
+    p = Pipeline(mode="live", values={"source": ["demo"], "size": "640x480", "fps": 30.0,
+                                      "frames": int(30 * seconds), "output": [f"{frames}/"]})
+    with p:
+        p.wait(timeout=120)
+    pics = sorted(frames.glob("*.png"))[::4]  # 7.5 frames/s: small enough to commit, smooth enough to follow
+    images = [Image.fromarray(cv2.cvtColor(cv2.resize(cv2.imread(str(f)), (288, 216), interpolation=cv2.INTER_AREA),
+                                           cv2.COLOR_BGR2RGB)).quantize(colors=64, method=Image.Quantize.MEDIANCUT)
+              for f in pics]
+    images[0].save(out, save_all=True, append_images=images[1:], duration=133, loop=0, optimize=True)
+    print(f"{out}: {len(images)} frames, {out.stat().st_size // 1024} KiB")
+
+
+def screenshots(d: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    clip = d / "camera.y4m"
+    scene = DemoSource(640, 480)
+    with clip.open("wb") as f:
+        f.write(b"YUV4MPEG2 W640 H480 F30:1 Ip A1:1 C420jpeg\n")
+        for i in range(300):
+            f.write(b"FRAME\n" + cv2.cvtColor(scene.render(3 + i / 30), cv2.COLOR_BGR2YUV_I420).tobytes())
+    view, cam = free_port(), free_port()
+    p = Pipeline(mode="live", n_detect=2, values={"source": ["demo", "demo"], "size": "640x480", "fps": 30.0,
+                                                  "http_port": view, "web_port": cam})
+    with p, sync_playwright() as pw:
+        time.sleep(5)
+        browser = pw.chromium.launch(executable_path=shutil.which("chromium"), args=[
+            *CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={clip}"])
+        page = browser.new_page(viewport={"width": 1100, "height": 800})
+        page.goto(f"http://127.0.0.1:{cam}/")
+        page.wait_for_function("Number(document.body.dataset.got || 0) > 60", timeout=60000)
+        page.screenshot(path=str(DOCS / "camera.png"))
+        print(f"{DOCS / 'camera.png'}: round trip p50 {page.evaluate('document.body.dataset.rttP50')} ms")
+        view_page = browser.new_page(viewport={"width": 1500, "height": 980})
+        view_page.goto(f"http://127.0.0.1:{view}/")
+        time.sleep(6)
+        view_page.screenshot(path=str(DOCS / "browser_view.png"))
+        print(f"{DOCS / 'browser_view.png'}")
+        browser.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", choices=("gif", "screenshots"), default=None, help="make one of them (default: all)")
+    a = ap.parse_args(argv)
+    DOCS.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        if a.only in (None, "gif"):
+            demo_gif(Path(tmp), DOCS / "demo.gif")
+        if a.only in (None, "screenshots"):
+            screenshots(Path(tmp))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
