@@ -11,6 +11,8 @@ how      live: the newest frame of each stream waits in a one-frame slot (a read
                longest goes first), so under overload every stream loses frames in proportion, none starves.
          file: the next frame is read only when a worker is free: every frame, in order, no drops; a frame whose
                worker died or stalled is sent again to another.
+         live: at most --max-in-flight frames are on their way at once (display says when each left: a flow
+         limiter, so a busy pipeline takes fewer frames instead of queueing them, and latency stays low).
          Each frame is numbered per stream and sealed with the pipeline's secret (its proof of origin).
 """
 
@@ -57,6 +59,9 @@ OPTIONS = (
            "back (0: 3 s live, 60 s file)", type=non_negative(float)),
     Option("exit_on_eos", False, "exit once every stream has ended and its frames are through detection",
            kind="flag"),
+    Option("max_in_flight", 8, "live: frames on their way through the pipeline at once, at most (display says "
+           "when each has left it: a flow limiter, so a busy pipeline takes fewer frames instead of queueing "
+           "them); 0: no limit", type=non_negative(int), launcher=True),
     Option("web_port", 0, "serve the browser camera on this port (0: off): a page that sends the user's camera as a "
            "stream of its own, one per tab, and shows it filtered", type=non_negative(int), launcher=True),
     Option("web_host", "127.0.0.1", "address the browser camera listens on (beyond loopback: the web token, and "
@@ -234,9 +239,33 @@ class Capture:
     """The stage without its sockets: which stream's frame goes next, and the message that carries it."""
 
     def __init__(self, feeds: list[Feed], sealer: Sealer, counters: Counters, *, mode: str,
-                 fps: dict[str, float], size: tuple[int, int] | None) -> None:
+                 fps: dict[str, float], size: tuple[int, int] | None, max_in_flight: int = 0,
+                 max_age_s: float = 0.2) -> None:
         self.feeds = {f.stream: f for f in feeds}
         self.sealer, self.counters, self.mode, self.fps, self.size = sealer, counters, mode, fps, size
+        self.max_in_flight, self.max_age_s = max_in_flight if mode == "live" else 0, max_age_s
+        self.in_flight: dict[tuple[str, int, int], float] = {}  # frames sent, until display says they left
+        self.flow_seen = False  # display speaks the flow protocol (else: no limit, rather than a stall)
+
+    def admit(self, now: float) -> bool:
+        """Live: may one more frame go in?  Frames not heard of within --max-age-ms were dropped on the way."""
+        if not self.max_in_flight:
+            return True
+        for key in [k for k, t in self.in_flight.items() if now - t > self.max_age_s + 0.05]:
+            del self.in_flight[key]
+        return not self.flow_seen or len(self.in_flight) < self.max_in_flight
+
+    def on_return(self, msg: Message) -> None:
+        """From display: a frame that left the pipeline (done), or a browser tab's filtered frame."""
+        if msg.kind == "done":
+            if self.in_flight.pop(msg.key, None) is not None:
+                self.flow_seen = True
+            else:
+                self.counters["unknown_acks"] += 1
+        elif msg.kind == "composited":
+            self.on_result(msg)
+        else:
+            self.counters.drop("unexpected", f"{msg.kind} message on the returns link")
 
     def next_message(self, now: float) -> Message | None:
         """The next message to send: a frame of the stream that waited longest, or an end of stream."""
@@ -266,6 +295,8 @@ class Capture:
         if feed.source.still:
             msg.meta["still"] = True  # photos, not video: detect must not carry faces from one to the next
         msg.stamp("capture")
+        if self.max_in_flight:
+            self.in_flight[msg.key] = time.monotonic()
         feed.sent += 1
         feed.counts["frames"] += 1
         msg.stats(STAGE, self._stats(feed))
@@ -341,12 +372,12 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
         timeout = o.job_timeout_s or (3.0 if live else 60.0)
         pool = Dispatcher(router, STAGE, counters, max_window=4, job_timeout_s=timeout, jpeg_quality=o.jpeg or None)
         sealer = Sealer.from_file(o.secret_file)
-        capture = Capture(feeds, sealer, counters, mode=o.mode, fps=rates, size=parse_size(o.size))
+        capture = Capture(feeds, sealer, counters, mode=o.mode, fps=rates, size=parse_size(o.size),
+                          max_in_flight=o.max_in_flight, max_age_s=o.max_age_ms / 1000)
         log.info("%s at %s fps, %s mode, frames on %s", ", ".join(f"{f.stream}={f.source.kind}" for f in feeds),
                  "/".join(f"{v:g}" for v in rates.values()), o.mode, o.frames_addr)
-        returns = None
+        returns = links.bind(zmq.PULL, o.returns_addr, "returns")  # display: frames that left; tabs' results
         if o.web_port:
-            returns = links.bind(zmq.PULL, o.returns_addr, "returns")
             token = sealer.web_token(o.web_token, o.web_host)
             camera = CameraServer(o.web_host, o.web_port, token, waker, max_streams=o.max_web_streams,
                                   max_pixels=min(o.max_pixels, 4_000_000))
@@ -381,8 +412,8 @@ def loop(capture: Capture, pool: Dispatcher, s: Sockets, camera: CameraServer | 
         if camera is not None:
             _tabs(capture, camera)
         if s.returns is not None and s.returns in events:
-            for msg in drain(s.returns, capture.counters, keep_jpeg=True):
-                capture.on_result(msg)
+            for msg in drain(s.returns, capture.counters, limit=256, keep_jpeg=True):
+                capture.on_return(msg)
         pool.receive()
         taken = pool.take_back()  # from workers that died or stalled, or that gave them back
         if live:
@@ -391,7 +422,7 @@ def loop(capture: Capture, pool: Dispatcher, s: Sockets, camera: CameraServer | 
             capture.counters.log.info("sending again frames %s", ", ".join(f"{j.msg.stream}:{j.msg.frame}"
                                                                            for j in taken))
             redo = sorted(redo + taken, key=lambda j: (j.msg.frame, j.msg.stream))  # the oldest frames first
-        while pool.free() > 0:
+        while pool.free() > 0 and capture.admit(time.monotonic()):
             if redo:
                 pool.submit(redo.pop(0))
                 continue

@@ -21,7 +21,7 @@ import zmq
 from dogfilter.common import options, service
 from dogfilter.common.options import Option, positive
 from dogfilter.common.transport.metrics import Counters
-from dogfilter.common.transport.protocol import HEARTBEAT_S, WorkerLink, poll_links, send, send_confirmed
+from dogfilter.common.transport.protocol import HEARTBEAT_S, Confirmations, WorkerLink, poll_links, send
 from dogfilter.common.transport.sockets import Links, worker_identity
 from dogfilter.common.transport.wire import Message
 from dogfilter.common.vision.crops import face_crops
@@ -92,16 +92,18 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
         link = WorkerLink(frames, 1 if live else 2, {"detector": detector.name}, counters, accepts=("frame", "eos"))
         link.announce()
         log.info("%s detector, frames from %s, detections to %s", detector.name, o.frames_addr, o.detections_addr)
+        sent = Confirmations(out, counters)  # file mode: capture hears "done" once composite has the frame
         while True:
-            for _, job in poll_links([link], HEARTBEAT_S):
+            for _, job in poll_links([link], min(HEARTBEAT_S, sent.wait_s(time.monotonic())), also=(out,)):
                 result = handler.process(job)
-                if not live:  # capture hears "done" only once composite has the frame: a kill loses nothing
-                    delivered = send_confirmed(out, result, counters, on_wait=link.tick)
-                    link.done(job, give_back=not delivered)  # composite full for a while: capture sends it later
-                    continue
-                if not send(out, result, block=result.kind == "eos", timeout_s=0.5, on_wait=link.tick):
+                if not live:
+                    sent.send(result, job, on_wait=link.tick)
+                elif not send(out, result, block=result.kind == "eos", timeout_s=0.5, on_wait=link.tick):
                     counters["frames_dropped"] += 1  # live: composite is gone or stuck; the frame is stale anyway
-                link.done(job)
+                if live:
+                    link.done(job)
+            for job, delivered in sent.settle(on_wait=link.tick):
+                link.done(job, give_back=not delivered)  # composite full for a while: capture sends it later
             counters.maybe_log()
     finally:
         links.close()

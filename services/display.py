@@ -151,7 +151,7 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
     links = Links(o.curve_dir, o.allow_plaintext)
     try:
         pull = links.bind(zmq.PULL, o.display_addr, "display")
-        returns = links.connect(zmq.PUSH, o.returns_addr)  # browser tabs' filtered frames go back through capture
+        returns = links.connect(zmq.PUSH, o.returns_addr, hwm=64)  # to capture: frames that left, tabs' results
         log.info("frames on %s%s%s", o.display_addr, f", recording to {', '.join(o.output)}" if o.output else "",
                  ", window" if o.window else "")
         return loop(o, display, pull, returns, recorders, view)
@@ -177,6 +177,8 @@ def loop(o: argparse.Namespace, display: Display, pull: zmq.Socket, returns: zmq
                 return 0
             continue
         for msg in drain(pull, display.counters, limit=8):
+            if display.live and msg.kind == "composited":  # the frame left the pipeline: capture may send another
+                send(returns, Message("done", msg.stream, msg.frame, msg.epoch), timeout_s=0.0)
             shown = display.on_message(msg)
             if shown is not None:
                 record(recorders, shown)
@@ -202,10 +204,15 @@ def record(recorders: dict[str | None, Recorder], msg: Message) -> None:
 
 
 def write_stats(path: str | None, display: Display) -> None:
-    if path:
-        tmp = Path(path + ".tmp")
+    """The statistics as JSON, replaced whole (a reader never sees half a file)."""
+    if not path:
+        return
+    tmp = Path(f"{path}.{os.getpid()}.tmp")
+    try:
         tmp.write_text(json.dumps(display.as_dict(), indent=1))
         tmp.replace(path)
+    except OSError as e:
+        display.counters.drop("stats_not_written", f"{path}: {e.strerror}")
 
 
 def cli() -> None:

@@ -19,7 +19,7 @@ of workers and the jobs each holds are bounded, and any process can die and rest
 Everything else flows one way: :func:`send` is the one way to send (back-pressure in file mode, a bounded wait in
 live mode), :func:`drain` the one way to read.  Where a message must not be lost when its sender dies (a detect
 worker's frame, file mode), the sender waits for the receiver's confirmation before it reports the job done
-(:func:`send_confirmed`, :func:`drain_confirming`).  Every message received goes through the
+(:class:`Confirmations`, :func:`drain_confirming`).  Every message received goes through the
 wire's checks; what fails is dropped and counted by kind of fault (:class:`~.metrics.Counters`), never raised.
 """
 
@@ -85,34 +85,58 @@ def drain(sock: zmq.Socket, counters: Counters, limit: int = 64, keep_jpeg: bool
     return out
 
 
-def send_confirmed(sock: zmq.Socket, msg: Message, counters: Counters, *, on_wait: Callable[[], None],
-                   resend_s: float = 10.0, busy_s: float = 0.05, give_up_s: float = 1.0) -> bool:
-    """File mode, on a DEALER: send ``msg`` and wait until the receiver confirms it has it (a ``done`` naming the
-    message's job); True then.  A receiver that is full answers ``done{retry}``: the message is sent again
-    ``busy_s`` later, and after ``give_up_s`` of that this returns False: the caller gives the job back to its
-    dispatcher, so a frame the receiver waits for is never stuck behind this one.  A receiver that does not answer
-    at all (it restarted) gets the message again every ``resend_s``.  Only after a confirmation may the sender
-    tell its dispatcher the job is done: a worker killed at any moment loses nothing."""
-    job = msg.meta["job"]
+@dataclass
+class _Unconfirmed:
+    msg: Message
+    job: Message
+    sent: float
     busy_since: float | None = None
-    while True:
-        send(sock, msg, block=True, on_wait=on_wait)
-        deadline = time.monotonic() + resend_s
-        while time.monotonic() < deadline:
-            if sock.poll(int(1000 * min(HEARTBEAT_S, max(0.0, deadline - time.monotonic())))):
-                answers = [m for m in drain(sock, counters) if m.kind == "done" and m.meta.get("job") == job]
-                if any(not m.meta.get("retry") for m in answers):
-                    return True
-                if answers:  # full for now
-                    busy_since = busy_since or time.monotonic()
-                    if time.monotonic() - busy_since > give_up_s:
-                        return False
-                    time.sleep(busy_s)
-                    break
-            on_wait()
-        else:
-            counters["resent_unconfirmed"] += 1
-        on_wait()
+    again_at: float | None = None
+
+
+class Confirmations:
+    """File mode, on a DEALER: messages sent and not yet confirmed by their receiver (a ``done`` naming the message's
+    job).  The sender goes on with its next job meanwhile; :meth:`settle` says which jobs are through.  A receiver
+    that is full answers ``done{retry}``: the message goes again ``busy_s`` later, and after ``give_up_s`` of that the
+    job is given up (the caller gives it back to its dispatcher, so a frame the receiver waits for is never stuck
+    behind this one).  A receiver that does not answer at all (it restarted) gets it again every ``resend_s``.  Only
+    a confirmed job is reported done: a worker killed at any moment loses nothing."""
+
+    def __init__(self, sock: zmq.Socket, counters: Counters, resend_s: float = 10.0, busy_s: float = 0.05,
+                 give_up_s: float = 1.0) -> None:
+        self.sock, self.counters = sock, counters
+        self.resend_s, self.busy_s, self.give_up_s = resend_s, busy_s, give_up_s
+        self.pending: dict[int, _Unconfirmed] = {}
+
+    def send(self, msg: Message, job: Message, on_wait: Callable[[], None]) -> None:
+        send(self.sock, msg, block=True, on_wait=on_wait)
+        self.pending[msg.meta["job"]] = _Unconfirmed(msg, job, time.monotonic())
+
+    def wait_s(self, now: float) -> float:
+        times = [u.again_at if u.again_at is not None else u.sent + self.resend_s for u in self.pending.values()]
+        return max(0.0, min(times, default=now + HEARTBEAT_S) - now)
+
+    def settle(self, on_wait: Callable[[], None]) -> list[tuple[Message, bool]]:
+        """Jobs that are through: (job, True) confirmed, (job, False) given up."""
+        out, now = [], time.monotonic()
+        for m in drain(self.sock, self.counters) if self.pending else []:
+            u = self.pending.get(m.meta.get("job"))  # type: ignore[arg-type]
+            if m.kind != "done" or u is None:
+                continue
+            if not m.meta.get("retry"):
+                out.append((self.pending.pop(m.meta["job"]).job, True))
+            else:  # full for now
+                u.busy_since = u.busy_since or now
+                u.again_at = now + self.busy_s
+        for job_id, u in list(self.pending.items()):
+            if u.busy_since is not None and now - u.busy_since > self.give_up_s:
+                out.append((self.pending.pop(job_id).job, False))
+            elif (u.again_at is not None and now >= u.again_at) or now - u.sent > self.resend_s:
+                if u.again_at is None:
+                    self.counters["resent_unconfirmed"] += 1
+                send(self.sock, u.msg, block=True, on_wait=on_wait)
+                u.sent, u.again_at = time.monotonic(), None
+        return out
 
 
 def drain_confirming(sock: zmq.Socket, counters: Counters, accept: Callable[[Message], bool],
@@ -422,11 +446,13 @@ class WorkerLink:
         return True
 
 
-def poll_links(links: list[WorkerLink], timeout_s: float) -> list[tuple[WorkerLink, Message]]:
-    """Wait up to ``timeout_s`` for jobs on any link; heartbeat the idle ones. Returns (link, job) pairs."""
+def poll_links(links: list[WorkerLink], timeout_s: float, also: tuple[zmq.Socket, ...] = ()
+               ) -> list[tuple[WorkerLink, Message]]:
+    """Wait up to ``timeout_s`` for jobs on any link (or for anything on the sockets ``also``); heartbeat the idle
+    links. Returns (link, job) pairs."""
     poller = zmq.Poller()
-    for link in links:
-        poller.register(link.sock, zmq.POLLIN)
+    for sock in (*(link.sock for link in links), *also):
+        poller.register(sock, zmq.POLLIN)
     if not all(link.announced for link in links):
         timeout_s = min(timeout_s, 0.05)  # a dispatcher that is not up yet: look again soon
     ready = dict(poller.poll(int(1000 * timeout_s)))
