@@ -3,7 +3,8 @@
 in       crops jobs from one or more pipeline hosts (DEALER → each host's classify link: the local one, or
          --connect tcp://HOST:PORT, repeatable: one worker, e.g. on a GPU machine, serves a fleet), announcing how
          many jobs it takes at once, the model it runs and its classes; CURVE-encrypted with --curve-dir
-how      every job already waiting on any link (up to --max-batch faces) goes through the model as one batch
+how      the jobs waiting on every link, and those that come within --batch-wait-ms (up to --max-batch faces), go
+         through the model as one batch: faces of all frames, streams and hosts together
 out      one ``emotions`` reply per job, back to the host it came from (it names the job and frees its credit)
 Run several (``honcho start -c classify=3``) or on other machines: each host balances its load over them.
 """
@@ -12,12 +13,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 
 import numpy as np
 import zmq
 
 from dogfilter.common import options, service
-from dogfilter.common.options import Option, positive
+from dogfilter.common.options import Option, non_negative, positive
 from dogfilter.common.transport.metrics import Counters
 from dogfilter.common.transport.protocol import HEARTBEAT_S, WorkerLink, poll_links
 from dogfilter.common.transport.sockets import Links, worker_identity
@@ -36,6 +38,8 @@ OPTIONS = (
            "address); repeatable: one worker serves several hosts", kind="list", metavar="ADDR"),
     Option("classify_window", 8, "jobs in flight per host", type=positive(int)),
     Option("max_batch", 256, "faces per forward pass, at most", type=positive(int)),
+    Option("batch_wait_ms", 2.0, "once a job came, wait this long for more before the forward pass (a batch that "
+           "fills up or waits at most this: more faces a pass on a GPU)", type=non_negative(float)),
     Option("threads", 1, "PyTorch CPU threads", type=positive(int)),
 )
 GROUPS = [(STAGE, OPTIONS), ("pipeline", options.PIPELINE), ("links", options.links("classify"))]
@@ -87,7 +91,7 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
         log.info("model %s (%s) on %s (%s), jobs from %s", clf.name, "/".join(clf.classes), o.device, clf.engine,
                  ", ".join(o.connect or [o.classify_addr]))
         while True:
-            for batch in _batches(poll_links(hosts, HEARTBEAT_S), o.max_batch):
+            for batch in _batches(_collect(hosts, o.max_batch, o.batch_wait_ms / 1000), o.max_batch):
                 replies = handler.process([job for _, job in batch])
                 for (link, _), reply in zip(batch, replies, strict=True):
                     if not link.reply(reply):
@@ -95,6 +99,19 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
             counters.maybe_log()
     finally:
         links.close()
+
+
+def _collect(hosts: list[WorkerLink], max_faces: int, wait_s: float) -> list[tuple[WorkerLink, Message]]:
+    """The jobs waiting on every host; once one came, up to ``wait_s`` more for others (faces of other frames,
+    streams and hosts batch together), unless ``max_faces`` are there already."""
+    jobs = poll_links(hosts, HEARTBEAT_S)
+    deadline = time.monotonic() + wait_s
+    while jobs and wait_s > 0 and sum(len(j.crops) for _, j in jobs) < max_faces:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        jobs += poll_links(hosts, left)
+    return jobs
 
 
 def _batches(jobs: list[tuple[WorkerLink, Message]], max_faces: int) -> list[list[tuple[WorkerLink, Message]]]:
