@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -370,13 +371,13 @@ def bench_transport(size: tuple[int, int], n: int, addr_kind: str) -> dict[str, 
 # ------------------------------------------------------------------------------------------------ classifier
 
 
-def bench_classifier(model: str | None, batch: int, seconds: float, device: str = "cpu") -> dict[str, float]:
+def bench_classifier(model: str | None, batch: int, seconds: float, device: str = "cpu",
+                     engine: str = "torch") -> dict[str, float]:
     import torch
 
-    from dogfilter.common.vision.models import EmotionClassifier
+    from dogfilter.common.vision.classifier import load_classifier
 
-    torch.set_num_threads(1)
-    clf = EmotionClassifier(model, device)
+    clf = load_classifier(model, device, engine, threads=1)
     x = np.random.default_rng(0).integers(0, 255, (batch, 48, 48), dtype=np.uint8)
     clf.predict_proba(x)
     n, t0 = 0, time.perf_counter()
@@ -522,154 +523,180 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
-    a = build_parser().parse_args(argv)
-    only = set(a.only.split(","))
-    q = a.quick
-    r = 1 if q else a.repeats
-    n_msgs, warm = (10, 2) if q else (120, 10)
-    sizes = [(640, 480)] if q else [(640, 480), (1280, 720)]
-    out: dict[str, Any] = {"machine": machine(), "quick": q, "repeats": r}
-    lines = [f"# dogfilter-bench{' --quick' if q else ''}", "",
-             "machine: " + ", ".join(f"{k} {v}" for k, v in out["machine"].items()), ""]
+@dataclass
+class Run:
+    """One benchmark run's settings, and what it has found so far."""
+
+    quick: bool
+    repeats: int
+    detector: str
+    out: dict[str, Any]
+
+    @property
+    def sizes(self) -> list[tuple[int, int]]:
+        return [(640, 480)] if self.quick else [(640, 480), (1280, 720)]
+
+    @property
+    def msgs(self) -> tuple[int, int]:
+        """(messages measured, warm-up) per stage."""
+        return (10, 2) if self.quick else (120, 10)
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table under a heading."""
+    return [f"## {title}", "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|",
+            *("| " + " | ".join(r) + " |" for r in rows), ""]
+
+
+def section_stages(run: Run) -> list[str]:
+    log("stages in isolation…")
+    n, warm, r, det = *run.msgs, run.repeats, run.detector
+    rows = []
+    for size in run.sizes:
+        tag = f"{size[0]}×{size[1]}"
+        runs = {
+            f"capture (demo source) {tag}": repeat(lambda s=size: bench_capture(n, warm, s), r),
+            f"detect ({det or 'default'}) {tag}": repeat(
+                lambda s=size: bench_detect(n // 2 if not run.quick else n, warm, s, det), r),
+            f"composite (3 faces) {tag}": repeat(lambda s=size: bench_composite(n, warm, s), r),
+            f"display (recording) {tag}": repeat(lambda s=size: bench_display(n, warm, s), r),
+        }
+        if size == run.sizes[0]:
+            runs["classify (3 faces/job)"] = repeat(lambda: bench_classify(n, warm, 3, None), r)
+        rows += list(runs.items())
+    run.out["stages"] = dict(rows)
+    return table("Each stage alone (real process, real sockets; median (min–max))",
+                 ["stage", "msgs/s", "p50 ms", "p95 ms", "p99 ms", "CPU %", "RSS MiB"],
+                 [[k, fmt(med(v, "msgs_per_s")), fmt(med(v, "p50_ms"), 2), fmt(med(v, "p95_ms"), 2),
+                   fmt(med(v, "p99_ms"), 2), fmt(med(v, "cpu_pct"), 0), fmt(med(v, "rss_mb"), 0)] for k, v in rows])
+
+
+def section_transport(run: Run) -> list[str]:
+    log("transport…")
+    tr, rows = {}, []
+    for size in [(640, 480), (1280, 720)]:
+        for kind in ("ipc", "tcp"):
+            v = repeat(lambda s=size, k=kind: bench_transport(s, 50 if run.quick else 400, k), run.repeats)
+            tr[f"{size[0]}x{size[1]} {kind}"] = v
+            rows.append([f"{size[0]}×{size[1]}", kind, fmt(med(v, "wire_per_s"), 0), fmt(med(v, "raw_per_s"), 0),
+                         fmt(med(v, "ratio"), 2), fmt(med(v, "wire_p50_ms"), 3), fmt(med(v, "raw_p50_ms"), 3)])
+    run.out["transport"] = tr
+    return table("Transport: one hop, product wire vs raw pyzmq (same run)",
+                 ["frame", "link", "wire msgs/s", "raw msgs/s", "wire/raw", "wire p50 ms", "raw p50 ms"], rows)
+
+
+def section_classifier(run: Run) -> list[str]:
+    log("classifier…")
     import torch
 
-    det_args = a.detector or ""
+    from dogfilter.common import ASSETS
+    from dogfilter.common.vision.classifier import DEFAULT_MODEL
 
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
+    models = {p.stem: str(p) for p in sorted((ASSETS / "models").glob("*.pth")) if "blazeface" not in p.stem}
+    setups = [("cpu", "torch"), *([("cuda", "torch")] if torch.cuda.is_available() else [])]
+    cl: dict[str, Any] = {}
+    rows = []
+    for name, path in models.items():
+        has_export = Path(path).with_suffix(".onnx").is_file()
+        for dev, engine in setups + ([("cpu", "onnxruntime")] if has_export else []):
+            cells = []
+            for b in (1, 8, 64, 256):
+                v = repeat(lambda p=path, b=b, d=dev, e=engine: bench_classifier(p, b, 0.2 if run.quick else 1.0,
+                                                                                  d, e), run.repeats)
+                cl[f"{name} {dev} {engine} {b}"] = v
+                cells.append(fmt(med(v, "faces_per_s"), 0))
+            ms = med(cl[f"{name} {dev} {engine} 64"], "ms_per_face")
+            star = " (default)" if Path(path) == DEFAULT_MODEL else ""
+            rows.append([f"{name}{star}", f"{dev}, {engine}", *cells, f"{ms['median']:.4f}"])
+    run.out["classifier"] = cl
+    return table("Classifier: faces/s by batch size (1 CPU thread; CUDA when present)",
+                 ["model", "device, engine", *(f"batch {b}" for b in (1, 8, 64, 256)), "ms/face @64"], rows)
 
-    if "stages" in only:
-        log("stages in isolation…")
-        rows = []
-        for size in sizes:
-            tag = f"{size[0]}×{size[1]}"
-            runs = {
-                f"capture (demo source) {tag}": repeat(lambda s=size: bench_capture(n_msgs, warm, s), r),
-                f"detect ({det_args or 'default'}) {tag}": repeat(
-                    lambda s=size: bench_detect(n_msgs // 2 if not q else n_msgs, warm, s, det_args), r),
-                f"composite (3 faces) {tag}": repeat(lambda s=size: bench_composite(n_msgs, warm, s), r),
-                f"display (recording) {tag}": repeat(lambda s=size: bench_display(n_msgs, warm, s), r),
-            }
-            if size == sizes[0]:
-                runs["classify (3 faces/job)"] = repeat(lambda: bench_classify(n_msgs, warm, 3, None), r)
-            rows += [(k, v) for k, v in runs.items()]
-        out["stages"] = {k: v for k, v in rows}
-        lines += ["## Each stage alone (real process, real sockets; median (min–max))", "",
-                  "| stage | msgs/s | p50 ms | p95 ms | p99 ms | CPU % | RSS MiB |", "|---|---|---|---|---|---|---|"]
-        for k, v in rows:
-            lines.append(f"| {k} | {fmt(med(v, 'msgs_per_s'))} | {fmt(med(v, 'p50_ms'), 2)} | "
-                         f"{fmt(med(v, 'p95_ms'), 2)} | {fmt(med(v, 'p99_ms'), 2)} | {fmt(med(v, 'cpu_pct'), 0)} | "
-                         f"{fmt(med(v, 'rss_mb'), 0)} |")
-        lines.append("")
 
-    if "transport" in only:
-        log("transport…")
-        tr = {}
-        lines += ["## Transport: one hop, product wire vs raw pyzmq (same run)", "",
-                  "| frame | link | wire msgs/s | raw msgs/s | wire/raw | wire p50 ms | raw p50 ms |",
-                  "|---|---|---|---|---|---|---|"]
-        for size in [(640, 480), (1280, 720)]:
-            for kind in ("ipc", "tcp"):
-                v = repeat(lambda s=size, k=kind: bench_transport(s, 50 if q else 400, k), r)
-                tr[f"{size[0]}x{size[1]} {kind}"] = v
-                lines.append(f"| {size[0]}×{size[1]} | {kind} | {fmt(med(v, 'wire_per_s'), 0)} | "
-                             f"{fmt(med(v, 'raw_per_s'), 0)} | {fmt(med(v, 'ratio'), 2)} | "
-                             f"{fmt(med(v, 'wire_p50_ms'), 3)} | {fmt(med(v, 'raw_p50_ms'), 3)} |")
-        out["transport"] = tr
-        lines.append("")
+def section_e2e(run: Run) -> list[str]:
+    log("end to end…")
+    secs, sizes = (3 if run.quick else 8), run.sizes
+    configs = [("live", s, 1, 1, 30.0) for s in sizes] + [("live", s, 1, 2, 1000.0) for s in sizes]
+    configs += [("file", s, 1, 2, 0) for s in sizes]
+    if not run.quick:
+        configs += [("live", (640, 480), c, 2, 1000.0) for c in (2, 3)]
+    e2e: dict[str, Any] = {}
+    rows = []
+    for mode, size, ncl, ndet, fps in configs:
+        key = f"{mode} {size[0]}x{size[1]} src{fps:g} det{ndet} cls{ncl}"
+        v = repeat(lambda m=mode, s=size, c=ncl, d=ndet, f=fps:
+                   bench_e2e(m, s, secs, c, d, f, 120 if run.quick else 300), run.repeats)  # >1 s of file mode
+        e2e[key] = v
+        rows.append([mode, f"{size[0]}×{size[1]}", "as fast as read" if mode == "file" else f"{fps:g}", str(ndet),
+                     str(ncl), fmt(med(v, "fps")), fmt(med(v, "p50_ms")), fmt(med(v, "p99_ms"))])
+    run.out["e2e"] = e2e
+    return table("End to end (demo source, 3 faces a frame; median (min–max))",
+                 ["mode", "size", "source fps", "detect", "classify", "frames/s", "capture→display p50 ms",
+                  "p99 ms"], rows)
 
-    if "classifier" in only:
-        log("classifier…")
-        from dogfilter.common import ASSETS
-        from dogfilter.common.vision.classifier import DEFAULT_MODEL
 
-        models = {p.stem: str(p) for p in sorted((ASSETS / "models").glob("*.pth"))
-                  if "blazeface" not in p.stem}
-        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-        cl: dict[str, Any] = {}
-        lines += ["## Classifier: faces/s by batch size (1 CPU thread; CUDA when present)", "",
-                  "| model | device | " + " | ".join(f"batch {b}" for b in (1, 8, 64, 256)) + " | ms/face @64 |",
-                  "|---|---|---|---|---|---|---|"]
-        for name, path in models.items():
-            for dev in devices:
-                cells = []
-                for b in (1, 8, 64, 256):
-                    v = repeat(lambda p=path, b=b, dev=dev: bench_classifier(p, b, 0.2 if q else 1.0, dev), r)
-                    cl[f"{name} {dev} {b}"] = v
-                    cells.append(fmt(med(v, "faces_per_s"), 0))
-                ms = med(cl[f"{name} {dev} 64"], "ms_per_face")
-                star = " (default)" if Path(path) == DEFAULT_MODEL else ""
-                lines.append(f"| {name}{star} | {dev} | " + " | ".join(cells) + f" | {ms['median']:.4f} |")
-        out["classifier"] = cl
-        lines.append("")
+def section_tutorial(run: Run) -> list[str]:
+    log("tutorial loop…")
+    tut, rows, e2e = {}, [], run.out.get("e2e", {})
+    for size in run.sizes:
+        v = repeat(lambda s=size: bench_tutorial_loop(s, 10 if run.quick else 60, None), run.repeats)
+        tut[f"{size[0]}x{size[1]}"] = v
+        key = f"live {size[0]}x{size[1]} src1000 det2 cls1"
+        t = med(v, "fps")
+        pipe = med(e2e[key], "fps") if key in e2e else None
+        rows.append([f"{size[0]}×{size[1]}", fmt(t), fmt(pipe) if pipe else "–",
+                     f"{pipe['median'] / t['median']:.2f}" if pipe else "–"])
+    run.out["tutorial"] = tut
+    return table("The tutorial's single loop (Haar + CNN per face + mask, one process) vs the pipeline",
+                 ["size", "tutorial loop frames/s", "pipeline frames/s (live, unpaced, 2 detect)", "ratio"], rows)
 
-    if "e2e" in only or "tutorial" in only:
-        log("end to end…")
-        e2e: dict[str, Any] = {}
-        secs = 3 if q else 8
-        configs = [("live", s, 1, 1, 30.0) for s in sizes] + [("live", s, 1, 2, 1000.0) for s in sizes]
-        configs += [("file", s, 1, 2, 0) for s in sizes]
-        if not q:
-            configs += [("live", (640, 480), c, 2, 1000.0) for c in (2, 3)]
-        lines += ["## End to end (demo source, 3 faces a frame; median (min–max))", "",
-                  "| mode | size | source fps | detect | classify | frames/s | capture→display p50 ms | p99 ms |",
-                  "|---|---|---|---|---|---|---|---|"]
-        if "e2e" in only:
-            for mode, size, ncl, ndet, fps in configs:
-                key = f"{mode} {size[0]}x{size[1]} src{fps:g} det{ndet} cls{ncl}"
-                v = repeat(lambda m=mode, s=size, c=ncl, d=ndet, f=fps:
-                           bench_e2e(m, s, secs, c, d, f, 120 if q else 300), r)  # frames: >1 s of file mode
-                e2e[key] = v
-                lines.append(f"| {mode} | {size[0]}×{size[1]} | {'as fast as read' if mode == 'file' else f'{fps:g}'} "
-                             f"| {ndet} | {ncl} | {fmt(med(v, 'fps'))} | {fmt(med(v, 'p50_ms'))} | "
-                             f"{fmt(med(v, 'p99_ms'))} |")
-        out["e2e"] = e2e
-        lines.append("")
-        if "tutorial" in only:
-            log("tutorial loop…")
-            tut = {}
-            lines += ["## The tutorial's single loop (Haar + CNN per face + mask, one process) vs the pipeline", "",
-                      "| size | tutorial loop frames/s | pipeline frames/s (live, unpaced, 2 detect) | ratio |",
-                      "|---|---|---|---|"]
-            for size in sizes:
-                v = repeat(lambda s=size: bench_tutorial_loop(s, 10 if q else 60, None), r)
-                tut[f"{size[0]}x{size[1]}"] = v
-                key = f"live {size[0]}x{size[1]} src1000 det2 cls1"
-                pipe = med(e2e[key], "fps") if key in e2e else {"median": float("nan")}
-                t = med(v, "fps")
-                lines.append(f"| {size[0]}×{size[1]} | {fmt(t)} | {fmt(pipe) if key in e2e else '–'} | "
-                             f"{pipe['median'] / t['median']:.2f} |")
-            out["tutorial"] = tut
-            lines.append("")
 
-    if "oneshot" in only:
-        log("one-shot commands…")
-        one = bench_oneshot(3 if q else 7)
-        out["oneshot"] = one
-        lines += ["## One-shot commands, timed from outside (whole command; median (min–max) of "
-                  f"{3 if q else 7} runs)", "", "| command | one process (--inline yes) s | five processes "
-                  "(--inline no) s | ratio |", "|---|---|---|---|"]
-        for name in dict.fromkeys(k.rsplit(" inline=", 1)[0] for k in one):
-            a1, a5 = one[f"{name} inline=yes"], one[f"{name} inline=no"]
-            lines.append(f"| dogfilter {name} | {fmt(a1, 2)} | {fmt(a5, 2)} | {a5['median'] / a1['median']:.1f}× |")
-        lines.append("")
+def section_oneshot(run: Run) -> list[str]:
+    log("one-shot commands…")
+    n = 3 if run.quick else 7
+    one = run.out["oneshot"] = bench_oneshot(n)
+    rows = []
+    for name in dict.fromkeys(k.rsplit(" inline=", 1)[0] for k in one):
+        a1, a5 = one[f"{name} inline=yes"], one[f"{name} inline=no"]
+        rows.append([f"dogfilter {name}", fmt(a1, 2), fmt(a5, 2), f"{a5['median'] / a1['median']:.1f}×"])
+    return table(f"One-shot commands, timed from outside (whole command; median (min–max) of {n} runs)",
+                 ["command", "one process (--inline yes) s", "five processes (--inline no) s", "ratio"], rows)
 
-    if "streams" in only:
-        from dogfilter.commands import bench_streams
 
-        table, out["streams"] = bench_streams.run(q, log)
-        lines += table
+def section_streams(run: Run) -> list[str]:
+    from dogfilter.commands import bench_streams
 
-    if "faults" in only:
-        from dogfilter.commands import bench_faults
+    lines, run.out["streams"] = bench_streams.run(run.quick, log)
+    return lines
 
-        table, out["faults"] = bench_faults.run(q, log)
-        lines += table
 
-    text = "\n".join(lines)
-    print(text)
-    Path(a.json).write_text(json.dumps(out, indent=1, default=float))
+def section_faults(run: Run) -> list[str]:
+    from dogfilter.commands import bench_faults
+
+    lines, run.out["faults"] = bench_faults.run(run.quick, log)
+    return lines
+
+
+SECTIONS = {"stages": section_stages, "transport": section_transport, "classifier": section_classifier,
+            "e2e": section_e2e, "tutorial": section_tutorial, "oneshot": section_oneshot,
+            "streams": section_streams, "faults": section_faults}
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    only = [s for s in SECTIONS if s in set(a.only.split(","))]
+    run = Run(a.quick, 1 if a.quick else a.repeats, a.detector or "", {"machine": machine(), "quick": a.quick})
+    run.out["repeats"] = run.repeats
+    lines = [f"# dogfilter-bench{' --quick' if a.quick else ''}", "",
+             "machine: " + ", ".join(f"{k} {v}" for k, v in run.out["machine"].items()), ""]
+    for name in only:
+        lines += SECTIONS[name](run)
+    print("\n".join(lines))
+    Path(a.json).write_text(json.dumps(run.out, indent=1, default=float))
     log(f"figures written to {a.json}")
     return 0
 

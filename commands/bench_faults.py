@@ -311,7 +311,7 @@ def _table(rows: dict[str, dict[str, Any]], big: dict[str, Any], files: dict[str
                      + " | ".join(f"{peak.get(s, 0):.0f}" for s in stages) + " |")
     lines += ["", "| input | outcome | seconds |", "|---|---|---|"]
     for label, v in big.items():
-        outcome = "written" if v["code"] == 0 else v["line"].split("error: ", 1)[-1][-100:]
+        outcome = "written" if v["code"] == 0 else v["line"].rsplit(".jpg: ", 1)[-1]  # the reason, without the path
         lines.append(f"| 12000×9000 picture, {label} | exit {v['code']}: {outcome} | {v['seconds']:.1f} |")
     for label, v in files.items():
         lines.append(f"| file mode, 2 detect + 2 classify, {label} | exit {v['code']}, {v['written']} of {v['of']} "
