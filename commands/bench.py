@@ -426,7 +426,7 @@ def bench_e2e(mode: str, size: tuple[int, int], seconds: float, n_classify: int,
         lat = s1["latency_ms"].get("capture→display", {})
         return {"fps": (s1["frames"] - s0["frames"]) / dt if dt > 0 else float("nan"), "p50_ms": lat.get("p50"),
                 "p99_ms": lat.get("p99"),
-                "dropped": s1["counters"].get("capture", {}).get("frames_dropped", 0)}
+                "dropped": s1["counters"].get("source", {}).get("frames_dropped", 0)}
 
 
 def _first_frames(stats: Path, n: int) -> tuple[int, float]:

@@ -299,20 +299,22 @@ class Capture:
             self.in_flight[msg.key] = time.monotonic()
         feed.sent += 1
         feed.counts["frames"] += 1
-        msg.stats(STAGE, self._stats(feed))
+        self._stats(msg, feed)
         return self.sealer.seal(msg)
 
     def _eos(self, feed: Feed) -> Message:
         feed.eos_sent = True
         msg = Message("eos", feed.stream, feed.sent, feed.epoch, meta={"last": feed.sent - 1})
-        msg.stats(STAGE, self._stats(feed))
+        self._stats(msg, feed)
         self.counters.log.info("stream %s finished after %d frames (%d dropped)", feed.stream, feed.sent,
                                feed.counts["frames_dropped"])
         return self.sealer.seal(msg)
 
-    def _stats(self, feed: Feed) -> Counter[str]:
+    def _stats(self, msg: Message, feed: Feed) -> None:
+        """capture's own counters, and this stream's source's ("source": frames, drops, skipped files...)."""
         tab = Counter(feed.tab.counts) if isinstance(feed, WebFeed) else Counter()
-        return self.counters + feed.counts + feed.source.counts + tab
+        msg.stats(STAGE, self.counters)
+        msg.stats("source", feed.counts + feed.source.counts + tab)
 
     def finished(self) -> bool:
         return all(f.eos_sent for f in self.feeds.values())

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -106,10 +106,17 @@ class Display:
         wanted = self.exit_after or set(self.streams)
         return bool(wanted) and all(s in self.streams and self.streams[s].ended is not None for s in wanted)
 
+    def _sources(self) -> dict[str, int]:
+        """Every stream's source counters, added up (each stage's own counters are the same in every stream)."""
+        total: Counter[str] = Counter()
+        for s in self.streams.values():
+            total.update(s.stages.get("source", {}))
+        return dict(total)
+
     def as_dict(self) -> dict[str, Any]:
         out = self.total.as_dict()
         out["counters"] = {**{k: v for s in self.streams.values() for k, v in s.stages.items()},
-                           STAGE: dict(self.counters)}
+                           "source": self._sources(), STAGE: dict(self.counters)}
         out.update(classify_workers=self.workers, streams={k: s.as_dict() for k, s in self.streams.items()},
                    frames_lost=dict(self.lost), elapsed_s=round(time.monotonic() - self.total.started, 2))
         return out

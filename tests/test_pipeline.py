@@ -60,7 +60,7 @@ def test_file_mode_keeps_every_frame_in_order_with_a_mask_on_each_face(tmp_path)
     assert faces >= 24  # the demo clip has several faces per frame
     assert painted / faces > 0.95
     stats = json.loads((tmp_path / "s.json").read_text())
-    assert stats["frames"] == 24 and stats["counters"]["capture"].get("frames_dropped", 0) == 0
+    assert stats["frames"] == 24 and stats["counters"]["source"].get("frames_dropped", 0) == 0
 
 
 @pytest.mark.timeout(120)
@@ -208,7 +208,7 @@ def test_live_source_outpacing_detection_drops_at_the_source_and_lag_stays_bound
     time.sleep(4)
     s = read_stats(live.stats)
     assert s["frames"] > s0["frames"]
-    assert s["counters"]["capture"]["frames_dropped"] > s0["counters"]["capture"].get("frames_dropped", 0)
+    assert s["counters"]["source"]["frames_dropped"] > s0["counters"]["source"].get("frames_dropped", 0)
     lat = s["latency_ms"]["capture→display"]
     assert lat["p95"] < 1000, lat  # a 120 fps source into a ~10-30 fps detector: drops, not a growing queue
     assert s["faces"] > 0 and set(s["emotions"]) <= {"happy", "sad", "surprise", "neutral"}
@@ -243,7 +243,7 @@ def test_metrics_parse_with_the_prometheus_parser_per_stream_and_stage(live) -> 
                if s.name.endswith("_bucket") and s.labels["hop"] == "capture→display" and s.labels["le"] == "+Inf"]
     assert buckets and buckets[0].value > 0
     events = {(s.labels["stage"], s.labels["event"]) for s in fam["dogfilter_stage_events"].samples}
-    assert ("capture", "frames") in events and ("detect", "faces") in events
+    assert ("source", "frames") in events and ("detect", "faces") in events
     assert [s.value for s in fam["dogfilter_classify_workers"].samples] == [1]
 
 

@@ -64,7 +64,7 @@ def test_an_overloaded_pipeline_shares_its_drops_fairly(tmp_path) -> None:
     got = {k: s1["streams"][k]["frames"] - s0["streams"][k]["frames"] for k in s1["streams"]}
     assert sum(got.values()) < 0.9 * 4 * 60 * 6, got  # overloaded indeed: 240 frames/s is more than 2 cores do
     assert min(got.values()) > 0 and max(got.values()) / min(got.values()) < 1.3, got  # none starves
-    dropped = [s1["streams"][k]["counters"]["capture"].get("frames_dropped", 0) for k in got]
+    dropped = [s1["streams"][k]["counters"]["source"].get("frames_dropped", 0) for k in got]
     assert min(dropped) > 0  # every stream loses some, at the source
 
 
@@ -131,7 +131,7 @@ def test_the_browser_camera_turns_away_junk_strangers_and_too_many_tabs(camera) 
         with pytest.raises(InvalidStatus):  # a page of another site may not use this camera
             connect(f"ws://127.0.0.1:{camera.port}/ws", origin="http://evil.example").close()
     s = wait_for(camera.stats, lambda x: x["streams"].get("web-1", {}).get("ended"))
-    assert s["streams"]["web-1"]["counters"]["capture"]["bad_frames"] == 5
+    assert s["streams"]["web-1"]["counters"]["source"]["bad_frames"] == 5
     assert camera.procs["capture.1"].poll() is None
 
 

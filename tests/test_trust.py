@@ -320,7 +320,7 @@ def test_odd_folders_skipped_and_truncated_files_are_counted_and_sizes_kept(tmp_
     assert r.returncode == 0, r.stderr
     got = sorted((tmp_path / "out").iterdir())
     assert [cv2.imread(str(f)).shape[:2] for f in got] == [(600, 512), (150, 300), (600, 512)]  # own sizes
-    c = read_stats(stats)["counters"]["capture"]
+    c = read_stats(stats)["counters"]["source"]
     assert c["files_skipped"] == 2 and c["files_truncated"] == 1
     video = tmp_path / "out.avi"
     assert run_cli("file", str(folder), str(video), timeout=100).returncode == 0
