@@ -128,10 +128,12 @@ class CameraServer:
         self.tabs: dict[str, WebTab] = {}
         self.refused = 0
         self._ids = itertools.count(1)
+        ws_log = logging.getLogger("webcam.ws")  # websockets logs each HTTP request, and a broken handshake's
+        ws_log.setLevel(logging.WARNING)         # traceback, at INFO: our own counters and lines say what matters
         try:
             self.server = serve(self._handle, host, port, process_request=self._http, compression=None,
                                 max_size=max_frame_bytes, max_queue=4, open_timeout=10, ping_interval=20,
-                                server_header="dogfilter", logger=logging.getLogger("webcam.ws"))
+                                server_header="dogfilter", logger=ws_log)
         except OSError as e:
             raise DogfilterError(f"cannot serve the browser camera on {host}:{port}: {e.strerror}") from None
         self.port = self.server.socket.getsockname()[1]
