@@ -97,6 +97,23 @@ def test_product_masks_are_rgba_and_distinct() -> None:
     assert len(seen) == 3
 
 
+def test_resized_masks_stay_within_their_memory_bound_and_a_rolled_mask_is_painted_in_place() -> None:
+    """Faces of ever-new sizes (and a few huge ones) keep at most CACHE_BYTES of resized masks; the mask turned with
+    the head covers the same place as the upright one, turned."""
+    mask = masks.load_mask(masks.MASK_DIR / "dog.png")
+    for side in (*range(40, 400, 3), 3000, 3100, 60):
+        mask.resized(side, side)
+    held = sum(b.nbytes + a.nbytes + c.nbytes for b, a, c in mask._cache.values())
+    assert held <= masks.CACHE_BYTES and len(mask._cache) <= 64 and (60, 60) in mask._cache
+    upright, rolled = (np.full((300, 300, 3), 127, np.uint8) for _ in range(2))
+    masks.paint(upright, (100, 120, 100, 100), mask)
+    masks.paint(rolled, (100, 120, 100, 100), mask, roll_deg=90.0)
+    x0, y0, x1, y1 = masks.mask_region((100, 120, 100, 100))  # square, as the mask is: it turns about its centre
+    m_up, m_roll = (np.any(f[y0:y1, x0:x1] != 127, axis=2) for f in (upright, rolled))
+    turned = np.rot90(m_up, k=-1)  # positive roll: clockwise on screen
+    assert (m_roll & turned).sum() / (m_roll | turned).sum() > 0.85
+
+
 def test_bad_masks_give_one_clear_error(tmp_path) -> None:
     with pytest.raises(DogfilterError, match="mask not found"):
         masks.load_mask(tmp_path / "nope.png")
