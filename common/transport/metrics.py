@@ -70,16 +70,16 @@ class Window:
     def add(self, v: float) -> None:
         self.values.append(v)
 
-    def pct(self, q: float) -> float | None:
-        return float(np.percentile(self.values, q)) if self.values else None
-
     def summary(self) -> dict[str, float | None]:
-        return {"p50": _r(self.pct(50)), "p95": _r(self.pct(95)), "p99": _r(self.pct(99)),
-                "max": _r(max(self.values, default=None)), "n": len(self.values)}
+        if not self.values:
+            return {"p50": None, "p95": None, "p99": None, "max": None, "n": 0}
+        v = np.fromiter(self.values, np.float64, len(self.values))
+        p50, p95, p99 = np.percentile(v, (50, 95, 99))  # one sort for the three
+        return {"p50": _r(p50), "p95": _r(p95), "p99": _r(p99), "max": _r(v.max()), "n": len(v)}
 
 
 def _r(v: float | None) -> float | None:
-    return None if v is None else round(v, 2)
+    return None if v is None else round(float(v), 2)
 
 
 def hops(ts: dict[str, float]) -> dict[str, float]:

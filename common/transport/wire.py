@@ -377,7 +377,7 @@ def _check_part(info: Any, nbytes: int) -> tuple[str, tuple[int, ...], str]:
             raise WireError(f"crops: bad shape {shape} (want N×{CROP_SIZE}×{CROP_SIZE})")
     if nbytes > LIMITS.max_part_bytes:
         raise WireError(f"part {name}: {nbytes} bytes is over the {LIMITS.max_part_bytes} byte limit", "oversized")
-    if enc == "raw" and int(np.prod(shape)) != nbytes:
+    if enc == "raw" and math.prod(shape) != nbytes:
         raise WireError(f"part {name}: {nbytes} bytes does not match shape {shape}")
     return name, tuple(shape), enc
 
