@@ -66,11 +66,20 @@ class Detect:
                              crops=face_crops(msg.image, [f.box for f in faces]))
             self.counters["frames"] += 1
             self.counters["faces"] += len(faces)
+            self._tracking_counts()
             out.stamp("detect")
         if self.live:
             out.meta.pop("job", None)  # capture's job id: only file mode asks composite to confirm it
         out.stats(STAGE, self.counters)
         return out
+
+
+    def _tracking_counts(self) -> None:
+        """The tracker's own figures (full scans of a stream, scan passes run and skipped), beside the stage's."""
+        tracker = getattr(self.detector, "tracker", None)
+        if tracker is not None:
+            for k in ("full_scans", "scan_passes", "scans_skipped"):
+                self.counters[k] = tracker.counts[k]
 
 
 def make_handler(o: argparse.Namespace, counters: Counters) -> Detect:
