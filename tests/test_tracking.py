@@ -49,6 +49,26 @@ def test_video_tracking_finds_what_full_scans_find_with_fewer_network_passes(bf:
     assert c["scan_passes"] + c["scans_skipped"] <= 2 * (48 // 8) and c["scans_skipped"] >= c["scan_passes"], c
 
 
+@pytest.mark.timeout(120)
+def test_a_stream_seen_every_few_frames_is_followed_not_rescanned(bf: BlazeFaceDetector) -> None:
+    """Two detect workers share a stream and a busy source skips frames: one worker sees frame numbers 1 to 14
+    apart.  The faces are followed across those gaps (boxes where the truth is) without a full scan each time."""
+    gaps = [1, 2, 12, 1, 3, 14, 2, 1, 10, 2, 13, 1, 2, 11, 1, 3, 12, 2]
+    before = dict(bf.tracker.counts)
+    n = hits = total = 0
+    for g in [0, *gaps]:
+        n += g
+        s = demo_scene(640, 480, n / 30)
+        faces = bf.detect(s.image, stream="shared", frame=n)
+        found, false, which = match([f.box for f in faces], s.boxes, 0.5)
+        assert false == 0, (n, [f.box for f in faces], s.boxes)
+        assert all(iou(faces[j].box, s.boxes[k]) > 0.7 for k, j in enumerate(which) if j >= 0), n
+        hits, total = hits + found, total + len(s.boxes)
+    assert hits == total
+    assert bf.tracker.counts["full_scans"] - before["full_scans"] == 1  # the first frame only
+    # a seek (a jump of more than max_gap) is still scanned at once: test_streams_are_independent_and_a_jump...
+
+
 @pytest.mark.timeout(60)
 def test_a_face_that_walks_in_is_found_within_rescan_frames_and_one_that_leaves_leaves_no_box(
         bf: BlazeFaceDetector, room: np.ndarray) -> None:

@@ -18,8 +18,10 @@ gate     a pass that is due is skipped when nothing changed in the picture, outs
          anyway once ``idle_scans`` of its turns have been skipped (a face missed once gets another look; slow
          lighting drift), and at its next turn after a followed face was lost (it may be there still, seen less
          well).  ``change_level=None`` turns the gate off.
-fresh    the first frame of a stream, or one after a gap of more than ``rescan`` frames (a restarted capture, a
-         seek), gets a full scan at once.
+fresh    the first frame of a stream, or one after a gap of more than ``max_gap`` frames (a restarted capture, a
+         seek, a stream that went quiet), gets a full scan at once.  Shorter gaps are followed: where several
+         detect workers share a stream, each sees every other frame or so, and a busy source skips some, so gaps of
+         a dozen frames are routine there, and a full scan costs several frames' worth of following.
 
 Faces are matched by IoU of their boxes; duplicates (two followed faces converging on one) are merged by score.
 Everything is in frame pixels; the boxes and keypoints are the network's (:class:`common.vision.blazeface.Detection`).
@@ -76,9 +78,10 @@ class FaceTracker:
     def __init__(self, detector: BlazeFace, rescan: int = 8, roi_scale: float = 1.8, roi_input: int = 48,
                  follow_score: float = 0.5, match_iou: float = 0.3, max_tracks: int = 32,
                  max_streams: int = 64, change_level: float | None = 12.0, change_share: float = 0.002,
-                 idle_scans: int = 4) -> None:
+                 idle_scans: int = 4, max_gap: int = 30) -> None:
         self.bf = detector
         self.rescan = max(1, int(rescan))
+        self.max_gap = max(1, int(max_gap))
         self.roi_scale, self.roi_input = roi_scale, roi_input
         self.follow_score, self.match_iou = follow_score, match_iou
         self.max_tracks, self.max_streams = max_tracks, max_streams
@@ -127,7 +130,7 @@ class FaceTracker:
         n = (st.frame + 1 if st.frame is not None else 0) if frame is None else int(frame)
         gap = None if st.frame is None else n - st.frame
         passes = self.bf.passes(*bgr.shape[:2])
-        if gap is None or gap <= 0 or gap > self.rescan or self.rescan == 1:
+        if gap is None or gap <= 0 or gap > self.max_gap or self.rescan == 1:
             return self._fresh(st, bgr, n, passes)
         due = self._gate(st, self._scheduled(passes, st.step), bgr)
         scanned = self.bf.scan(bgr, [passes[j] for j in due]) if due else []
