@@ -5,7 +5,9 @@ in       detections and skips from detect (ROUTER bound at the detections link; 
          (ROUTER bound at the classify link: workers here or on other machines connect and announce credit, their
          model and its classes)
 out      composited frames, in frame order per stream, and each stream's end → display (PUSH → the display link)
-how      a frame's faces go out as one crops job to the least-loaded classify worker; the frame is painted when
+how      a frame's faces go out as one crops job to the least-loaded classify worker (live: a followed face whose
+         emotion is known only every --reclassify-ms; in between its mask keeps its last reading, as a followed
+         face keeps its box between detect's scans); the frame is painted when
          its emotions are back or its deadline passes (live: --deadline-ms, or --known-deadline-ms when every face
          in it is a followed face whose emotion is known; file: --file-timeout-s), so a late classifier never
          stalls video: the face keeps its last known emotion, else --default-emotion.  Per stream, frames wait in
@@ -46,6 +48,9 @@ OPTIONS = (
     Option("deadline_ms", 40.0, "live: how long a frame waits for its emotions", type=non_negative(float)),
     Option("known_deadline_ms", 5.0, "live: how long a frame waits when every face in it is a followed face whose "
            "emotion is known (the reply, when it comes, still updates those faces)", type=non_negative(float)),
+    Option("reclassify_ms", 100.0, "live: how often a followed face whose emotion is known is read again (0: every "
+           "frame); its mask keeps its last reading in between (file mode reads every face of every frame)",
+           type=non_negative(float)),
     Option("reorder_ms", 150.0, "live: how long to wait for a missing earlier frame", type=non_negative(float)),
     Option("file_timeout_s", 60.0, "file mode: how long to wait for a frame's emotions or a missing frame before "
            "giving up on it", type=positive(float)),
@@ -70,6 +75,8 @@ class Entry:
     waiting: bool = False  # its emotions are not back yet
     known: bool = False  # every face already followed with an emotion: painted without waiting long
     emitted: bool = False
+    asked: list[int] = field(default_factory=list)  # the faces (indices) sent to the classifier
+    asked_at: float = 0.0
 
 
 class Reorder:
@@ -148,6 +155,7 @@ class Settings:
     live: bool = True
     deadline_s: float = 0.040
     known_deadline_s: float = 0.005
+    reclassify_s: float = 0.100
     reorder_s: float = 0.150
     file_timeout_s: float = 60.0
     max_age_s: float = 0.2
@@ -156,8 +164,8 @@ class Settings:
 
     @classmethod
     def from_options(cls, o: argparse.Namespace) -> Settings:
-        return cls(o.mode == "live", o.deadline_ms / 1000, o.known_deadline_ms / 1000, o.reorder_ms / 1000,
-                   o.file_timeout_s, o.max_age_ms / 1000, o.smooth, o.max_streams)
+        return cls(o.mode == "live", o.deadline_ms / 1000, o.known_deadline_ms / 1000, o.reclassify_ms / 1000,
+                   o.reorder_ms / 1000, o.file_timeout_s, o.max_age_ms / 1000, o.smooth, o.max_streams)
 
 
 class Composite:
@@ -193,20 +201,38 @@ class Composite:
         if not st.reorder.add(msg.frame, entry):
             self.counters["stale_frames"] += 1  # a duplicate (a frame sent again), or its turn has passed
             return True
-        if entry.msg is not None and msg.faces:
+        if entry.msg is not None:
             msg.stamp("composite_in")
+            entry.asked, entry.asked_at = self._to_ask(st, msg.faces, now), now
+            self.counters["faces_read_earlier"] += len(msg.faces) - len(entry.asked)
+        if entry.asked:
             entry.waiting = True
             if self.s.live and all(st.faces.known(f["box"]) for f in msg.faces):
                 entry.deadline, entry.known = min(entry.deadline, now + self.s.known_deadline_s), True
-            crops = Message("crops", msg.stream, msg.frame, msg.epoch, faces=[{"box": f["box"]} for f in msg.faces],
-                            crops=msg.crops)
+            some = len(entry.asked) < len(msg.faces)
+            crops = Message("crops", msg.stream, msg.frame, msg.epoch,
+                            faces=[{"box": msg.faces[i]["box"]} for i in entry.asked],
+                            crops=msg.crops[entry.asked] if some else msg.crops)
             self.queue.append(Job(crops, entry))
-        elif entry.msg is not None:
-            msg.stamp("composite_in")
         if self.s.live and len(st.reorder.entries) > MAX_BUFFERED:  # never hold more than ~2 s of video
             st.reorder.drop_oldest()
             self.counters["frames_dropped"] += 1
         return True
+
+    def _to_ask(self, st: StreamState, faces: list[dict[str, Any]], now: float) -> list[int]:
+        """The faces of a frame to send to the classifier: every one, but in live mode not a followed face whose
+        emotion is known and was asked about less than ``reclassify_s`` ago."""
+        if not self.s.live or self.s.reclassify_s <= 0:
+            return list(range(len(faces)))
+        out = []
+        for i, f in enumerate(faces):
+            track = st.faces.match(f["box"])
+            if track is not None and track.probs and now - track.asked < self.s.reclassify_s:
+                continue
+            if track is not None:
+                track.asked = now
+            out.append(i)
+        return out
 
     def _stream(self, msg: Message, now: float) -> StreamState | None:
         """The stream's state; a new one for a new stream or a newer epoch (a restarted capture)."""
@@ -236,7 +262,7 @@ class Composite:
             self.counters.drop("bad_reply", "emotions do not match the job's faces or the worker's classes",
                                peer=peer.ident)
             return
-        faces = entry.msg.faces if entry.msg is not None else []
+        faces = [entry.msg.faces[i] for i in entry.asked] if entry.msg is not None else []
         st = self.streams.get(job.msg.stream)
         for face, res in zip(faces, reply.faces, strict=True):
             face["probs"], face["classes"] = res["probs"], classes
@@ -268,7 +294,7 @@ class Composite:
             for e in st.reorder.pop_ready(now, None if st.eos is None else st.eos.meta["last"]):
                 e.emitted = True
                 if e.msg is not None:
-                    frame = self._paint(st, e.msg)
+                    frame = self._paint(st, e)
                     if frame is not None:
                         out.append(frame)
             self.counters["frames_lost"] += st.reorder.lost
@@ -287,20 +313,25 @@ class Composite:
             m.stats(STAGE, self.counters)
         return out
 
-    def _paint(self, st: StreamState, msg: Message) -> Message | None:
+    def _paint(self, st: StreamState, entry: Entry) -> Message | None:
+        msg = entry.msg
+        assert msg is not None
         if self.s.live and time.time() - msg.ts.get("capture", time.time()) > self.s.max_age_s:
             self.counters["stale_frames"] += 1  # too old to show: live means live
             return None
         image = np.array(msg.image)  # our own writable copy of the received pixels
-        for face, track in zip(msg.faces, st.faces.assign(msg.frame, [f["box"] for f in msg.faces]), strict=True):
+        tracks = st.faces.assign(msg.frame, [f["box"] for f in msg.faces])
+        for i, (face, track) in enumerate(zip(msg.faces, tracks, strict=True)):
             face["track"] = track.id
+            if i in entry.asked:  # a face seen first in this frame was asked about then
+                track.asked = max(track.asked, entry.asked_at)
             probs, classes = face.pop("probs", None), face.pop("classes", None)
             if probs is not None:
                 st.faces.teach(track, classes, probs)
             best = track.emotion
             if best is not None:
                 face["emotion"], face["p"] = best[0], round(best[1], 3)
-                face["stale"] = probs is None
+                face["stale"] = probs is None and i in entry.asked  # asked, and the answer missed this frame
             else:
                 face["emotion"], face["stale"] = self.painter.default_emotion, True
                 self.counters["faces_unclassified"] += 1

@@ -81,3 +81,41 @@ def test_a_face_learns_by_label_so_two_models_never_mix() -> None:
     assert t.emotion[0] == "happy" and t.probs["happy"] == pytest.approx(0.75)
     (t2,) = ids.assign(1, [[12, 11, 50, 50]])
     assert t2 is t and ids.known([11, 10, 50, 50])
+
+
+@pytest.mark.parametrize("live", [True, False])
+def test_a_followed_face_is_read_again_every_reclassify_ms_live_and_every_frame_in_file_mode(live: bool) -> None:
+    """Live: a face whose emotion is known is sent to the classifier again only every ``reclassify_s`` (3 of 9
+    frames at 30 frames/s and 100 ms); its mask keeps its reading in between, and that is not a late answer. A new
+    face beside it is asked about at once. File mode: every face of every frame."""
+    from dogfilter.common.transport.protocol import Peer
+    from dogfilter.common.vision.masks import Painter, load_masks
+    from dogfilter.services.composite import Composite, Settings
+
+    sealer = Sealer(b"k" * 32)
+    comp = Composite(Painter(load_masks([])), sealer, Counters("composite", logging.getLogger("t")),
+                     Settings(live=live, reclassify_s=0.1, deadline_s=1.0, max_age_s=1e9))
+    worker = Peer(b"w", 8, {"classes": ["happy", "sad", "surprise", "neutral"]}, 0.0)
+    asked, painted = [], []
+    for i in range(12):
+        now = i * 0.033
+        boxes = [[40, 30, 50, 50]] + ([[200, 30, 40, 40]] if i >= 9 else [])  # a second face walks in at 9
+        msg = sealer.seal(Message("detections", "cam0", i, 1, faces=[{"box": b} for b in boxes],
+                                  image=np.zeros((120, 260, 3), np.uint8), crops=np.zeros((len(boxes), 48, 48),
+                                                                                          np.uint8)))
+        assert comp.on_detections(msg, now)
+        job = comp.next_job()
+        if job is not None:
+            asked.append((i, [f["box"][0] for f in job.msg.faces]))
+            assert len(job.msg.crops) == len(job.msg.faces)
+            comp.on_emotions(worker, job, Message("emotions", "cam0", i, 1, faces=[
+                {"box": f["box"], "probs": [0.9, 0.05, 0.03, 0.02]} for f in job.msg.faces]))
+        (out,) = comp.ready(now)
+        painted += [(f["emotion"], f["stale"]) for f in out.faces]
+    if live:  # 0: new; 4 and 8: 132 ms after it was last asked about; 9: the new face only
+        assert asked == [(0, [40]), (4, [40]), (8, [40]), (9, [200])]
+        assert comp.counters["faces_read_earlier"] == 6 + 1 + 4
+    else:
+        assert asked == [(i, [40] + ([200] if i >= 9 else [])) for i in range(12)]
+        assert comp.counters["faces_read_earlier"] == 0
+    assert set(painted) == {("happy", False)}  # every face wears its emotion's mask, none marked late

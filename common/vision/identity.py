@@ -27,6 +27,7 @@ class Track:
     box: Sequence[float]
     last_frame: int
     probs: dict[str, float] | None = None
+    asked: float = float("-inf")  # when (monotonic s) the composite last sent this face to the classifier
 
     @property
     def emotion(self) -> tuple[str, float] | None:
@@ -50,6 +51,15 @@ class FaceIdentities:
     def known(self, box: Sequence[float]) -> bool:
         """A face whose emotion is known already is where this box is."""
         return any(t.probs and iou_xywh(t.box, box) >= MATCH_IOU for t in self.tracks)
+
+    def match(self, box: Sequence[float]) -> Track | None:
+        """The known face this box is most likely (IoU at least ``MATCH_IOU``), without changing anything."""
+        best, best_iou = None, MATCH_IOU
+        for t in self.tracks:
+            o = iou_xywh(t.box, box)
+            if o >= best_iou:
+                best, best_iou = t, o
+        return best
 
     def assign(self, frame: int, boxes: Sequence[Sequence[float]]) -> list[Track]:
         """The track of each box of frame ``frame`` (new tracks for new faces); forgets faces not seen lately."""
