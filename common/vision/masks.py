@@ -23,6 +23,7 @@ MASK_DIR = ASSETS / "masks"
 EMOTION_MASKS = {"happy": "dog", "sad": "dalmatian", "surprise": "sheepdog", "neutral": "dalmatian"}
 WHITE_THRESHOLD = 250
 CACHE_BYTES = 64 * 1024 * 1024  # resized masks kept per mask
+ROLL_UPSCALE = 4 / 3  # a turned mask is warped from the halving between 3/4 and 3/2 of its size: one bilinear pass
 
 
 @dataclass(eq=False)
@@ -38,6 +39,17 @@ class Mask:
     def shape(self) -> tuple[int, int]:
         return self.bgr.shape[0], self.bgr.shape[1]
 
+    def level(self, w: int, h: int, upscale: float) -> np.ndarray:
+        """The smallest BGRA halving of an alpha mask that is at least ``1/upscale`` of w×h (the full mask when
+        none is)."""
+        if not self._levels:
+            assert self.alpha is not None
+            self._levels.append(cv2.merge([self.bgr, self.alpha]))
+            while min(self._levels[-1].shape[:2]) >= 32:
+                self._levels.append(cv2.resize(self._levels[-1], None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA))
+        return next((lv for lv in reversed(self._levels) if lv.shape[1] * upscale >= w and lv.shape[0] * upscale >= h),
+                    self._levels[0])
+
     def resized(self, w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """BGR, float alpha (0..1) and both as one BGRA uint8 image (for rotating in one warp) at size w×h;
         cached, since faces keep their size from frame to frame."""
@@ -51,13 +63,7 @@ class Mask:
             a = (bgr < WHITE_THRESHOLD).all(axis=2).astype(np.float32)
             bgra = cv2.merge([bgr, (a * 255.0 + 0.5).astype(np.uint8)])
         else:  # area-average from the smallest halving still at least this size: never from far larger pixels
-            if not self._levels:
-                self._levels.append(cv2.merge([self.bgr, self.alpha]))
-                while min(self._levels[-1].shape[:2]) >= 32:
-                    self._levels.append(cv2.resize(self._levels[-1], None, fx=0.5, fy=0.5,
-                                                   interpolation=cv2.INTER_AREA))
-            src = next((lv for lv in reversed(self._levels) if lv.shape[1] >= w and lv.shape[0] >= h),
-                       self._levels[0])
+            src = self.level(w, h, 1.0)
             interp = cv2.INTER_AREA if w < src.shape[1] else cv2.INTER_LINEAR
             bgra = cv2.resize(src, (w, h), interpolation=interp)
             bgr, a = np.ascontiguousarray(bgra[:, :, :3]), bgra[:, :, 3].astype(np.float32) / 255.0
@@ -119,12 +125,14 @@ def paint(frame: np.ndarray, box: tuple[int, int, int, int] | list[int], mask: M
     nw, nh = int(factor * mw), int(factor * mh)
     if nw < 2 or nh < 2:
         return False
-    bgr, a, bgra = mask.resized(nw, nh)
     # top-left of the resized mask in frame coordinates (the tutorial's centring)
     ox, oy = x0 + int((rw - nw) / 2), y0 + int((rh - nh) / 2)
-    if abs(roll_deg) > 0.5:
-        bgr, a, ox, oy = _rotate(bgra, ox, oy, roll_deg)
+    if abs(roll_deg) > 0.5:  # sized and turned in one warp (an RGBA mask: from its nearest halving)
+        src = mask.level(nw, nh, ROLL_UPSCALE) if mask.alpha is not None else mask.resized(nw, nh)[2]
+        bgr, a, ox, oy = _rotate(src, nw, nh, ox, oy, roll_deg)
         nh, nw = a.shape
+    else:
+        bgr, a, _ = mask.resized(nw, nh)
     H, W = frame.shape[:2]
     fx0, fy0, fx1, fy1 = max(0, ox), max(0, oy), min(W, ox + nw), min(H, oy + nh)
     if fx1 <= fx0 or fy1 <= fy0:
@@ -152,13 +160,17 @@ def roll_from_keypoints(kp: object) -> float:
     return roll if np.isfinite(roll) and abs(roll) <= 90 else 0.0
 
 
-def _rotate(bgra: np.ndarray, ox: int, oy: int, deg: float) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """The mask turned by ``deg`` about its centre (one warp of colour and alpha), in a square that holds it."""
-    h, w = bgra.shape[:2]
+def _rotate(bgra: np.ndarray, w: int, h: int, ox: int, oy: int,
+            deg: float) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """The mask (BGRA, any size) at w×h, turned by ``deg`` (clockwise on screen) about its centre, in one warp of
+    colour and alpha, in a square that holds it; and that square's top-left for a w×h mask whose top-left is
+    (ox, oy)."""
+    sh, sw = bgra.shape[:2]
     side = int(np.ceil(np.hypot(w, h)))
-    M = cv2.getRotationMatrix2D((w / 2, h / 2), -deg, 1.0)
-    M[0, 2] += (side - w) / 2
-    M[1, 2] += (side - h) / 2
+    t = np.radians(-deg)
+    c, s = np.cos(t), np.sin(t)
+    lin = np.array([[c, s], [-s, c]]) @ np.diag([w / sw, h / sh])  # scale to w×h, then turn
+    M = np.hstack([lin, (np.array([side / 2, side / 2]) - lin @ np.array([sw / 2, sh / 2]))[:, None]])
     r = cv2.warpAffine(bgra, M, (side, side), flags=cv2.INTER_LINEAR)
     # colour as its own packed image: OpenCV takes a 4-strided view by copying and converting it first (2.5× the
     # blend's cost); alpha in 0..1 for the blend's weights
