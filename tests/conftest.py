@@ -104,7 +104,11 @@ def wait_for(path: Path, cond: Callable[[dict], bool], timeout: float = 30.0) ->
     end = time.monotonic() + timeout
     s: dict = {}
     while time.monotonic() < end:
-        s = read_stats(path)
+        try:  # the display writes its first statistics once it has started: on a busy machine, seconds
+            s = json.loads(path.read_text())
+        except (OSError, ValueError):
+            time.sleep(0.1)
+            continue
         if cond(s):
             return s
         time.sleep(0.2)
