@@ -22,7 +22,7 @@ from dogfilter.common import options, service
 from dogfilter.common.options import Option, positive
 from dogfilter.common.transport.metrics import Counters
 from dogfilter.common.transport.protocol import HEARTBEAT_S, Confirmations, WorkerLink, poll_links, send
-from dogfilter.common.transport.sockets import Links, worker_identity
+from dogfilter.common.transport.sockets import Links, stats_key, worker_identity
 from dogfilter.common.transport.wire import Message
 from dogfilter.common.vision.crops import face_crops
 from dogfilter.common.vision.detectors import DETECTORS, Detector, create_detector, detect_at_most
@@ -51,6 +51,7 @@ class Detect:
                  detect_size: int) -> None:
         self.detector, self.counters = detector, counters
         self.live, self.max_age_s, self.detect_size = live, max_age_s, detect_size
+        self.stats_key = STAGE  # one of several processes: detect@worker (the display adds them up)
 
     def process(self, msg: Message) -> Message:
         if msg.kind == "eos":
@@ -70,7 +71,7 @@ class Detect:
             out.stamp("detect")
         if self.live:
             out.meta.pop("job", None)  # capture's job id: only file mode asks composite to confirm it
-        out.stats(STAGE, self.counters)
+        out.stats(self.stats_key, self.counters)
         return out
 
 
@@ -96,8 +97,10 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
     detector = handler.detector
     links = Links(o.curve_dir, o.allow_plaintext)
     try:
-        frames = links.connect(zmq.DEALER, o.frames_addr, routing_id=worker_identity(STAGE))
-        out = links.connect(zmq.DEALER, o.detections_addr, routing_id=worker_identity(STAGE))
+        me = worker_identity(STAGE)
+        handler.stats_key = stats_key(STAGE, me)
+        frames = links.connect(zmq.DEALER, o.frames_addr, routing_id=me)
+        out = links.connect(zmq.DEALER, o.detections_addr, routing_id=me)
         link = WorkerLink(frames, 1 if live else 2, {"detector": detector.name}, counters, accepts=("frame", "eos"))
         link.announce()
         log.info("%s detector, frames from %s, detections to %s", detector.name, o.frames_addr, o.detections_addr)

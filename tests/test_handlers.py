@@ -119,3 +119,20 @@ def test_a_followed_face_is_read_again_every_reclassify_ms_live_and_every_frame_
         assert asked == [(i, [40] + ([200] if i >= 9 else [])) for i in range(12)]
         assert comp.counters["faces_read_earlier"] == 0
     assert set(painted) == {("happy", False)}  # every face wears its emotion's mask, none marked late
+
+
+def test_counters_of_several_processes_of_a_stage_are_added_up_and_bounded() -> None:
+    """Two detect workers report their own counters on the frames they pass (``detect@worker``): the display shows
+    their sum, not whichever spoke last; ever-new workers and stage names cannot grow its statistics."""
+    from dogfilter.common.media.sinks import MAX_STAGES, MAX_WORKERS, StreamStats
+
+    s = StreamStats()
+    for i in range(10):
+        worker = f"detect@detect.{1 + i % 2}@host:{100 + i % 2}"
+        s.absorb(Message("composited", meta={"stats": {worker: {"frames": 5 * (i // 2 + 1), "faces": 3},
+                                                      "composite": {"frames": i + 1}}}))
+    assert s.stages["detect"] == {"frames": 25 + 25, "faces": 6} and s.stages["composite"] == {"frames": 10}
+    for i in range(200):  # hostile or just many restarts
+        s.absorb(Message("composited", meta={"stats": {f"detect@w{i}": {"frames": 1}, f"stage{i}": {"x": 1}}}))
+    assert len(s._workers["detect"]) == MAX_WORKERS and len(s.stages) <= MAX_STAGES
+    assert s.stages["detect"] == {"frames": MAX_WORKERS}  # the workers heard last

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -88,16 +88,22 @@ class Recorder:
             self.writer = None
 
 
+MAX_STAGES = 16  # stage names kept per stream (the wire allows 16 a message; more over time are ignored)
+MAX_WORKERS = 16  # processes of one stage (``detect@worker``) kept per stream: the least recently heard goes
+
+
 class StreamStats:
     """What the display knows of one stream: frames, rate, latency per hop, faces and emotions, the counters of
-    every stage as they were attached to its last frame."""
+    every stage as they were attached to its last frame.  A stage run as several processes reports each as
+    ``stage@worker``; its counters are the sum over them."""
 
     def __init__(self) -> None:
         self.frames = 0
         self.rate = Rate()
         self.latency: dict[str, Window] = {}
         self.histograms: dict[str, Histogram] = {}
-        self.stages: dict[str, dict[str, int]] = {}
+        self._stages: dict[str, dict[str, int]] = {}
+        self._workers: dict[str, OrderedDict[str, dict[str, int]]] = {}
         self.emotions: Counter[str] = Counter()
         self.faces = 0
         self.size: list[int] = []
@@ -121,7 +127,30 @@ class StreamStats:
         self.last_frame = msg.frame
 
     def absorb(self, msg: Message) -> None:
-        self.stages.update(msg.meta.get("stats", {}))
+        for key, counts in msg.meta.get("stats", {}).items():
+            stage, _, worker = key.partition("@")
+            if stage not in self._stages and stage not in self._workers and \
+                    len(self._stages) + len(self._workers) >= MAX_STAGES:
+                continue
+            if not worker:
+                self._stages[stage] = counts
+                continue
+            per = self._workers.setdefault(stage, OrderedDict())
+            per[worker] = counts
+            per.move_to_end(worker)
+            while len(per) > MAX_WORKERS:
+                per.popitem(last=False)
+
+    @property
+    def stages(self) -> dict[str, dict[str, int]]:
+        """Each stage's counters (summed over its processes)."""
+        out = dict(self._stages)
+        for stage, per in self._workers.items():
+            total: Counter[str] = Counter()
+            for counts in per.values():
+                total.update(counts)
+            out[stage] = {**out.get(stage, {}), **total}
+        return out
 
     def as_dict(self) -> dict[str, Any]:
         return {"frames": self.frames, "fps": round(self.rate.per_second(), 2), "size": self.size,

@@ -15,6 +15,7 @@ permissions of their folder).  Key secrets must be private (0600): a readable on
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import shutil
@@ -36,6 +37,16 @@ def worker_identity(stage: str) -> bytes:
     """A routing id that survives reconnects, unique per process."""
     proc = os.environ.get("HONCHO_PROCESS_NAME", stage)
     return f"{proc}@{socket.gethostname()}:{os.getpid()}".encode()[:160]
+
+
+def stats_key(stage: str, identity: bytes) -> str:
+    """How one of several processes of a stage signs its counters (``stage@worker``, at most 32 characters), so
+    the display adds them up instead of showing whichever spoke last."""
+    ident = identity.decode(errors="replace")
+    key = f"{stage}@{ident}"
+    if len(key) > 32:  # a long host name: keep a readable start and make it unique
+        key = f"{stage}@{ident[:26 - len(stage)]}~{hashlib.blake2s(identity, digest_size=2).hexdigest()}"
+    return key[:32]
 
 
 def is_local(addr: str) -> bool:
