@@ -63,8 +63,9 @@ def run_config(n: int, together: bool, size: tuple[int, int], fps: float, second
                 raise RuntimeError("the streams did not start")
             time.sleep(0.2)
         time.sleep(1.0)  # settle
-        pids = [pr.pid for p in pipes for pr in p.procs.values()]
-        cpu0 = sum(_proc(pid)[0] for pid in pids)
+        procs = [(name.split(".")[0], pr.pid) for p in pipes for name, pr in p.procs.items()]
+        pids = [pid for _, pid in procs]
+        cpu0 = [_proc(pid)[0] for pid in pids]
         s0 = [_read(s) for s in stats]
         t0 = time.monotonic()
         time.sleep(seconds)
@@ -74,18 +75,22 @@ def run_config(n: int, together: bool, size: tuple[int, int], fps: float, second
     finally:
         for p in pipes:
             p.stop()
-    rates, p50, p99 = [], [], []
+    rates, p50, p99, delivered = [], [], [], 0.0
     for a, b in zip(s0, s1, strict=True):
         span = b["elapsed_s"] - a["elapsed_s"]  # the display's own clock, when it wrote each file
         for name, v in b["streams"].items():
             rates.append((v["frames"] - a["streams"][name]["frames"]) / span / fps)
+            delivered += (v["frames"] - a["streams"][name]["frames"]) * dt / span
             lat = v["latency_ms"].get("capture→display", {})
             p50.append(lat.get("p50") or float("nan"))
             p99.append(lat.get("p99") or float("nan"))
+    stage_ms: dict[str, float] = {}  # CPU per delivered frame, by stage: which one holds the pipeline back
+    for (stage, _), (c1, _), c0 in zip(procs, usage, cpu0, strict=True):
+        stage_ms[stage] = stage_ms.get(stage, 0.0) + 1000 * (c1 - c0) / max(delivered, 1.0)
     return {"streams": n, "together": together, "min_share": min(rates), "max_share": max(rates),
             "fairness": max(rates) / min(rates) if min(rates) > 0 else float("inf"),
             "p50_ms": max(p50), "p99_ms": max(p99), "rss_mb": sum(r for _, r in usage),
-            "cores": (sum(c for c, _ in usage) - cpu0) / dt, "processes": len(pids)}
+            "cores": (sum(c for c, _ in usage) - sum(cpu0)) / dt, "processes": len(pids), "stage_ms": stage_ms}
 
 
 def browser_round_trip(seconds: float, d: Path) -> dict[str, float]:
@@ -145,6 +150,14 @@ def run(quick: bool, log: Callable[[str], None]) -> tuple[list[str], dict[str, A
                              f"{100 * r['min_share']:.0f} % | {100 * r['max_share']:.0f} % | {r['fairness']:.2f} | "
                              f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['processes']} | {r['rss_mb']:.0f} | "
                              f"{r['cores']:.2f} |")
+        stages = ("capture", "detect", "classify", "composite", "display")
+        lines += ["", "CPU per delivered frame, ms, by stage (one pipeline; detect: all its workers):", "",
+                  "| size | streams | " + " | ".join(stages) + " | all |", "|---|---|" + "---|" * (len(stages) + 1)]
+        for key, r in out.items():
+            if r["together"]:
+                size, n = key.split()[:2]
+                lines.append(f"| {size.replace('x', '×')} | {n} | " + " | ".join(
+                    f"{r['stage_ms'].get(st, 0.0):.2f}" for st in stages) + f" | {sum(r['stage_ms'].values()):.2f} |")
         log("streams: the browser camera's round trip…")
         d = Path(tmp) / "web"
         d.mkdir()
