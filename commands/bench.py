@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,7 @@ import cv2
 import numpy as np
 import zmq
 
+from dogfilter.common.service import interrupt
 from dogfilter.common.transport import wire
 from dogfilter.common.transport.metrics import Counters
 from dogfilter.common.transport.protocol import Dispatcher, Job, WorkerLink, drain, drain_confirming, send
@@ -688,6 +690,16 @@ SECTIONS = {"stages": section_stages, "transport": section_transport, "classifie
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # stopped from outside: its pipelines stop too (finally blocks run)
+        signal.signal(sig, interrupt)
+    try:
+        return bench(a)
+    except KeyboardInterrupt:
+        log("interrupted: its pipelines and stages are stopped; nothing written")
+        return 130
+
+
+def bench(a: argparse.Namespace) -> int:
     only = [s for s in SECTIONS if s in set(a.only.split(","))]
     run = Run(a.quick, 1 if a.quick else a.repeats, a.detector or "", {"machine": machine(), "quick": a.quick})
     run.out["repeats"] = run.repeats
