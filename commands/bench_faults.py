@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import zmq
 
+from dogfilter.commands.bench import proc_usage
 from dogfilter.commands.run import Pipeline
 from dogfilter.common.transport import wire
 from dogfilter.common.transport.protocol import send
@@ -71,7 +72,7 @@ class Watch:
             last = n
             self.samples.append((time.monotonic(), base + n))
             for name, proc in list(self.p.procs.items()):
-                self.peak[name.split(".")[0]] = max(self.peak.get(name.split(".")[0], 0.0), _rss(proc.pid))
+                self.peak[name.split(".")[0]] = max(self.peak.get(name.split(".")[0], 0.0), proc_usage(proc.pid)[1])
             time.sleep(0.05)
 
     def frames(self) -> int:
@@ -105,23 +106,14 @@ class Watch:
         return sum(int(v) for c in self.read().get("counters", {}).values() for k, v in c.items() if k in keys)
 
 
-def _rss(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def _connect(kind: int, addr: str, ident: bytes | None = None) -> zmq.Socket:
+def peer_socket(kind: int, addr: str, ident: bytes | None = None) -> zmq.Socket:
+    """A bare socket connected to a stage's port, as a foreign (hostile or broken) peer would open one."""
     s = zmq.Context.instance().socket(kind)
     s.setsockopt(zmq.LINGER, 0)
     if ident:
         s.setsockopt(zmq.ROUTING_ID, ident)
     s.connect(addr)
-    time.sleep(0.2)
+    time.sleep(0.2)  # connected before the first message
     return s
 
 
@@ -154,8 +146,8 @@ def pause(w: Watch, stage: str, seconds: float = 3.0) -> dict[str, Any]:
 def malformed_flood(w: Watch, n: int) -> dict[str, Any]:
     """``n`` malformed messages on every port: random bytes, truncated msgpack, wrong part counts."""
     rng = np.random.default_rng(0)
-    socks = [_connect(zmq.DEALER, w.p.endpoints["frames"]), _connect(zmq.DEALER, w.p.endpoints["detections"]),
-             _connect(zmq.DEALER, w.p.endpoints["classify"]), _connect(zmq.PUSH, w.p.endpoints["display"])]
+    socks = [peer_socket(zmq.DEALER, w.p.endpoints["frames"]), peer_socket(zmq.DEALER, w.p.endpoints["detections"]),
+             peer_socket(zmq.DEALER, w.p.endpoints["classify"]), peer_socket(zmq.PUSH, w.p.endpoints["display"])]
     fps_before, d0, t0 = w.fps_over(2), w.dropped(), time.monotonic()
     good = wire.encode(Message("heartbeat"))[0]
     for i in range(n):
@@ -177,10 +169,10 @@ def hostile_flood(w: Watch, n: int) -> dict[str, Any]:
     """Messages that parse but carry hostile values, ``n`` of each kind, on every port."""
     sealer = Sealer.from_file(w.p.secret)
     now = int(time.time() * 1000)
-    det = _connect(zmq.DEALER, w.p.endpoints["detections"])
-    disp = _connect(zmq.PUSH, w.p.endpoints["display"])
-    rogue = _connect(zmq.DEALER, w.p.endpoints["classify"], b"rogue")
-    thief = _connect(zmq.DEALER, w.p.endpoints["frames"], b"thief")
+    det = peer_socket(zmq.DEALER, w.p.endpoints["detections"])
+    disp = peer_socket(zmq.PUSH, w.p.endpoints["display"])
+    rogue = peer_socket(zmq.DEALER, w.p.endpoints["classify"], b"rogue")
+    thief = peer_socket(zmq.DEALER, w.p.endpoints["frames"], b"thief")
     fps_before, d0, t0 = w.fps_over(2), w.dropped(), time.monotonic()
     img, crops = np.zeros((480, 640, 3), np.uint8), np.zeros((1, 48, 48), np.uint8)
     send(rogue, Message("ready", meta={"credit": 1000, "classes": ["happy", "sad"]}), block=True)

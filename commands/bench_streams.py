@@ -19,20 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from dogfilter.commands.bench import proc_usage
 from dogfilter.commands.run import Pipeline
-
-CLK = 100.0
-
-
-def _proc(pid: int) -> tuple[float, float]:
-    """(CPU seconds, RSS MiB)."""
-    try:
-        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        rss = next(int(ln.split()[1]) for ln in Path(f"/proc/{pid}/status").read_text().splitlines()
-                   if ln.startswith("VmRSS")) / 1024
-        return (int(f[11]) + int(f[12])) / CLK, rss
-    except (OSError, StopIteration, IndexError):
-        return 0.0, 0.0
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -65,13 +53,13 @@ def run_config(n: int, together: bool, size: tuple[int, int], fps: float, second
         time.sleep(1.0)  # settle
         procs = [(name.split(".")[0], pr.pid) for p in pipes for name, pr in p.procs.items()]
         pids = [pid for _, pid in procs]
-        cpu0 = [_proc(pid)[0] for pid in pids]
+        cpu0 = [proc_usage(pid)[0] for pid in pids]
         s0 = [_read(s) for s in stats]
         t0 = time.monotonic()
         time.sleep(seconds)
         s1 = [_read(s) for s in stats]
         dt = time.monotonic() - t0
-        usage = [_proc(pid) for pid in pids]
+        usage = [proc_usage(pid) for pid in pids]
     finally:
         for p in pipes:
             p.stop()

@@ -25,22 +25,13 @@ import numpy as np
 import pytest
 import zmq
 
+from dogfilter.commands.bench_faults import peer_socket
 from dogfilter.commands.run import Pipeline
 from dogfilter.common.transport import wire
 from dogfilter.common.transport.protocol import send
 from dogfilter.common.transport.seal import Sealer
 from dogfilter.common.transport.wire import Message
 from tests.conftest import ROOT, free_port, make_clip, read_index, read_stats, read_video, rss_mb, run_cli, wait_for
-
-
-def _socket(kind: int, addr: str, ident: bytes | None = None) -> zmq.Socket:
-    s = zmq.Context.instance().socket(kind)
-    s.setsockopt(zmq.LINGER, 0)
-    if ident:
-        s.setsockopt(zmq.ROUTING_ID, ident)
-    s.connect(addr)
-    time.sleep(0.2)  # connected before the first message
-    return s
 
 
 def _flowing(p: Pipeline, n: int = 15, timeout: float = 30) -> dict:
@@ -72,8 +63,8 @@ def _frame_msg(kind: str, stream: str = "cam0", frame: int = 0, epoch: int = 1, 
 def test_forged_ends_of_stream_and_epochs_do_not_stop_or_freeze_video(live) -> None:
     epoch = read_stats(live.stats)
     now_ms = int(time.time() * 1000)
-    to_display = _socket(zmq.PUSH, live.endpoints["display"])
-    to_composite = _socket(zmq.DEALER, live.endpoints["detections"])
+    to_display = peer_socket(zmq.PUSH, live.endpoints["display"])
+    to_composite = peer_socket(zmq.DEALER, live.endpoints["detections"])
     strange_key = Sealer(b"not the pipeline's secret")
     try:
         for sock in (to_display, to_composite):
@@ -94,7 +85,7 @@ def test_forged_ends_of_stream_and_epochs_do_not_stop_or_freeze_video(live) -> N
 
 @pytest.mark.timeout(90)
 def test_a_rogue_classify_worker_cannot_crash_confuse_or_bloat_the_composite(live) -> None:
-    rogue = _socket(zmq.DEALER, live.endpoints["classify"], b"rogue")
+    rogue = peer_socket(zmq.DEALER, live.endpoints["classify"], b"rogue")
     try:
         send(rogue, Message("ready", meta={"credit": 1000, "classes": ["happy", "sad"]}), block=True)
         bad = [
@@ -121,7 +112,7 @@ def test_oversized_boxes_are_refused_and_memory_stays_bounded(live) -> None:
     sealer = Sealer.from_file(live.secret)
     comp = live.procs["composite.1"].pid
     before = rss_mb(comp)
-    sock = _socket(zmq.DEALER, live.endpoints["detections"])
+    sock = peer_socket(zmq.DEALER, live.endpoints["detections"])
     epoch = int(time.time() * 1000) - 1  # older than the live stream's: it must not reset it
     try:
         crops = np.zeros((3, 48, 48), np.uint8)
@@ -143,7 +134,7 @@ def test_oversized_boxes_are_refused_and_memory_stays_bounded(live) -> None:
 @pytest.mark.timeout(90)
 def test_a_detect_worker_that_takes_frames_and_never_answers_is_benched(live) -> None:
     s0 = _flowing(live, 10)
-    rogue = _socket(zmq.DEALER, live.endpoints["frames"], b"thief")
+    rogue = peer_socket(zmq.DEALER, live.endpoints["frames"], b"thief")
     try:
         for _ in range(5):  # asks for plenty, again and again; never says done
             send(rogue, Message("ready", meta={"credit": 1024}), block=True)
@@ -162,7 +153,7 @@ def test_a_detect_worker_that_takes_frames_and_never_answers_is_benched(live) ->
 @pytest.mark.timeout(90)
 def test_hostile_frames_at_the_display_cannot_crash_it_or_grow_its_statistics(live) -> None:
     sealer = Sealer.from_file(live.secret)
-    sock = _socket(zmq.PUSH, live.endpoints["display"])
+    sock = peer_socket(zmq.PUSH, live.endpoints["display"])
     epoch = int(time.time() * 1000) - 2
     try:
         header = {"v": wire.SCHEMA, "kind": "composited", "stream": "x", "epoch": epoch, "frame": 0, "ts": {},
@@ -184,7 +175,7 @@ def test_hostile_frames_at_the_display_cannot_crash_it_or_grow_its_statistics(li
 
 @pytest.mark.timeout(90)
 def test_a_flood_of_junk_is_counted_and_logged_a_few_lines_at_a_time(live) -> None:
-    sock = _socket(zmq.PUSH, live.endpoints["display"])
+    sock = peer_socket(zmq.PUSH, live.endpoints["display"])
     try:
         for i in range(3000):
             sock.send_multipart([b"\x93junk" + str(i).encode(), b"\x00\x1b[31mterminal escape"])
@@ -248,7 +239,7 @@ def test_file_mode_ends_with_exit_code_3_when_frames_were_lost(tmp_path) -> None
     p = subprocess.Popen([sys.executable, "-m", "dogfilter.services.display", "--mode", "file", "--secret-file",
                           str(secret), "--display-addr", addr, "--output", f"{tmp_path}/o/"], cwd=ROOT,
                          stderr=subprocess.PIPE, text=True)
-    sock = _socket(zmq.PUSH, addr)
+    sock = peer_socket(zmq.PUSH, addr)
     try:
         for i in (0, 1, 3):  # frame 2 never comes
             send(sock, sealer.seal(_frame_msg("composited", "cam0", i, 7)), block=True)
