@@ -12,6 +12,7 @@ Options every service shares (``PIPELINE``) and the link addresses (``LINKS``) a
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import textwrap
 from collections.abc import Callable, Iterable, Sequence
@@ -103,11 +104,18 @@ class _Append(argparse.Action):
         setattr(namespace, self.dest, [*(() if current is self.default or current is None else current), values])
 
 
+def _finite(v: Any, text: str) -> Any:
+    """nan and inf parse as floats but are no setting: a deadline of inf waits for ever, one of nan never waits."""
+    if isinstance(v, float) and not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return v
+
+
 def positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     """A type that accepts only values > 0 (argparse shows the error as one line)."""
 
     def convert(text: str) -> Any:
-        v = kind(text)
+        v = _finite(kind(text), text)
         if not v > 0:
             raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
         return v
@@ -118,7 +126,7 @@ def positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
 
 def non_negative(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     def convert(text: str) -> Any:
-        v = kind(text)
+        v = _finite(kind(text), text)
         if v < 0:
             raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
         return v

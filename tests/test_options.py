@@ -64,3 +64,8 @@ def test_values_from_the_environment_are_typed_checked_and_overridden_by_flags(m
                        timeout=50)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip() == "dogfilter-detect: error: argument --min-face: must be > 0, got -4"
+    for flag, value in (("--reclassify-ms", "nan"), ("--deadline-ms", "inf"), ("--reclassify-ms", "-1")):
+        r = subprocess.run([sys.executable, "-m", "dogfilter.services.composite", flag, value], capture_output=True,
+                           text=True, timeout=50)
+        assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+        assert f"argument {flag}: must be" in r.stderr, r.stderr
