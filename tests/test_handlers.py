@@ -136,3 +136,34 @@ def test_counters_of_several_processes_of_a_stage_are_added_up_and_bounded() -> 
         s.absorb(Message("composited", meta={"stats": {f"detect@w{i}": {"frames": 1}, f"stage{i}": {"x": 1}}}))
     assert len(s._workers["detect"]) == MAX_WORKERS and len(s.stages) <= MAX_STAGES
     assert s.stages["detect"] == {"frames": MAX_WORKERS}  # the workers heard last
+
+
+@pytest.mark.parametrize(("reclassify_s", "most_frames"), [(0.0, 1), (0.1, 6)])
+def test_a_change_of_expression_reaches_the_mask_within_a_few_frames(reclassify_s: float, most_frames: int) -> None:
+    """Live at 30 frames/s: reading every frame, the mask follows a new expression at the next frame; reading a
+    known face every 100 ms (the default), within 6 frames (0.2 s) whatever the phase of the change."""
+    from dogfilter.common.transport.protocol import Peer
+    from dogfilter.common.vision.masks import Painter, load_masks
+    from dogfilter.services.composite import Composite, Settings
+
+    happy, surprise = [0.9, 0.03, 0.05, 0.02], [0.05, 0.03, 0.9, 0.02]
+    lags = []
+    for change in range(20, 28):
+        sealer = Sealer(b"k" * 32)
+        comp = Composite(Painter(load_masks([])), sealer, Counters("composite", logging.getLogger("t")),
+                         Settings(live=True, reclassify_s=reclassify_s, deadline_s=1.0, max_age_s=1e9))
+        worker = Peer(b"w", 8, {"classes": ["happy", "sad", "surprise", "neutral"]}, 0.0)
+        for i in range(60):
+            face = {"box": [40, 30, 50, 50]}
+            assert comp.on_detections(sealer.seal(Message("detections", "cam0", i, 1, faces=[face],
+                                                          image=np.zeros((120, 160, 3), np.uint8),
+                                                          crops=np.zeros((1, 48, 48), np.uint8))), i / 30)
+            job = comp.next_job()
+            if job is not None:
+                comp.on_emotions(worker, job, Message("emotions", "cam0", i, 1, faces=[
+                    {**face, "probs": surprise if i >= change else happy}]))
+            (out,) = comp.ready(i / 30)
+            if i >= change and out.faces[0]["emotion"] == "surprise":
+                lags.append(i - change)
+                break
+    assert len(lags) == 8 and max(lags) <= most_frames, lags
