@@ -1,7 +1,8 @@
 """classify: emotion probabilities for batches of face crops.
 
 in       crops jobs from one or more pipeline hosts (DEALER → each host's classify link: the local one, or
-         --connect tcp://HOST:PORT, repeatable: one worker, e.g. on a GPU machine, serves a fleet), announcing how
+         --connect tcp://HOST:PORT, repeatable: one worker, e.g. on a GPU machine, serves a fleet; a HOST name that
+         resolves to several addresses is each of them, looked up again every --resolve-s), announcing how
          many jobs it takes at once, the model it runs and its classes; CURVE-encrypted with --curve-dir
 how      the jobs waiting on every link, and those that come within --batch-wait-ms (up to --max-batch faces), go
          through the model as one batch: faces of all frames, streams and hosts together
@@ -20,6 +21,7 @@ import zmq
 
 from dogfilter.common import options, service
 from dogfilter.common.options import Option, non_negative, positive
+from dogfilter.common.transport import discovery
 from dogfilter.common.transport.metrics import Counters
 from dogfilter.common.transport.protocol import HEARTBEAT_S, WorkerLink, poll_links
 from dogfilter.common.transport.sockets import Links, worker_identity
@@ -34,13 +36,12 @@ OPTIONS = (
     Option("classify_engine", "auto", "what runs the emotion model (auto: onnxruntime when the model has its own ONNX "
            "export, as the default model does, without loading PyTorch; else torch)",
            choices=("auto", "onnxruntime", "torch")),
-    Option("connect", [], "pipeline host(s) to take jobs from, e.g. tcp://HOST:5553 (default: the classify link "
-           "address); repeatable: one worker serves several hosts", kind="list", metavar="ADDR"),
     Option("classify_window", 8, "jobs in flight per host", type=positive(int)),
     Option("max_batch", 256, "faces per forward pass, at most", type=positive(int)),
     Option("batch_wait_ms", 2.0, "once a job came, wait this long for more before the forward pass (a batch that "
            "fills up or waits at most this: more faces a pass on a GPU)", type=non_negative(float)),
     Option("threads", 1, "PyTorch CPU threads", type=positive(int)),
+    *discovery.OPTIONS,
 )
 GROUPS = [(STAGE, OPTIONS), ("pipeline", options.PIPELINE), ("links", options.links("classify"))]
 
@@ -82,28 +83,40 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
     clf.predict_proba(np.zeros((1, 48, 48), np.uint8))  # warm up before announcing
     info = {"model": clf.name[:64], "classes": clf.classes, "device": o.device}
     links = Links(o.curve_dir, o.allow_plaintext)
+
+    def open_link(addr: str) -> WorkerLink:
+        sock = links.connect(zmq.DEALER, addr, routing_id=ident, hwm=max(4, 2 * o.classify_window))
+        link = WorkerLink(sock, o.classify_window, info, counters, accepts=("crops",))
+        link.announce()
+        return link
+
+    wanted = o.connect or [o.classify_addr]
+    hosts = discovery.Hosts(discovery.Resolver(wanted, o.resolve_s, log, counters).start(), open_link,
+                            lambda link: links.discard(link.sock), lambda addr, link: [(addr, link.sock)], log,
+                            counters)
     try:
-        hosts = []
-        for addr in o.connect or [o.classify_addr]:
-            sock = links.connect(zmq.DEALER, addr, routing_id=ident, hwm=max(4, 2 * o.classify_window))
-            hosts.append(WorkerLink(sock, o.classify_window, info, counters, accepts=("crops",)))
-            hosts[-1].announce()
         log.info("model %s (%s) on %s (%s), jobs from %s", clf.name, "/".join(clf.classes), o.device, clf.engine,
-                 ", ".join(o.connect or [o.classify_addr]))
+                 ", ".join(wanted))
         while True:
-            for batch in _batches(_collect(hosts, o.max_batch, o.batch_wait_ms / 1000), o.max_batch):
+            hosts.refresh()
+            for batch in _batches(_collect(list(hosts.links.values()), o.max_batch, o.batch_wait_ms / 1000),
+                                  o.max_batch):
                 replies = handler.process([job for _, job in batch])
                 for (link, _), reply in zip(batch, replies, strict=True):
                     if not link.reply(reply):
                         counters["replies_dropped"] += 1  # that host is gone: the result would be stale anyway
-            counters.maybe_log()
+            counters.maybe_log(f"hosts={len(hosts.links)} ")
     finally:
+        hosts.close()
         links.close()
 
 
 def _collect(hosts: list[WorkerLink], max_faces: int, wait_s: float) -> list[tuple[WorkerLink, Message]]:
     """The jobs waiting on every host; once one came, up to ``wait_s`` more for others (faces of other frames,
     streams and hosts batch together), unless ``max_faces`` are there already."""
+    if not hosts:  # no host (yet): a name that resolves to nothing
+        time.sleep(min(HEARTBEAT_S, 0.2))
+        return []
     jobs = poll_links(hosts, HEARTBEAT_S)
     deadline = time.monotonic() + wait_s
     while jobs and wait_s > 0 and sum(len(j.crops) for _, j in jobs) < max_faces:

@@ -7,7 +7,9 @@ out      detections (frame pixels forwarded untouched, zero-copy; an empty face 
          than --max-age-ms is not worked on: a ``skip`` says so
 how      BlazeFace follows the faces of each stream between spread-out scans (photos: a full scan each); frames
          bigger than --detect-size are scaled down for detection only
-Run several (``honcho start -c detect=2``): the composite puts frames back in order.
+Run several (``honcho start -c detect=2``): the composite puts frames back in order.  One worker serves several
+pipeline hosts with --connect tcp://HOST:5551 (repeatable; a HOST name resolving to several addresses is each of
+them, looked up again every --resolve-s): frames from each host's frames link, detections to the same host.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from dataclasses import dataclass
 
 import zmq
 
 from dogfilter.common import options, service
+from dogfilter.common.errors import DogfilterError
 from dogfilter.common.options import Option, positive
+from dogfilter.common.transport import discovery
 from dogfilter.common.transport.metrics import Counters
 from dogfilter.common.transport.protocol import HEARTBEAT_S, Confirmations, WorkerLink, poll_links, send
 from dogfilter.common.transport.sockets import Links, stats_key, worker_identity
@@ -40,6 +45,7 @@ OPTIONS = (
     Option("detect_size", 1920, "longest side, in pixels, of the picture detection looks at: bigger frames are "
            "scaled down for detection (masks are still painted on the full frame)", type=positive(int),
            launcher=True),
+    *discovery.OPTIONS,
 )
 GROUPS = [(STAGE, OPTIONS), ("pipeline", options.PIPELINE), ("links", options.links("frames", "detections"))]
 
@@ -53,7 +59,9 @@ class Detect:
         self.live, self.max_age_s, self.detect_size = live, max_age_s, detect_size
         self.stats_key = STAGE  # one of several processes: detect@worker (the display adds them up)
 
-    def process(self, msg: Message) -> Message:
+    def process(self, msg: Message, host: str | None = None) -> Message:
+        """``host``: the pipeline host the frame came from, when this worker serves several (each host's streams
+        are followed apart, though two hosts may both name a stream cam0)."""
         if msg.kind == "eos":
             out = msg.derive("eos")
         elif self.live and time.time() - msg.ts.get("capture", time.time()) > self.max_age_s:
@@ -61,7 +69,8 @@ class Detect:
             out = msg.derive("skip", image=None, meta={**msg.meta, "reason": "stale"})
         else:
             msg.stamp("detect_in")
-            video = None if msg.meta.get("still") else (msg.stream, msg.epoch)  # photos: each on its own
+            video = None if msg.meta.get("still") else (msg.stream, msg.epoch) if host is None else (
+                host, msg.stream, msg.epoch)  # photos: each on its own
             faces = detect_at_most(self.detector, msg.image, self.detect_size, video, msg.frame)
             out = msg.derive("detections", faces=[f.to_wire() for f in faces],
                              crops=face_crops(msg.image, [f.box for f in faces]))
@@ -90,34 +99,76 @@ def make_handler(o: argparse.Namespace, counters: Counters) -> Detect:
                   detect_size=o.detect_size)
 
 
+@dataclass
+class Host:
+    """One pipeline host this worker serves: its frames link (jobs) and its detections link."""
+
+    addr: str
+    link: WorkerLink
+    out: zmq.Socket
+    sent: Confirmations
+
+
 def run(o: argparse.Namespace, log: logging.Logger) -> int:
     live = o.mode == "live"
     counters = Counters(STAGE, log)
     handler = make_handler(o, counters)
     detector = handler.detector
+    out_port = discovery.port_of(o.detections_addr)
+    if o.connect and (out_port is None or any(discovery.port_of(a) is None for a in o.connect)):
+        raise DogfilterError("--connect takes tcp://HOST:PORT (a host's frames link), and --detections-addr must be "
+                             "tcp://...:PORT: detections go to the same host at that port")
     links = Links(o.curve_dir, o.allow_plaintext)
-    try:
-        me = worker_identity(STAGE)
-        handler.stats_key = stats_key(STAGE, me)
-        frames = links.connect(zmq.DEALER, o.frames_addr, routing_id=me)
-        out = links.connect(zmq.DEALER, o.detections_addr, routing_id=me)
+    me = worker_identity(STAGE)
+    handler.stats_key = stats_key(STAGE, me)
+
+    def open_host(addr: str) -> Host:
+        frames = links.connect(zmq.DEALER, addr, routing_id=me)
+        out = links.connect(zmq.DEALER, discovery.with_port(addr, out_port) if o.connect else o.detections_addr,
+                            routing_id=me)
         link = WorkerLink(frames, 1 if live else 2, {"detector": detector.name}, counters, accepts=("frame", "eos"))
         link.announce()
-        log.info("%s detector, frames from %s, detections to %s", detector.name, o.frames_addr, o.detections_addr)
-        sent = Confirmations(out, counters)  # file mode: capture hears "done" once composite has the frame
+        return Host(addr, link, out, Confirmations(out, counters))  # file mode: capture hears "done" once
+        # composite has the frame
+
+    def close_host(h: Host) -> None:
+        links.discard(h.link.sock)
+        links.discard(h.out)
+
+    def sockets_of(addr: str, h: Host) -> list[tuple[str, zmq.Socket]]:
+        return [(addr, h.link.sock), (discovery.with_port(addr, out_port) if o.connect else o.detections_addr,
+                                      h.out)]
+
+    wanted = o.connect or [o.frames_addr]
+    hosts = discovery.Hosts(discovery.Resolver(wanted, o.resolve_s, log, counters).start(), open_host, close_host,
+                            sockets_of, log, counters)
+    try:
+        log.info("%s detector, frames from %s, detections to %s", detector.name, ", ".join(wanted),
+                 f"each host's port {out_port}" if o.connect else o.detections_addr)
         while True:
-            for _, job in poll_links([link], min(HEARTBEAT_S, sent.wait_s(time.monotonic())), also=(out,)):
-                result = handler.process(job)
+            hosts.refresh()
+            serving = list(hosts.links.values())
+            if not serving:  # a name that resolves to nothing (yet)
+                time.sleep(0.2)
+                continue
+            by_link = {id(h.link): h for h in serving}
+            now = time.monotonic()
+            wait = min(HEARTBEAT_S, *(h.sent.wait_s(now) for h in serving))
+            for link, job in poll_links([h.link for h in serving], wait, also=tuple(h.out for h in serving)):
+                h = by_link[id(link)]
+                result = handler.process(job, h.addr if o.connect else None)
                 if not live:
-                    sent.send(result, job, on_wait=link.tick)
-                elif not send(out, result, block=result.kind == "eos", timeout_s=0.5, on_wait=link.tick):
+                    h.sent.send(result, job, on_wait=link.tick)
+                elif not send(h.out, result, block=result.kind == "eos", timeout_s=0.5, on_wait=link.tick):
                     counters["frames_dropped"] += 1  # live: composite is gone or stuck; the frame is stale anyway
                 if live:
                     link.done(job)
-            for job, delivered in sent.settle(on_wait=link.tick):
-                link.done(job, give_back=not delivered)  # composite full for a while: capture sends it later
-            counters.maybe_log()
+            for h in serving:
+                for job, delivered in h.sent.settle(on_wait=h.link.tick):
+                    h.link.done(job, give_back=not delivered)  # composite full for a while: capture sends it later
+            counters.maybe_log(f"hosts={len(serving)} " if o.connect else "")
     finally:
+        hosts.close()
         links.close()
 
 

@@ -155,4 +155,5 @@ class StreamStats:
     def as_dict(self) -> dict[str, Any]:
         return {"frames": self.frames, "fps": round(self.rate.per_second(), 2), "size": self.size,
                 "latency_ms": {k: w.summary() for k, w in self.latency.items()}, "faces": self.faces,
-                "emotions": dict(self.emotions), "counters": self.stages, "ended": self.ended is not None}
+                "emotions": dict(self.emotions), "counters": self.stages, "ended": self.ended is not None,
+                "workers": {stage: dict(per) for stage, per in self._workers.items()}}

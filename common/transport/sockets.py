@@ -150,6 +150,12 @@ class Links:
             raise DogfilterError(f"cannot read CURVE keys in {d}: {e}") from None
         sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = server_pub, pub, sec
 
+    def discard(self, sock: zmq.Socket) -> None:
+        """Close one socket (a link to a host that is gone) before the others."""
+        if sock in self.sockets:
+            self.sockets.remove(sock)
+        sock.close(linger=0)
+
     def close(self) -> None:
         for s in self.sockets:
             s.close(linger=0)
