@@ -128,7 +128,7 @@ class Reorder:
             self.gap_since = None
 
     def drop_oldest(self) -> None:
-        del self.entries[min(self.entries)]
+        self.entries.pop(min(self.entries)).emitted = True  # gone: its crops job is not worth a forward pass
 
     def wait_s(self, now: float) -> float:
         t = HEARTBEAT_S
@@ -309,6 +309,10 @@ class Composite:
                 self.counters.log.info("stream %s finished at frame %s", name, st.eos.meta["last"])
             elif now - st.last_heard > IDLE_STREAM_S and not st.reorder.entries:
                 del self.streams[name]  # gone quiet without an end: forget it (bounded state)
+        if self.queue and any(job.ctx.emitted for job in self.queue):
+            # no worker took them in time (none is up, or the link to it is down): a job whose frame went out is not
+            # worth a forward pass, and would hold its frame's pixels while no worker comes
+            self.queue = deque(job for job in self.queue if not job.ctx.emitted)
         for m in out:
             m.stats(STAGE, self.counters)
         return out
@@ -332,6 +336,8 @@ class Composite:
             if best is not None:
                 face["emotion"], face["p"] = best[0], round(best[1], 3)
                 face["stale"] = probs is None and i in entry.asked  # asked, and the answer missed this frame
+                if face["stale"]:
+                    self.counters["faces_late"] += 1  # painted with its last reading
             else:
                 face["emotion"], face["stale"] = self.painter.default_emotion, True
                 self.counters["faces_unclassified"] += 1

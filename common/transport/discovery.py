@@ -14,6 +14,7 @@ refuses our keys is said in one line and counted (``hosts_not_dogfilter``, ``hos
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import socket
@@ -26,6 +27,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from dogfilter.common.options import Option, positive
 from dogfilter.common.transport.metrics import Counters
+from dogfilter.common.transport.sockets import HANDSHAKE_S
 
 CONNECT = Option("connect", [], "pipeline host(s) to take jobs from (classify: the host's classify link, "
                  "tcp://HOST:5553; detect: its frames link, tcp://HOST:5551, detections going to the same host at the "
@@ -188,13 +190,15 @@ class Watch:
                     self.log.info("%s answers now", self.addr)
                 self.state = ""
                 continue
-            if kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
-                key, why = "hosts_not_dogfilter", "does not speak dogfilter's protocol (not a dogfilter host?)"
+            if kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL or (
+                    kind == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL and ev["value"] == errno.EAGAIN):
+                key, why = "hosts_not_dogfilter", (f"does not speak dogfilter's protocol (no ZeroMQ handshake within "
+                                                   f"{HANDSHAKE_S:g}s: not a dogfilter host?)")
             elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
                 key, why = "hosts_refused_keys", "refused our CURVE key (give this worker the fleet's keys)"
             else:
-                key, why = "handshakes_failed", ("the handshake failed (not a dogfilter host, or other CURVE keys "
-                                                 "than ours)")
+                key, why = "handshakes_failed", ("closed the link during the handshake (other CURVE keys than the "
+                                                 "host's, or not a dogfilter host)")
             self.counters[key] += 1
             if self.state != key:
                 self.state = key

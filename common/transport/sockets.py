@@ -30,6 +30,7 @@ from dogfilter.common.transport import wire
 from dogfilter.common.transport.seal import check_private
 
 LINK_HWM = 4  # messages queued per link: small, so lag cannot grow
+HANDSHAKE_S = 5  # a peer that has not finished ZeroMQ's handshake by then is dropped (libzmq's default: 30 s)
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 
@@ -67,6 +68,7 @@ def make_socket(ctx: zmq.Context, kind: int, *, hwm: int = LINK_HWM, recv_limit:
     s.setsockopt(zmq.LINGER, 0)
     s.setsockopt(zmq.SNDHWM, hwm)
     s.setsockopt(zmq.RCVHWM, hwm)
+    s.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_S * 1000)  # not dogfilter (or not ZeroMQ): said soon, by the monitor
     if recv_limit:  # a peer that sends a frame bigger than this is disconnected by libzmq itself
         s.setsockopt(zmq.MAXMSGSIZE, wire.LIMITS.max_message_bytes)
     if kind in (zmq.PUSH, zmq.DEALER):
