@@ -4,6 +4,7 @@ single loop — one command, one table (Markdown on stdout) and a JSON file.
     dogfilter-bench                       # the full run (a few minutes on 2 cores)
     dogfilter-bench --quick               # tiny counts: a smoke test
     dogfilter-bench --only transport,classifier --json out.json
+    dogfilter-bench --only fleet          # K pipeline hosts × M classify workers in network namespaces (root)
 
 Each stage alone is a real process on real sockets, driven by a feeder and a sink that the benchmark plays (the
 same wire and credit code as the neighbouring stages).  Each figure is the median of ``--repeats`` runs, with the
@@ -518,7 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--repeats", type=int, default=3,
                     help="runs per figure, which is their median (default: %(default)s; 1 with --quick)")
     ap.add_argument("--only", default="stages,transport,classifier,e2e,tutorial,oneshot,streams,faults",
-                    help="comma-separated sections to run (default: %(default)s)")
+                    help="comma-separated sections to run (default: %(default)s; also: fleet, hosts in network "
+                    "namespaces, which needs root)")
     ap.add_argument("--json", default="bench.json", help="where to write the figures as JSON (default: %(default)s)")
     ap.add_argument("--detector", default=None, metavar="NAME",
                     help="detector for the detect stage: blazeface or haar (default: the service's)")
@@ -676,6 +678,13 @@ def section_streams(run: Run) -> list[str]:
     return lines
 
 
+def section_fleet(run: Run) -> list[str]:
+    from dogfilter.commands import bench_fleet
+
+    lines, run.out["fleet"] = bench_fleet.run(run.quick, log)
+    return lines
+
+
 def section_faults(run: Run) -> list[str]:
     from dogfilter.commands import bench_faults
 
@@ -685,7 +694,7 @@ def section_faults(run: Run) -> list[str]:
 
 SECTIONS = {"stages": section_stages, "transport": section_transport, "classifier": section_classifier,
             "e2e": section_e2e, "tutorial": section_tutorial, "oneshot": section_oneshot,
-            "streams": section_streams, "faults": section_faults}
+            "streams": section_streams, "faults": section_faults, "fleet": section_fleet}
 
 
 def main(argv: list[str] | None = None) -> int:
