@@ -135,9 +135,9 @@ class Resolver:
 
     def _failed(self, addr: str, host: str, why: str, keep: bool) -> None:
         self.counters["unresolved_names"] += 1
-        if self.failing.get(host) != why:
-            self.failing[host] = why
-            what = "keeping its last addresses" if keep and self.found.get(addr) else "no hosts from it for now"
+        what = "keeping its last addresses" if keep and self.found.get(addr) else "no hosts from it for now"
+        if self.failing.get(host) != why + what:  # said once, and again only when it changes
+            self.failing[host] = why + what
             self.log.warning("cannot resolve %s (%s): %s; looking it up again every %gs", host, why, what,
                              self.every_s)
         if not keep:
