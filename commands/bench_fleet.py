@@ -62,11 +62,14 @@ def run_config(k: int, m: int, seconds: float, log: Callable[[str], None]) -> di
         time.sleep(2.0)  # settle
         s0 = {h: read_json(fleet.hosts[h].stats) for h in hosts}
         cpu0 = {w: proc_usage(net.procs[w].popen.pid)[0] for w in workers}
+        host_procs = {n: net.procs[n].popen.pid for h in hosts for n in fleet.hosts[h].procs}
+        hcpu0 = {n: proc_usage(pid)[0] for n, pid in host_procs.items()}
         t0 = time.monotonic()
         time.sleep(seconds)
         s1 = {h: read_json(fleet.hosts[h].stats) for h in hosts}
         dt = time.monotonic() - t0
         cpu1 = {w: proc_usage(net.procs[w].popen.pid) for w in workers}
+        hcpu = {n: proc_usage(pid)[0] - hcpu0[n] for n, pid in host_procs.items()}
         logs = {w: net.procs[w].text() for w in workers}
     faces_per_job = {h: s1[h]["faces"] / max(1, s1[h]["frames"]) for h in hosts}  # every face asked every frame
     span = {h: max(1e-3, s1[h]["elapsed_s"] - s0[h]["elapsed_s"]) for h in hosts}
@@ -83,11 +86,16 @@ def run_config(k: int, m: int, seconds: float, log: Callable[[str], None]) -> di
     late = {h: s1[h]["counters"]["composite"].get("faces_late", 0) - s0[h]["counters"]["composite"].get(
         "faces_late", 0) for h in hosts}
     shown = {h: s1[h]["faces"] - s0[h]["faces"] for h in hosts}
+    stage_ms: dict[str, float] = {}  # a pipeline host's CPU per delivered frame, by stage
+    for n, c in hcpu.items():
+        stage = n.split(".", 1)[1]
+        stage_ms[stage] = stage_ms.get(stage, 0.0) + 1000 * c / max(1.0, sum(fps.values()) * dt)
     lat = [s1[h]["latency_ms"].get("capture→display", {}).get("p50") or float("nan") for h in hosts]
     return {"hosts": k, "workers": m, "per_worker": per_worker, "fps": fps, "jobs_per_s": {h: jobs[h] / dt
                                                                                           for h in hosts},
             "fairness": min(fps.values()) / max(fps.values()) if max(fps.values()) > 0 else float("nan"),
-            "late_share": sum(late.values()) / max(1, sum(shown.values())), "p50_ms": max(lat)}
+            "late_share": sum(late.values()) / max(1, sum(shown.values())), "p50_ms": max(lat),
+            "host_ms_per_frame": stage_ms}
 
 
 def hop_latency(n: int, log: Callable[[str], None]) -> dict[str, dict[str, float]]:
@@ -181,6 +189,13 @@ def run(quick: bool, log: Callable[[str], None]) -> tuple[list[str], dict[str, A
             f"{min(r['fps'].values()):.1f}–{max(r['fps'].values()):.1f} | {r['fairness']:.2f} | "
             f"{min(r['jobs_per_s'].values()):.1f}–{max(r['jobs_per_s'].values()):.1f} | "
             f"{100 * r['late_share']:.0f} % | {r['p50_ms']:.0f} |")
+    stages = ("capture", "detect", "composite", "display")
+    lines += ["", "A pipeline host's CPU per delivered frame, ms, by stage (its processes; classify is remote):", "",
+              "| hosts | workers | " + " | ".join(stages) + " | all |", "|---|---|" + "---|" * (len(stages) + 1)]
+    for r in out.values():
+        ms = r["host_ms_per_frame"]
+        lines.append(f"| {r['hosts']} | {r['workers']} | " + " | ".join(f"{ms.get(st, 0.0):.2f}" for st in stages)
+                     + f" | {sum(ms.values()):.2f} |")
     hop = out["hop"] = hop_latency(50 if quick else 300, log)
     same, remote = hop["same host"], hop["GPU box"]
     lines += ["", f"The network hop (veth between namespaces, CURVE): a 3-face job's round trip p50 "
