@@ -111,13 +111,13 @@ class Host:
 
 def run(o: argparse.Namespace, log: logging.Logger) -> int:
     live = o.mode == "live"
-    counters = Counters(STAGE, log)
-    handler = make_handler(o, counters)
-    detector = handler.detector
     out_port = discovery.port_of(o.detections_addr)
     if o.connect and (out_port is None or any(discovery.port_of(a) is None for a in o.connect)):
         raise DogfilterError("--connect takes tcp://HOST:PORT (a host's frames link), and --detections-addr must be "
                              "tcp://...:PORT: detections go to the same host at that port")
+    counters = Counters(STAGE, log)
+    handler = make_handler(o, counters)
+    detector = handler.detector
     links = Links(o.curve_dir, o.allow_plaintext)
     me = worker_identity(STAGE)
     handler.stats_key = stats_key(STAGE, me)

@@ -72,3 +72,12 @@ def test_a_name_that_never_resolves_is_no_crash() -> None:
         assert r.endpoints() == []
     finally:
         r.stop()
+
+
+def test_detect_connect_wants_tcp_host_and_port_in_one_line() -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "dogfilter.services.detect", "--connect", "ipc:///tmp/frames"],
+                       capture_output=True, text=True, timeout=25)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--connect takes tcp://HOST:PORT" in r.stderr, r.stderr
