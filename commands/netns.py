@@ -46,11 +46,22 @@ def unavailable() -> str | None:
         return "making network namespaces needs root (CI runs as root)"
     if shutil.which("ip") is None:
         return "the `ip` command (iproute2) is not installed"
+    try:
+        NETNS_ETC.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"cannot create {NETNS_ETC} (each machine's hosts file): {e.strerror}"
     probe = f"{PREFIX}{os.getpid()}xprobe"
     r = _ip("netns", "add", probe, check=False)
     if r.returncode != 0:
         return f"`ip netns add` fails here: {r.stderr.strip()[:200]}"
-    _ip("netns", "del", probe, check=False)
+    try:
+        for kind, args in (("bridge", ("br0", "type", "bridge")),
+                           ("veth", ("vprobe0", "type", "veth", "peer", "name", "vprobe1"))):
+            r = _ip("-n", probe, "link", "add", *args, check=False)
+            if r.returncode != 0:
+                return f"cannot make a {kind} in a namespace: {r.stderr.strip()[:200]}"
+    finally:
+        _ip("netns", "del", probe, check=False)
     return None
 
 
