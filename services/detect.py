@@ -18,7 +18,7 @@ import time
 
 import zmq
 
-from dogfilter.common import options, service
+from dogfilter.common import health, options, service
 from dogfilter.common.options import Option, positive
 from dogfilter.common.transport.metrics import Counters
 from dogfilter.common.transport.protocol import HEARTBEAT_S, Confirmations, WorkerLink, poll_links, send
@@ -103,9 +103,11 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
         out = links.connect(zmq.DEALER, o.detections_addr, routing_id=me)
         link = WorkerLink(frames, 1 if live else 2, {"detector": detector.name}, counters, accepts=("frame", "eos"))
         link.announce()
+        health.ready()
         log.info("%s detector, frames from %s, detections to %s", detector.name, o.frames_addr, o.detections_addr)
         sent = Confirmations(out, counters)  # file mode: capture hears "done" once composite has the frame
         while True:
+            health.beat()
             for _, job in poll_links([link], min(HEARTBEAT_S, sent.wait_s(time.monotonic())), also=(out,)):
                 result = handler.process(job)
                 if not live:
