@@ -100,12 +100,13 @@ def _merge(base: Any, patch: Any) -> Any:
                                                                    for x in base + patch)):
         out = copy.deepcopy(base)
         names = [x["name"] for x in out]
+        new = []
         for item in patch:
             if item["name"] in names:
                 out[names.index(item["name"])] = _merge(out[names.index(item["name"])], item)
             else:
-                out.append(copy.deepcopy(item))
-        return out
+                new.append(copy.deepcopy(item))
+        return new + out  # kustomize puts a patch's new items first
     return copy.deepcopy(patch)
 
 
@@ -226,7 +227,8 @@ def check_compose(path: Path) -> list[str]:
         doc = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as e:
         return [f"{path}: {str(e).splitlines()[0]}"]
-    validator = jsonschema.Draft7Validator(compose_schema())
+    schema = compose_schema()
+    validator = jsonschema.validators.validator_for(schema)(schema)  # the draft it names (2020-12 today)
     problems = [f"{path}: {'.'.join(str(p) for p in e.absolute_path) or '(top)'}: {e.message}"
                 for e in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))]
     return problems + [f"{path}: {why}" for why in compose_ranges(doc or {})]
