@@ -199,3 +199,92 @@ def test_a_bad_health_port_is_one_line() -> None:
                          capture_output=True, text=True, timeout=20)
     assert out.returncode == 2
     assert out.stderr.strip() == "dogfilter-classify: error: --health-port must be 1..65535 (0: off), got 70000"
+
+
+def _sub(text: str, subst: dict[str, str]) -> str:
+    """Every key of ``subst`` replaced in one pass (longest first), so a replacement is never replaced again."""
+    pattern = "|".join(re.escape(k) for k in sorted(subst, key=len, reverse=True))
+    return re.sub(pattern, lambda m: subst[m.group(0)], text)
+
+
+def _pod_env(container: dict, subst: dict[str, str]) -> dict[str, str]:
+    return {e["name"]: _sub(e["value"], subst) for e in container.get("env", [])}
+
+
+@pytest.mark.timeout(120)
+def test_the_pipeline_pod_and_its_workers_run_as_the_manifests_configure_them(tmp_path: Path) -> None:
+    """The base's pipeline pod (init copy, CURVE on TCP, ipc:// inside the pod, the secret) and a detect and a
+    classify worker, run here as processes with the manifests' own environment: only the paths (/run/dogfilter,
+    /secrets), the ports (free ones) and the addresses (loopback for 0.0.0.0 and the Service's name) are mapped."""
+    import os
+
+    from dogfilter.common.transport.sockets import create_keys
+
+    docs = by_id(cm.render(K8S / "base", "python"))
+    pod = docs["StatefulSet/dogfilter-pipeline"]["spec"]["template"]["spec"]
+    keys = create_keys(tmp_path / "keys")
+    secrets = tmp_path / "secrets"
+    for sub, files in (("curve", {"server.key": "server.key", "server.key_secret": "server.key_secret",
+                                  "clients/client.key": "clients/client.key"}),
+                       ("curve-client", {"server.key": "server.key", "client.key": "client.key",
+                                         "client.key_secret": "client.key_secret"})):
+        for dst, src in files.items():
+            (secrets / sub / dst).parent.mkdir(parents=True, exist_ok=True)
+            (secrets / sub / dst).write_bytes((keys / src).read_bytes())
+            (secrets / sub / dst).chmod(0o440)  # as Kubernetes mounts them under fsGroup
+    (secrets / "pipeline").mkdir()
+    (secrets / "pipeline" / "secret").write_text("ab" * 32 + "\n")
+    (secrets / "pipeline" / "secret").chmod(0o440)
+    ports = {p: free_port() for p in (5551, 5552, 5553, 8080, 8081, 9100, 9101, 9102, 9103)}
+    run = tmp_path / "run"
+    subst = {"/run/dogfilter": str(run), "/secrets/": f"{secrets}/", "0.0.0.0": "127.0.0.1",
+             "dogfilter-pipeline": "127.0.0.1", **{f":{a}": f":{b}" for a, b in ports.items()},
+             **{str(a): str(b) for a, b in ports.items() if a >= 8080}}
+    init = pod["initContainers"][0]["command"]
+    script = _sub(init[2], subst)
+    assert subprocess.run(["sh", "-c", script], timeout=10).returncode == 0
+    assert oct((run / "keys" / "server.key_secret").stat().st_mode & 0o777) == "0o400"
+    worker_run = tmp_path / "run-worker"
+    wscript = docs["Deployment/dogfilter-classify"]["spec"]["template"]["spec"]["initContainers"][0]["command"][2]
+    wsubst = {"/secrets/curve/": f"{secrets}/curve-client/", **subst, "/run/dogfilter": str(worker_run)}
+    wscript = _sub(wscript, wsubst)
+    assert subprocess.run(["sh", "-c", wscript], timeout=10).returncode == 0
+    procs = []
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("DOGFILTER_")}
+    try:
+        for c in pod["containers"]:
+            env = {**base_env, **_pod_env(c, subst)}
+            procs.append(subprocess.Popen([sys.executable, "-m", f"dogfilter.services.{c['name']}"], env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        for worker in ("detect", "classify"):
+            c = docs[f"Deployment/dogfilter-{worker}"]["spec"]["template"]["spec"]["containers"][0]
+            env = {**base_env, **_pod_env(c, {**wsubst, "9100": str(ports[9100] if worker == "classify"
+                                                                    else free_port())})}
+            if worker == "detect":  # before --connect for detect (item 2 of the issue) lands, the one host's link
+                env["DOGFILTER_FRAMES_ADDR"] = env["DOGFILTER_CONNECT"]
+            procs.append(subprocess.Popen([sys.executable, "-m", f"dogfilter.services.{worker}"], env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        from prometheus_client.parser import text_string_to_metric_families
+
+        deadline, faces = time.monotonic() + 60, 0.0
+        while time.monotonic() < deadline and faces < 30:
+            time.sleep(1)
+            assert all(p.poll() is None for p in procs), [p.stderr.read() for p in procs if p.poll() is not None]
+            try:
+                text = get(f"http://127.0.0.1:{ports[8080]}/metrics")[1]
+            except OSError:
+                continue
+            fams = {f.name: f for f in text_string_to_metric_families(text)}
+            faces = sum(s.value for s in fams["dogfilter_faces"].samples if s.name.endswith("_total")
+                        and s.labels.get("emotion") != "neutral") if "dogfilter_faces" in fams else 0.0
+        assert faces >= 30, "no classified faces reached the display through the pod's links"
+        for port in (9101, 9102, 9103, 9100):
+            assert get(f"http://127.0.0.1:{ports[port]}/readyz")[0] == 200
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
