@@ -67,7 +67,7 @@ bundle=${PIP_CERT:-$(pip config get global.cert 2>/dev/null || true)}
 [ -n "$bundle" ] && [ -f "$bundle" ] || bundle=/etc/ssl/certs/ca-certificates.crt
 [ -f "$bundle" ] && ca=(--secret "id=ca_bundle,src=$bundle")
 t0=$(date +%s)
-buildah bud --isolation chroot --layers -q -f deploy/Containerfile --build-arg BASE="$BASE_TAG" \
+buildah bud --isolation chroot --layers --force-rm -q -f deploy/Containerfile --build-arg BASE="$BASE_TAG" \
   --build-arg VARIANT="$VARIANT" "${ca[@]}" -t "$TAG" . >/dev/null
 size=$(buildah inspect --type image --format '{{.Size}}' "$TAG" 2>/dev/null || echo 0)
 [ "$size" -gt 0 ] 2>/dev/null || size=$(buildah images --noheading --format '{{.Size}}' "$TAG")

@@ -288,3 +288,62 @@ def test_the_pipeline_pod_and_its_workers_run_as_the_manifests_configure_them(tm
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+@pytest.mark.timeout(120)
+def test_the_compose_services_run_as_compose_configures_them(tmp_path: Path) -> None:
+    """deploy/compose.yaml's services as processes with their own environment and commands (the `keys` one-shot
+    too): every link CURVE over TCP, the shared private folder, the browser view. Mapped to this machine: the
+    private volume to a folder, service names to loopback, ports to free ones, each health port its own."""
+    import os
+
+    doc = yaml.safe_load(COMPOSE.read_text())
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    ports = {p: free_port() for p in (5551, 5552, 5553, 5554, 5555, 8080, 8081)}
+    subst = {"/run/dogfilter": str(private), "0.0.0.0": "127.0.0.1",
+             **{f"{h}:{p}": f"127.0.0.1:{ports[p]}" for h in ("capture", "composite", "display") for p in ports},
+             **{f"{h}:{p}": f"127.0.0.1:{q}" for h in ("127.0.0.1", "0.0.0.0") for p, q in ports.items()},
+             **{str(p): str(q) for p, q in ports.items() if p >= 8080}}
+    keys = doc["services"]["keys"]["command"]
+    script = _sub(keys[2], subst).replace("dogfilter keys", f"{sys.executable} -m dogfilter.commands.run keys")
+    for _ in range(2):  # once makes them, twice keeps them
+        assert subprocess.run([*keys[:2], script], timeout=30).returncode == 0
+    assert (private / "keys" / "server.key_secret").is_file()
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("DOGFILTER_")}
+    procs, health = [], {}
+    try:
+        for name in ("capture", "detect", "classify", "composite", "display"):
+            svc = doc["services"][name]
+            env = {**base_env, **{k: _sub(str(v), subst) for k, v in svc["environment"].items()}}
+            health[name] = env["DOGFILTER_HEALTH_PORT"] = str(free_port())
+            env["DOGFILTER_SOURCE"] = "demo"  # ${DOGFILTER_SOURCE:-demo}
+            assert svc["command"] == [f"dogfilter-{name}"]
+            procs.append(subprocess.Popen([sys.executable, "-m", f"dogfilter.services.{name}"], env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        from prometheus_client.parser import text_string_to_metric_families
+
+        deadline, faces = time.monotonic() + 60, 0.0
+        while time.monotonic() < deadline and faces < 30:
+            time.sleep(1)
+            assert all(p.poll() is None for p in procs), [p.stderr.read() for p in procs if p.poll() is not None]
+            try:
+                code, text = get(f"http://127.0.0.1:{ports[8080]}/metrics")
+            except OSError:
+                continue
+            assert code == 200
+            fams = {f.name: f for f in text_string_to_metric_families(text)}
+            faces = sum(s.value for s in fams["dogfilter_faces"].samples if s.name.endswith("_total")
+                        and s.labels.get("emotion") != "neutral") if "dogfilter_faces" in fams else 0.0
+        assert faces >= 30, "no classified faces reached the display through compose's links"
+        assert oct((private / "secret").stat().st_mode & 0o777) == "0o600"
+        for name, port in health.items():
+            assert get(f"http://127.0.0.1:{port}/readyz")[0] == 200, name
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
