@@ -155,6 +155,11 @@ PIPELINE: tuple[Option, ...] = (
     Option("secret_file", None, "the pipeline's shared secret: capture seals each frame with it, composite and display "
            "accept only sealed frames and end-of-streams (created 0600 if missing; default "
            "$XDG_RUNTIME_DIR/dogfilter/secret or ~/.config/dogfilter/secret)", metavar="FILE"),
+    Option("health_port", 0, "serve /healthz, /readyz and /metrics on this port (0: off), for Kubernetes probes and "
+           "Prometheus: alive while the stage's loop turns, ready once it is up (common/health.py)",
+           type=non_negative(int), metavar="PORT"),
+    Option("health_host", "127.0.0.1", "address the health port listens on (0.0.0.0 in a container, so the kubelet "
+           "can reach it; it shows no frames, names or keys)", metavar="HOST"),
 )
 
 LINK_DEFAULTS = {

@@ -18,7 +18,7 @@ from typing import Any
 
 import cv2
 
-from dogfilter.common import options
+from dogfilter.common import health, options
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.options import Option
 from dogfilter.common.transport import wire
@@ -50,6 +50,7 @@ def main(stage: str, doc: str, groups: Iterable[tuple[str, Sequence[Option]]], r
         o = options.parse(f"dogfilter-{stage}", doc, groups, argv)
         log = setup_logging(stage, o.log_level)
         wire.configure(o.max_pixels)
+        health.serve(stage, o.health_port, o.health_host)  # --health-port: /healthz, /readyz, /metrics
         cv2.setNumThreads(1)  # one core per process, as onnxruntime has: scale by running more processes. OpenCV's
         # own pool spins a second thread on every resize; beside the other stages it took ~18 % of a core in detect
         return run(o, log) or 0

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import zmq
 
-from dogfilter.common import options, service
+from dogfilter.common import health, options, service
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.media.sources import DemoSource, Source, open_source, parse_size
 from dogfilter.common.media.webcam import CameraServer, WebSource, WebTab
@@ -384,6 +384,7 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
             camera = CameraServer(o.web_host, o.web_port, token, waker, max_streams=o.max_web_streams,
                                   max_pixels=min(o.max_pixels, 4_000_000))
             log.info("browser camera at http://%s:%d/%s", o.web_host, camera.port, f"?token={token}" if token else "")
+        health.ready()
         return loop(capture, pool, Sockets(router, wake, returns), camera, live, o.exit_on_eos)
     finally:
         if camera is not None:
@@ -406,6 +407,7 @@ def loop(capture: Capture, pool: Dispatcher, s: Sockets, camera: CameraServer | 
             poller.register(sock, zmq.POLLIN)
     redo: list[Job] = []
     while True:
+        health.beat()
         wait = capture.wait_s(time.monotonic()) if pool.free() else HEARTBEAT_S
         events = dict(poller.poll(int(1000 * min(wait, HEARTBEAT_S)) + 1))
         if s.wake in events:

@@ -19,7 +19,7 @@ import time
 import numpy as np
 import zmq
 
-from dogfilter.common import options, service
+from dogfilter.common import health, options, service
 from dogfilter.common.options import Option, non_negative, positive
 from dogfilter.common.transport import discovery
 from dogfilter.common.transport.metrics import Counters
@@ -44,6 +44,28 @@ OPTIONS = (
     *discovery.OPTIONS,
 )
 GROUPS = [(STAGE, OPTIONS), ("pipeline", options.PIPELINE), ("links", options.links("classify"))]
+
+
+class BusyMeter:
+    """The fraction of the last ``window_s`` seconds spent in forward passes: the figure to scale classify workers
+    on (``/metrics`` of ``--health-port``: ``dogfilter_classify_busy_ratio``; on a GPU the CPU use says nothing).
+    One-second buckets, so its state is bounded whatever the batch rate."""
+
+    def __init__(self, window_s: int = 10) -> None:
+        self.window_s = window_s
+        self.buckets: dict[int, float] = {}
+
+    def add(self, seconds: float, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        key = int(now)
+        self.buckets[key] = self.buckets.get(key, 0.0) + seconds
+        for old in [k for k in self.buckets if k <= key - self.window_s]:
+            del self.buckets[old]
+
+    def fraction(self, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        busy = sum(v for k, v in list(self.buckets.items()) if k > now - self.window_s - 1)
+        return min(1.0, busy / self.window_s)
 
 
 class Classify:
@@ -95,13 +117,22 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
                             lambda link: links.discard(link.sock), lambda addr, link: [(addr, link.sock)], log,
                             counters)
     try:
+        busy = BusyMeter()
+        health.gauge("classify_busy_ratio", "fraction of the last 10 s this worker spent in forward passes",
+                     busy.fraction)
+        health.gauge("classify_faces_total", "faces this worker classified", lambda: counters["faces"],
+                     "counter")
+        health.ready()
         log.info("model %s (%s) on %s (%s), jobs from %s", clf.name, "/".join(clf.classes), o.device, clf.engine,
                  ", ".join(wanted))
         while True:
+            health.beat()
             hosts.refresh()
             for batch in _batches(_collect(list(hosts.links.values()), o.max_batch, o.batch_wait_ms / 1000),
                                   o.max_batch):
+                t0 = time.monotonic()
                 replies = handler.process([job for _, job in batch])
+                busy.add(time.monotonic() - t0)
                 for (link, _), reply in zip(batch, replies, strict=True):
                     if not link.reply(reply):
                         counters["replies_dropped"] += 1  # that host is gone: the result would be stale anyway

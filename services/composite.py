@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from dogfilter.common import options, service
+from dogfilter.common import health, options, service
 from dogfilter.common.options import Option, non_negative, positive
 from dogfilter.common.transport.metrics import Counters
 from dogfilter.common.transport.protocol import HEARTBEAT_S, Dispatcher, Job, Peer, drain_confirming, send
@@ -378,6 +378,12 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
                           check_info=check_worker)
         log.info("detections on %s, classify workers on %s%s, display at %s", o.detections_addr, o.classify_addr,
                  " (CURVE)" if links.curve_dir else "", o.display_addr)
+        health.gauge("classify_jobs_waiting", "crops jobs waiting for a classify worker's credit",
+                     lambda: len(comp.queue))
+        health.gauge("classify_jobs_in_flight", "crops jobs the classify workers hold",
+                     lambda: sum(len(p.jobs) for p in pool.peers.values()))
+        health.gauge("classify_workers_joined", "classify workers joined", lambda: len(pool.peers))
+        health.ready()
         loop(comp, pool, pull, router, push)
     finally:
         links.close()
@@ -389,6 +395,7 @@ def loop(comp: Composite, pool: Dispatcher, pull: zmq.Socket, router: zmq.Socket
     poller.register(router, zmq.POLLIN)
     poller.register(pull, zmq.POLLIN)
     while True:
+        health.beat()
         poller.poll(int(1000 * comp.wait_s(time.monotonic())) + 1)
         now = time.monotonic()
         drain_confirming(pull, comp.counters, functools.partial(comp.on_detections, now=now))

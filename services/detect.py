@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import zmq
 
-from dogfilter.common import options, service
+from dogfilter.common import health, options, service
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.options import Option, positive
 from dogfilter.common.transport import discovery
@@ -143,9 +143,11 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
     hosts = discovery.Hosts(discovery.Resolver(wanted, o.resolve_s, log, counters).start(), open_host, close_host,
                             sockets_of, log, counters)
     try:
+        health.ready()
         log.info("%s detector, frames from %s, detections to %s", detector.name, ", ".join(wanted),
                  f"each host's port {out_port}" if o.connect else o.detections_addr)
         while True:
+            health.beat()
             hosts.refresh()
             serving = list(hosts.links.values())
             if not serving:  # a name that resolves to nothing (yet)

@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import zmq
 
-from dogfilter.common import options, service
+from dogfilter.common import health, options, service
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.media.sinks import Recorder, StreamStats
 from dogfilter.common.options import Option, non_negative
@@ -161,6 +161,7 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
         returns = links.connect(zmq.PUSH, o.returns_addr, hwm=64)  # to capture: frames that left, tabs' results
         log.info("frames on %s%s%s", o.display_addr, f", recording to {', '.join(o.output)}" if o.output else "",
                  ", window" if o.window else "")
+        health.ready()
         return loop(o, display, pull, returns, recorders, view)
     finally:
         for r in recorders.values():
@@ -175,6 +176,7 @@ def loop(o: argparse.Namespace, display: Display, pull: zmq.Socket, returns: zmq
          recorders: dict[str | None, Recorder], view: Any) -> int:
     last_write = 0.0
     while True:
+        health.beat()
         if time.monotonic() - last_write > 0.25:
             write_stats(o.stats_out, display)
             last_write = time.monotonic()

@@ -29,8 +29,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
+
+try:
+    import torch
+    from torch import nn
+except ImportError:  # training is PyTorch's: say how to get it, in one line, instead of a traceback
+    from dogfilter.common.optional import TORCH_HINT
+
+    print(f"dogfilter-train: error: training needs PyTorch, which this install does not have: {TORCH_HINT}",
+          file=sys.stderr)
+    raise SystemExit(2) from None
 from tqdm import tqdm
 
 from dogfilter.commands.train import fer, linear, report

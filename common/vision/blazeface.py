@@ -33,7 +33,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dogfilter.common import ASSETS
+from dogfilter.common import ASSETS, optional
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.vision.boxes import box_iou
 
@@ -250,7 +250,7 @@ def load_engine(kind: str, engine: str = "auto", weights: str | Path | None = No
                 engine = "torch"
     if engine == "onnxruntime":
         return OnnxEngine(kind, weights, threads)
-    import torch
+    torch = optional.torch("the PyTorch BlazeFace engine (--detect-engine torch, or .pth weights)")
 
     from dogfilter.common.vision.blazeface_nets import TorchEngine  # PyTorch only on this path
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from dogfilter.common import ASSETS
+from dogfilter.common import ASSETS, optional
 from dogfilter.common.errors import DogfilterError
 
 DEFAULT_MODEL = ASSETS / "models" / "fer4_fernet.pth"
@@ -75,7 +75,15 @@ def load_classifier(path: str | Path | None = None, device: str = "cpu", engine:
             export = None
     if export is not None:
         return OnnxClassifier(*export, threads=threads)
-    import torch
+    if not p.is_file():
+        raise DogfilterError(f"model file not found: {p}")
+    if device != "cpu":
+        why = f"--device {device}"
+    elif engine == "torch":
+        why = "--classify-engine torch"
+    else:
+        why = f"the model {p.name} (it has no ONNX export of its own)"
+    torch = optional.torch(why)
 
     from dogfilter.common.vision.models import EmotionClassifier
 
