@@ -50,6 +50,7 @@ LAUNCHER = (
            type=options.non_negative(int)),
 )
 POSITIONAL = {"source", "output"}  # file and image take these as IN OUT pairs
+LIVE_ONLY = {"virtual_camera", "virtual_camera_backend"}  # a camera is live
 LIVE_DEFAULTS = {"http_port": 8080, "web_port": 8081}  # dogfilter live: the browser view and the browser camera
 
 
@@ -250,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         if cmd != "live":
             sp.add_argument("paths", nargs="+", metavar="IN OUT", help="input and output paths, in pairs")
         own = [o for o in LAUNCHER if cmd != "live" or o.name != "inline"]
-        groups = [("processes", own), *launcher_options(POSITIONAL if cmd != "live" else set())]
+        groups = [("processes", own), *launcher_options(POSITIONAL | LIVE_ONLY if cmd != "live" else set())]
         for title, opts in groups:
             g = sp.add_argument_group(title)
             for opt in opts:
@@ -299,6 +300,7 @@ def _main(argv: list[str] | None) -> int:
     else:
         ids, extra = [], {}
         camera = f", browser camera: http://127.0.0.1:{a.web_port}/" if a.web_port else ""
+        camera += ", virtual camera: dogfilter" if a.virtual_camera else ""
         print(f"browser view: http://127.0.0.1:{a.http_port}/{camera}  (Ctrl-C stops)", file=sys.stderr)
     if a.cmd != "live" and _inline(a, values["source"]):
         from dogfilter.commands import inline
