@@ -130,3 +130,78 @@ def test_live_pipewire_camera_to_virtual_camera(pipewire, tmp_path: Path) -> Non
         assert to_raw > to_rec + 2, f"frame {n}: no masks on the consumer's picture ({to_raw:.1f} vs {to_rec:.1f})"
         compared += 1
     assert compared >= 3, f"only {compared} consumer frames matched recorded ones"
+
+
+@pytest.mark.timeout(60)
+def test_a_stream_that_ends_leaves_a_still_frame_and_the_camera_keeps_its_rate(pipewire) -> None:
+    """End of stream: the last frame, dimmed, with a line of text, still at 30 frames/s; a frame of another size is
+    letterboxed into the camera's."""
+    from dogfilter.commands import bench_vcam
+    from dogfilter.common.media.vcam import VirtualCamera
+
+    cam = VirtualCamera("pipewire", env=pipewire.env)
+    frame = np.full((480, 640, 3), 200, np.uint8)
+    consumer = None
+    try:
+        assert cam.wants("cam0") and not cam.wants("cam1")  # the first stream seen is the camera's
+        cam.put(frame, 30.0)
+        assert bench_vcam.wait_node(pipewire.env, "dogfilter", 15), "the virtual camera did not appear"
+        consumer = bench_vcam.Consumer(pipewire.env, "dogfilter", keep_every=1)
+        end = time.monotonic() + 15
+        while not consumer.times and time.monotonic() < end:
+            cam.put(frame, 30.0)
+            time.sleep(1 / 30)
+        cam.put(np.full((240, 640, 3), 200, np.uint8), 30.0)  # another size: letterboxed
+        time.sleep(0.2)
+        cam.end()
+        t_end = time.monotonic()
+        time.sleep(2)
+        consumer.stop()
+        stats = cam.stats()
+    finally:
+        if consumer is not None:
+            consumer.stop()
+        cam.close()
+    after = [f for i, f in consumer.kept if consumer.times[i] > t_end + 0.2]
+    times = [t for t in consumer.times if t > t_end]
+    assert len(times) >= 50, f"{len(times)} frames in the 2 s after the end: the camera did not keep its rate"
+    last = after[-1].astype(int)
+    assert abs(last[:100].mean() - 0) < 10, "the letterboxed frame's top band is not black"
+    body = last[140:340]
+    assert 60 < np.median(body) < 100, f"not dimmed: {np.median(body)}"  # 200 * 2/5 = 80
+    assert (body > 200).mean() > 0.002, "no line of text on the still frame"
+    assert stats["frames_letterboxed"] == 1 and stats["frames_repeated"] > 40, stats
+
+
+@pytest.mark.timeout(60)
+def test_without_a_backend_one_line_says_what_to_install(tmp_path) -> None:
+    from dogfilter.common.media.vcam import loopback_devices
+
+    if loopback_devices():
+        pytest.skip("a v4l2loopback device exists here: auto would use it")
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path), "DOGFILTER_SECRET_FILE": str(tmp_path / "secret"),
+           "DOGFILTER_DISPLAY_ADDR": f"ipc://{tmp_path}/display", "DOGFILTER_RETURNS_ADDR": f"ipc://{tmp_path}/r"}
+    env.pop("PIPEWIRE_REMOTE", None)
+    env.pop("PIPEWIRE_RUNTIME_DIR", None)
+    pw = "--virtual-camera-backend pipewire: "
+    for args, expect in ((["--virtual-camera"], ("apt install pipewire",)),
+                         (["--virtual-camera=cam1", *pw[:-2].split()], (pw + "PipeWire is not", pw + "GStreamer's")),
+                         (["--virtual-camera", "--virtual-camera-backend", "v4l2loopback"], ("sudo modprobe",))):
+        r = subprocess.run([sys.executable, "-m", "dogfilter.services.display", *args], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=50)
+        err = r.stderr.strip()
+        assert r.returncode == 2 and "Traceback" not in err and err.count("\n") == 0, err
+        assert err.startswith("dogfilter-display: error: ") and any(e in err for e in expect), err
+
+
+@pytest.mark.timeout(60)
+def test_a_missing_pipewire_camera_is_one_clear_line(pipewire, monkeypatch) -> None:
+    from dogfilter.common.errors import DogfilterError
+    from dogfilter.common.media.sources import open_source
+
+    for k in ("XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS", "PIPEWIRE_RUNTIME_DIR"):
+        monkeypatch.setenv(k, pipewire.env[k])
+    with pytest.raises(DogfilterError, match=r"pipewire:nosuch: no such PipeWire camera \(there are: none\)"):
+        open_source("pipewire:nosuch")
+    with pytest.raises(DogfilterError, match=r"no PipeWire camera \(other than dogfilter's own\)"):
+        open_source("pipewire:")

@@ -120,15 +120,17 @@ class VideoSource(Source):
         self.cap.release()
 
 
-def pipewire_cameras() -> list[dict]:
-    """PipeWire's video sources (``pw-dump``): each node's properties, cameras first; [] when it cannot tell."""
+def pipewire_cameras() -> list[dict] | None:
+    """PipeWire's video sources (``pw-dump``): each node's properties, cameras first; None when it cannot tell."""
     if not shutil.which("pw-dump"):
-        return []
+        return None
     try:
-        out = subprocess.run(["pw-dump"], capture_output=True, timeout=10, text=True).stdout
-        objects = json.loads(out or "[]")
+        r = subprocess.run(["pw-dump"], capture_output=True, timeout=10, text=True)
+        objects = json.loads(r.stdout) if r.returncode == 0 else None
     except (OSError, subprocess.TimeoutExpired, ValueError):
-        return []
+        return None
+    if not isinstance(objects, list):
+        return None
     nodes = [o.get("info", {}).get("props", {}) for o in objects if isinstance(o, dict) and o.get("type", "")
              .endswith(":Node")]
     sources = [p for p in nodes if isinstance(p, dict) and p.get("media.class") == "Video/Source"]
@@ -147,22 +149,22 @@ class PipeWireSource(Source):
         from dogfilter.common.media.vcam import gst_has, pipewire_running
 
         super().__init__()
+        spec = f"--source pipewire:{target}"
         if not pipewire_running():
-            raise DogfilterError(f"--source pipewire:{target}: PipeWire is not running for this user (no pipewire-0 "
+            raise DogfilterError(f"{spec}: PipeWire is not running for this user (no pipewire-0 "
                                  "socket in $XDG_RUNTIME_DIR)")
         if not gst_has("pipewiresrc") or not gst_has("y4menc"):
-            raise DogfilterError(f"--source pipewire:{target}: needs GStreamer's PipeWire plugin (Debian/Ubuntu: apt "
+            raise DogfilterError(f"{spec}: needs GStreamer's PipeWire plugin (Debian/Ubuntu: apt "
                                  "install gstreamer1.0-pipewire gstreamer1.0-tools gstreamer1.0-plugins-good)")
         cams = pipewire_cameras()
-        names = [str(c.get("node.name", "")) for c in cams]
+        names = [str(c.get("node.name", "")) for c in cams or []]
         if not target:
             mine = [n for n in names if n and n != self.OWN]
             target = mine[0] if mine else ""
-            if cams and not target:
-                raise DogfilterError("--source pipewire: no PipeWire camera other than dogfilter's own")
-        elif cams and target not in names and not target.isdigit():  # a name (or a serial number)
-            raise DogfilterError(f"--source pipewire:{target}: no such PipeWire camera (there are: "
-                                 f"{', '.join(names) or 'none'})")
+            if cams is not None and not target:
+                raise DogfilterError(f"{spec}: no PipeWire camera (other than dogfilter's own)")
+        elif cams is not None and target not in names and not target.isdigit():  # a name (or a serial number)
+            raise DogfilterError(f"{spec}: no such PipeWire camera (there are: {', '.join(names) or 'none'})")
         self.name = target or "default"
         cmd = ["gst-launch-1.0", "-q", "pipewiresrc", *([f"target-object={target}"] if target else []), "!",
                "videoconvert", "!", "video/x-raw,format=I420", "!", "y4menc", "!", "fdsink", "fd=1", "sync=false"]
@@ -174,7 +176,7 @@ class PipeWireSource(Source):
         header = self.out.readline() if ready else b""
         if not header.startswith(b"YUV4MPEG2 "):
             self.close()
-            raise DogfilterError(f"--source pipewire:{target}: no frames from PipeWire camera {self.name} within "
+            raise DogfilterError(f"{spec}: no frames from PipeWire camera {self.name} within "
                                  f"{timeout_s:g} s")
         fields = {f[:1]: f[1:] for f in header.decode(errors="replace").split()[1:]}
         try:
@@ -183,14 +185,14 @@ class PipeWireSource(Source):
             fps = int(num) / max(1, int(den or 1))
         except (KeyError, ValueError):
             self.close()
-            raise DogfilterError(f"--source pipewire:{target}: unexpected stream header {header[:80]!r}") from None
+            raise DogfilterError(f"{spec}: unexpected stream header {header[:80]!r}") from None
         if self.w % 2 or self.h % 2:
             self.close()
-            raise DogfilterError(f"--source pipewire:{target}: {self.w}x{self.h}: odd sizes are not supported")
+            raise DogfilterError(f"{spec}: {self.w}x{self.h}: odd sizes are not supported")
         why = too_big((self.h, self.w), max_pixels)
         if why:
             self.close()
-            raise DogfilterError(f"--source pipewire:{target}: frames of {why}")
+            raise DogfilterError(f"{spec}: frames of {why}")
         self.fps = fps if 1 <= fps <= 1000 else None
         self.frame_bytes = self.w * self.h * 3 // 2
         log.info("PipeWire camera %s: %dx%d at %g frames/s", self.name, self.w, self.h, round(fps, 2))
