@@ -49,7 +49,7 @@ OPTIONS = (
            kind="list", metavar="ID"),
     Option("virtual_camera", None, "publish this stream (no STREAM: the first one) as a camera named \"dogfilter\" "
            "that video-call apps can pick (PipeWire or v4l2loopback); the display then stays up after the stream "
-           "ends, showing a still frame", metavar="STREAM", const=FIRST, launcher=True),
+           "ends, showing a still frame (unless --exit-after)", metavar="STREAM", const=FIRST, launcher=True),
     Option("virtual_camera_backend", "auto", "the virtual camera's backend (auto: PipeWire if it runs, else a "
            "v4l2loopback /dev/videoN)", choices=BACKENDS, launcher=True),
 )
@@ -218,7 +218,8 @@ def loop(o: argparse.Namespace, display: Display, pull: zmq.Socket, returns: zmq
                     cv2.imshow(f"dogfilter {msg.stream}", shown.image)
                     if cv2.waitKey(1) & 0xFF == ord("q"):
                         return 0
-        if display.finished() and not o.keep_running and display.vcam is None:  # a camera stays, with a still
+        # a camera stays up, showing its still frame, unless told which streams to wait for
+        if display.finished() and not o.keep_running and (display.vcam is None or o.exit_after):
             for stream, n in display.lost.items():
                 display.counters.log.error("stream %s: %d frames lost", stream, n)
             return 3 if display.lost else 0

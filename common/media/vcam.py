@@ -108,14 +108,13 @@ def gst_command(backend: str, device: str | None, size: tuple[int, int], fps: fl
     num, den = round(fps * 1000), 1000
     head = ["gst-launch-1.0", "-q", "fdsrc", "fd=0", f"blocksize={w * h * 3}", "!",
             "rawvideoparse", "format=bgr", f"width={w}", f"height={h}", f"framerate={num}/{den}", "!",
-            "videoconvert", "!", "video/x-raw,format=YUY2", "!"]
+            "videoconvert", "!", "video/x-raw,format=YUY2", "!", "identity", "drop-allocation=true", "!"]
+    # drop-allocation: videoconvert writes into buffers of its own, not the sink's pool (with pipewiresink's pool a
+    # converted frame never leaves; PipeWire 0.3.65 even crashes on planar formats)
     if backend == "pipewire":
         props = (f"props,media.class=Video/Source,media.role=Camera,node.name={name},node.description={name},"
                  f"node.nick={name}")
-        # drop-allocation: videoconvert writes into buffers of its own, not pipewiresink's pool (with that pool a
-        # converted frame never leaves; PipeWire 0.3.65 even crashes on planar formats)
-        return [*head, "identity", "drop-allocation=true", "!", "pipewiresink", "mode=provide", "sync=false",
-                f"client-name={name}",
+        return [*head, "pipewiresink", "mode=provide", "sync=false", f"client-name={name}",
                 f"stream-properties={props}"]
     return [*head, "v4l2sink", f"device={device}", "sync=false"]
 
