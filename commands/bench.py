@@ -518,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--quick", action="store_true", help="tiny counts (smoke test): one run per figure, 640×480 only")
     ap.add_argument("--repeats", type=int, default=3,
                     help="runs per figure, which is their median (default: %(default)s; 1 with --quick)")
-    ap.add_argument("--only", default="stages,transport,classifier,e2e,tutorial,oneshot,streams,faults",
+    ap.add_argument("--only", default="stages,transport,classifier,e2e,tutorial,oneshot,streams,faults,vcam",
                     help="comma-separated sections to run (default: %(default)s; also: fleet, hosts in network "
                     "namespaces, which needs root)")
     ap.add_argument("--json", default="bench.json", help="where to write the figures as JSON (default: %(default)s)")
@@ -692,9 +692,16 @@ def section_faults(run: Run) -> list[str]:
     return lines
 
 
+def section_vcam(run: Run) -> list[str]:
+    from dogfilter.commands import bench_vcam
+
+    lines, run.out["vcam"] = bench_vcam.run(run.quick, log)
+    return lines
+
+
 SECTIONS = {"stages": section_stages, "transport": section_transport, "classifier": section_classifier,
             "e2e": section_e2e, "tutorial": section_tutorial, "oneshot": section_oneshot,
-            "streams": section_streams, "faults": section_faults, "fleet": section_fleet}
+            "streams": section_streams, "faults": section_faults, "fleet": section_fleet, "vcam": section_vcam}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,7 +60,7 @@ def stage_options(stage: str, values: dict[str, Any]) -> argparse.Namespace:
     return options.parse(f"dogfilter-{stage}", "", groups, argv)
 
 
-def run(values: dict[str, Any], exit_after: list[str]) -> int:
+def run(values: dict[str, Any], exit_after: list[str], progress: Any = None) -> int:
     from dogfilter.services import capture, classify, composite, detect, display
 
     values = {**values, "mode": "file"}
@@ -80,14 +80,15 @@ def run(values: dict[str, Any], exit_after: list[str]) -> int:
                            exit_after=exit_after)
     recorders = display.outputs(dp.output)
     try:
-        return _loop(cap, det, cls, peer, comp, disp, recorders, dp.stats_out)
+        return _loop(cap, det, cls, peer, comp, disp, recorders, dp.stats_out, progress)
     finally:
         for r in recorders.values():
             r.close()
         display.write_stats(dp.stats_out, disp)
 
 
-def _loop(cap: Any, det: Any, cls: Any, peer: Peer, comp: Any, disp: Any, recorders: dict, stats_out: Any) -> int:
+def _loop(cap: Any, det: Any, cls: Any, peer: Peer, comp: Any, disp: Any, recorders: dict, stats_out: Any,
+          progress: Any = None) -> int:
     from dogfilter.services.display import record
 
     while not disp.finished():
@@ -104,6 +105,8 @@ def _loop(cap: Any, det: Any, cls: Any, peer: Peer, comp: Any, disp: Any, record
             shown = disp.on_message(out)
             if shown is not None:
                 record(recorders, shown)
+        if progress is not None:
+            progress.update(disp.total.frames)
         if msg is None and cap.finished() and not comp.streams:
             break
     for stream, n in disp.lost.items():

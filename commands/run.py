@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import json
 import os
 import re
 import secrets
@@ -28,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -50,6 +51,7 @@ LAUNCHER = (
            type=options.non_negative(int)),
 )
 POSITIONAL = {"source", "output"}  # file and image take these as IN OUT pairs
+LIVE_ONLY = {"virtual_camera", "virtual_camera_backend"}  # a camera is live
 LIVE_DEFAULTS = {"http_port": 8080, "web_port": 8081}  # dogfilter live: the browser view and the browser camera
 
 
@@ -176,10 +178,13 @@ class Pipeline:
         lines = [ln for ln in self.logs[name].read_text(errors="replace").splitlines() if ln.strip()]
         return lines[-1] if lines else f"{name} exited"
 
-    def wait(self, timeout: float | None = None) -> int:
-        """Wait for display to finish. Returns its exit code, or the first failure's (and prints its line)."""
+    def wait(self, timeout: float | None = None, tick: Callable[[], None] | None = None) -> int:
+        """Wait for display to finish. Returns its exit code, or the first failure's (and prints its line).
+        ``tick`` is called every 50 ms meanwhile (progress)."""
         end = None if timeout is None else time.monotonic() + timeout
         while True:
+            if tick is not None:
+                tick()
             bad = self.check()
             if bad:
                 print(bad[0], file=sys.stderr)
@@ -241,6 +246,25 @@ def _inline(a: argparse.Namespace, sources: list[str]) -> bool:
     return a.detect == 1 and a.classify == 1 and not a.http_port and (a.cmd == "image" or inline.short(sources))
 
 
+def _progress_tick(progress: Any, stats: str | None) -> Callable[[], None] | None:
+    """Every half second: the display's count of frames done, to the progress bar (or line)."""
+    if progress is None or not stats:
+        return None
+    last = [0.0]
+
+    def tick() -> None:
+        if time.monotonic() - last[0] < 0.5:
+            return
+        last[0] = time.monotonic()
+        try:
+            done = int(json.loads(Path(stats).read_text()).get("frames", 0))
+        except (OSError, ValueError, TypeError):
+            return
+        progress.update(done)
+
+    return tick
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = options.Parser(prog="dogfilter", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True, parser_class=options.Parser)
@@ -250,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
         if cmd != "live":
             sp.add_argument("paths", nargs="+", metavar="IN OUT", help="input and output paths, in pairs")
         own = [o for o in LAUNCHER if cmd != "live" or o.name != "inline"]
-        groups = [("processes", own), *launcher_options(POSITIONAL if cmd != "live" else set())]
+        groups = [("processes", own), *launcher_options(POSITIONAL | LIVE_ONLY if cmd != "live" else set())]
         for title, opts in groups:
             g = sp.add_argument_group(title)
             for opt in opts:
@@ -299,18 +323,34 @@ def _main(argv: list[str] | None) -> int:
     else:
         ids, extra = [], {}
         camera = f", browser camera: http://127.0.0.1:{a.web_port}/" if a.web_port else ""
+        camera += ", virtual camera: dogfilter" if a.virtual_camera else ""
         print(f"browser view: http://127.0.0.1:{a.http_port}/{camera}  (Ctrl-C stops)", file=sys.stderr)
+    progress = None
+    if a.cmd == "file":
+        from dogfilter.commands import inline
+        from dogfilter.commands.progress import Progress
+
+        counts = [inline.frames_in(s) for s in values["source"]]
+        progress = Progress(None if None in counts else sum(counts))  # type: ignore[arg-type]
     if a.cmd != "live" and _inline(a, values["source"]):
         from dogfilter.commands import inline
 
-        code = inline.run(values, ids)
+        try:
+            code = inline.run(values, ids, progress)
+        finally:
+            if progress is not None:
+                progress.close()
     else:
         p = Pipeline(mode="live" if a.cmd == "live" else "file", n_detect=a.detect, n_classify=a.classify,
                      values=values, **extra)
+        if progress is not None and not p.values.get("stats_out"):
+            p.values["stats_out"] = str(p.dir / "stats.json")  # the display's count of frames done
         try:
             p.start()
-            code = p.wait()
+            code = p.wait(tick=_progress_tick(progress, p.values.get("stats_out")))
         finally:
+            if progress is not None:
+                progress.close()
             p.stop()
     if code == 0 and a.cmd != "live":
         print("\n".join(values["output"] if len(values["source"]) == 1 else

@@ -30,7 +30,8 @@ class Option:
     """One option of one stage (or of all of them): ``--name-with-dashes`` and ``DOGFILTER_NAME``.
 
     ``kind``: ``value`` (one value), ``flag`` (on/off; ``1``/``0`` in the environment) or ``list`` (repeatable;
-    comma-separated in the environment).  ``launcher``: also offered by ``dogfilter file|image|live``.
+    comma-separated in the environment).  ``launcher``: also offered by ``dogfilter file|image|live``.  ``const``:
+    a value option whose value may be left out (``--virtual-camera`` alone means ``const``).
     """
 
     name: str
@@ -41,6 +42,7 @@ class Option:
     kind: str = "value"
     metavar: str | None = None
     launcher: bool = False
+    const: Any = None
 
     @property
     def flag(self) -> str:
@@ -91,8 +93,9 @@ class Option:
             parser.add_argument(self.flag, dest=self.name, action=_Append, type=self.type, default=list(default or []),
                                 metavar=self.metavar, help=self.describe() + "; repeatable")
         else:
+            optional = {"nargs": "?", "const": self.const} if self.const is not None else {}
             parser.add_argument(self.flag, dest=self.name, type=self.type, default=default, choices=self.choices,
-                                metavar=self.metavar, help=self.describe())
+                                metavar=self.metavar, help=self.describe(), **optional)
 
 
 class _Append(argparse.Action):

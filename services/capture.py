@@ -1,6 +1,7 @@
 """capture: read frames from one or more sources and hand each to a detect worker that asked for one.
 
-in       sources, one stream each (--source, repeatable: demo, a camera index, a video file, an image, a folder),
+in       sources, one stream each (--source, repeatable: demo, a camera index, pipewire:NAME, a video file, an
+         image, a folder),
          and browser tabs that come and go (--web-port: the browser camera, common/media/webcam.py)
 out      frames → detect (ROUTER bound at the frames link: detect workers connect and announce how many frames
          they take at once); after a stream's last frame, its end of stream; a browser tab's filtered frames,
@@ -42,8 +43,9 @@ from dogfilter.common.transport.wire import STREAM_RE, Message
 
 STAGE = "capture"
 OPTIONS = (
-    Option("source", ["demo"], "what to read: demo, a camera index (0), a video file, an image, or a folder of "
-           "images; repeatable: each source is a stream of its own", kind="list", metavar="SOURCE", launcher=True),
+    Option("source", ["demo"], "what to read: demo, a camera index (0), a PipeWire camera (pipewire:NAME; "
+           "pipewire: the first one), a video file, an image, or a folder of images; repeatable: each source is a "
+           "stream of its own", kind="list", metavar="SOURCE", launcher=True),
     Option("stream", [], "stream ids, one per --source, in order (default: cam0, cam1, ...)", kind="list",
            metavar="ID"),
     Option("fps", 0.0, "live pacing in frames/s (0: the source's own rate, else 30)", type=non_negative(float),

@@ -3,7 +3,9 @@
 in       composited frames and ends of stream from composite (PULL bound at the display link), sealed by capture
 out      an OpenCV window per stream (--window; q quits), recordings (--output: a video, an image or a folder/;
          STREAM=PATH for one of several streams), a browser view (--http-port: each stream's video and statistics,
-         and Prometheus metrics at /metrics; beyond loopback behind a token), statistics as JSON (--stats-out)
+         and Prometheus metrics at /metrics; beyond loopback behind a token), statistics as JSON (--stats-out),
+         a virtual camera other apps open (--virtual-camera [STREAM]: PipeWire or v4l2loopback, common/media/vcam.py;
+         it keeps sending the last frame through stalls, and a still frame once its stream ended)
 how      live: a frame older than --max-age-ms is not shown (after a stall, the backlog is dropped, not replayed);
          exits once every stream has ended (--exit-after: these streams), with code 3 when frames were lost
 """
@@ -25,6 +27,7 @@ import zmq
 from dogfilter.common import health, options, service
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.media.sinks import Recorder, StreamStats
+from dogfilter.common.media.vcam import BACKENDS, FIRST, VirtualCamera
 from dogfilter.common.options import Option, non_negative
 from dogfilter.common.transport.metrics import Counters
 from dogfilter.common.transport.protocol import drain, send
@@ -44,6 +47,11 @@ OPTIONS = (
     Option("keep_running", False, "stay up after the streams end", kind="flag"),
     Option("exit_after", [], "exit once these streams have ended (default: once every stream seen has ended)",
            kind="list", metavar="ID"),
+    Option("virtual_camera", None, "publish this stream (no STREAM: the first one) as a camera named \"dogfilter\" "
+           "that video-call apps can pick (PipeWire or v4l2loopback); the display then stays up after the stream "
+           "ends, showing a still frame (unless --exit-after)", metavar="STREAM", const=FIRST, launcher=True),
+    Option("virtual_camera_backend", "auto", "the virtual camera's backend (auto: PipeWire if it runs, else a "
+           "v4l2loopback /dev/videoN)", choices=BACKENDS, launcher=True),
 )
 GROUPS = [(STAGE, OPTIONS), ("pipeline", options.PIPELINE), ("links", options.links("display", "returns"))]
 MAX_STREAMS = 64
@@ -61,6 +69,7 @@ class Display:
         self.total = StreamStats()
         self.workers: dict[str, int] = {}
         self.lost: dict[str, int] = {}
+        self.vcam: VirtualCamera | None = None
 
     def on_message(self, msg: Message) -> Message | None:
         """The frame to show (None: nothing to show: an end of stream, or a frame that is dropped)."""
@@ -119,6 +128,8 @@ class Display:
                            "source": self._sources(), STAGE: dict(self.counters)}
         out.update(classify_workers=self.workers, streams={k: s.as_dict() for k, s in self.streams.items()},
                    frames_lost=dict(self.lost), elapsed_s=round(time.monotonic() - self.total.started, 2))
+        if self.vcam is not None:
+            out["virtual_camera"] = self.vcam.stats()
         return out
 
 
@@ -148,12 +159,15 @@ def _web(o: argparse.Namespace, log: logging.Logger, display: Display) -> Any:
 def run(o: argparse.Namespace, log: logging.Logger) -> int:
     if o.window and os.name == "posix" and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         raise DogfilterError("--window needs a screen (DISPLAY is not set): use --http-port PORT or --output FILE")
-    if not (o.window or o.output or o.http_port or o.stats_out):
-        raise DogfilterError("nothing to display to: give --window, --output FILE and/or --http-port PORT")
+    if not (o.window or o.output or o.http_port or o.stats_out or o.virtual_camera):
+        raise DogfilterError("nothing to display to: give --window, --output FILE, --http-port PORT and/or "
+                             "--virtual-camera")
     recorders = outputs(o.output)
     counters = Counters(STAGE, log)
     display = Display(Sealer.from_file(o.secret_file), counters, live=o.mode == "live", max_age_s=o.max_age_ms / 1000,
                       exit_after=o.exit_after)
+    if o.virtual_camera:
+        display.vcam = VirtualCamera(o.virtual_camera_backend, o.virtual_camera, logger=log)
     view = _web(o, log, display)
     links = Links(o.curve_dir, o.allow_plaintext)
     try:
@@ -168,6 +182,8 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
             r.close()
         if view is not None:
             view.close()
+        if display.vcam is not None:
+            display.vcam.close()
         links.close()
         write_stats(o.stats_out, display)
 
@@ -189,7 +205,12 @@ def loop(o: argparse.Namespace, display: Display, pull: zmq.Socket, returns: zmq
             if display.live and msg.kind == "composited":  # the frame left the pipeline: capture may send another
                 send(returns, Message("done", msg.stream, msg.frame, msg.epoch), timeout_s=0.0)
             shown = display.on_message(msg)
+            vcam = display.vcam
+            if vcam is not None and msg.kind == "eos" and msg.stream == vcam.stream and display.sealer.check(msg):
+                vcam.end()
             if shown is not None:
+                if vcam is not None and vcam.wants(msg.stream):
+                    vcam.put(shown.image, float(shown.meta.get("fps", 30.0)))
                 record(recorders, shown)
                 if "client_ts" in shown.meta and not send(returns, shown, timeout_s=0.0, jpeg_quality=80):
                     display.counters["results_not_returned"] += 1  # a browser tab's frame: back to it (JPEG)
@@ -199,7 +220,8 @@ def loop(o: argparse.Namespace, display: Display, pull: zmq.Socket, returns: zmq
                     cv2.imshow(f"dogfilter {msg.stream}", shown.image)
                     if cv2.waitKey(1) & 0xFF == ord("q"):
                         return 0
-        if display.finished() and not o.keep_running:
+        # a camera stays up, showing its still frame, unless told which streams to wait for
+        if display.finished() and not o.keep_running and (display.vcam is None or o.exit_after):
             for stream, n in display.lost.items():
                 display.counters.log.error("stream %s: %d frames lost", stream, n)
             return 3 if display.lost else 0

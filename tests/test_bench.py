@@ -18,7 +18,7 @@ def test_quick_benchmark_prints_every_section_and_writes_json(tmp_path) -> None:
                        capture_output=True, text=True, timeout=380)
     assert r.returncode == 0, r.stderr[-2000:]
     for heading in ("Each stage alone", "Transport", "Classifier", "End to end", "tutorial's single loop",
-                    "One-shot commands", "Faults"):
+                    "One-shot commands", "Faults", "Virtual camera"):
         assert heading in r.stdout
     data = json.loads(out.read_text())
     assert data["machine"]["cores"] >= 1

@@ -1,4 +1,5 @@
-"""Frame sources for capture: a webcam index, a video file, an image, a folder of images, or the built-in demo.
+"""Frame sources for capture: a webcam index, a PipeWire camera, a video file, an image, a folder of images, or the
+built-in demo.
 
 ``read()`` returns the next BGR frame, or None at the end.  Every source refuses frames bigger than
 ``max_pixels`` (one clear line for a single file; a skipped and counted file in a folder), says when an image file
@@ -7,7 +8,11 @@ is truncated (counted; what decoded is still used), and counts the files of a fo
 
 from __future__ import annotations
 
+import json
 import logging
+import select
+import shutil
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -115,6 +120,103 @@ class VideoSource(Source):
         self.cap.release()
 
 
+def pipewire_cameras() -> list[dict] | None:
+    """PipeWire's video sources (``pw-dump``): each node's properties, cameras first; None when it cannot tell."""
+    if not shutil.which("pw-dump"):
+        return None
+    try:
+        r = subprocess.run(["pw-dump"], capture_output=True, timeout=10, text=True)
+        objects = json.loads(r.stdout) if r.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return None
+    if not isinstance(objects, list):
+        return None
+    nodes = [o.get("info", {}).get("props", {}) for o in objects if isinstance(o, dict) and o.get("type", "")
+             .endswith(":Node")]
+    sources = [p for p in nodes if isinstance(p, dict) and p.get("media.class") == "Video/Source"]
+    return sorted(sources, key=lambda p: p.get("media.role") != "Camera")
+
+
+class PipeWireSource(Source):
+    """A PipeWire camera (``pipewire:NAME``; ``pipewire:`` the first camera that is not dogfilter's own): a
+    ``gst-launch-1.0 pipewiresrc`` child writes YUV4MPEG (a header with the size and rate, then one frame after
+    another) on a pipe this source reads.  The camera paces itself; the newest frame wins in capture's reader."""
+
+    kind = "camera"
+    OWN = "dogfilter"  # our own virtual camera: never read back as "the first camera" (a loop of ourselves)
+
+    def __init__(self, target: str, max_pixels: int = 50_000_000, timeout_s: float = 15.0) -> None:
+        from dogfilter.common.media.vcam import gst_has, pipewire_running
+
+        super().__init__()
+        spec = f"--source pipewire:{target}"
+        if not pipewire_running():
+            raise DogfilterError(f"{spec}: PipeWire is not running for this user (no pipewire-0 "
+                                 "socket in $XDG_RUNTIME_DIR)")
+        if not gst_has("pipewiresrc") or not gst_has("y4menc"):
+            raise DogfilterError(f"{spec}: needs GStreamer's PipeWire plugin (Debian/Ubuntu: apt "
+                                 "install gstreamer1.0-pipewire gstreamer1.0-tools gstreamer1.0-plugins-good)")
+        cams = pipewire_cameras()
+        names = [str(c.get("node.name", "")) for c in cams or []]
+        if not target:
+            mine = [n for n in names if n and n != self.OWN]
+            target = mine[0] if mine else ""
+            if cams is not None and not target:
+                raise DogfilterError(f"{spec}: no PipeWire camera (other than dogfilter's own)")
+        elif cams is not None and target not in names and not target.isdigit():  # a name (or a serial number)
+            raise DogfilterError(f"{spec}: no such PipeWire camera (there are: {', '.join(names) or 'none'})")
+        self.name = target or "default"
+        cmd = ["gst-launch-1.0", "-q", "pipewiresrc", *([f"target-object={target}"] if target else []), "!",
+               "videoconvert", "!", "video/x-raw,format=I420", "!", "y4menc", "!", "fdsink", "fd=1", "sync=false"]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        assert self.proc.stdout is not None
+        self.out = self.proc.stdout
+        ready, _, _ = select.select([self.out], [], [], timeout_s)
+        header = self.out.readline() if ready else b""
+        if not header.startswith(b"YUV4MPEG2 "):
+            self.close()
+            raise DogfilterError(f"{spec}: no frames from PipeWire camera {self.name} within "
+                                 f"{timeout_s:g} s")
+        fields = {f[:1]: f[1:] for f in header.decode(errors="replace").split()[1:]}
+        try:
+            self.w, self.h = int(fields["W"]), int(fields["H"])
+            num, _, den = fields.get("F", "30:1").partition(":")
+            fps = int(num) / max(1, int(den or 1))
+        except (KeyError, ValueError):
+            self.close()
+            raise DogfilterError(f"{spec}: unexpected stream header {header[:80]!r}") from None
+        if self.w % 2 or self.h % 2:
+            self.close()
+            raise DogfilterError(f"{spec}: {self.w}x{self.h}: odd sizes are not supported")
+        why = too_big((self.h, self.w), max_pixels)
+        if why:
+            self.close()
+            raise DogfilterError(f"{spec}: frames of {why}")
+        self.fps = fps if 1 <= fps <= 1000 else None
+        self.frame_bytes = self.w * self.h * 3 // 2
+        log.info("PipeWire camera %s: %dx%d at %g frames/s", self.name, self.w, self.h, round(fps, 2))
+
+    def read(self) -> np.ndarray | None:
+        line = self.out.readline()  # FRAME[ params]
+        if not line.startswith(b"FRAME"):
+            return None  # the camera went away (or the child died): the stream ends
+        data = self.out.read(self.frame_bytes)
+        if len(data) < self.frame_bytes:
+            return None
+        yuv = np.frombuffer(data, np.uint8).reshape(self.h * 3 // 2, self.w)
+        return cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR_I420)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
 def truncated(path: Path) -> bool:
     """A JPEG without its end marker, or a PNG without its last chunk: cut short (a partial download, a full disk)."""
     suffix = path.suffix.lower()
@@ -200,6 +302,8 @@ def open_source(spec: str, size: tuple[int, int] | None = None, fps: float = 30.
                 max_pixels: int = 50_000_000) -> Source:
     if spec == "demo":
         return DemoSource(size, fps)
+    if spec.startswith("pipewire:"):
+        return PipeWireSource(spec.split(":", 1)[1], max_pixels)
     if spec.isdigit():
         return VideoSource(int(spec), loop, max_pixels)
     p = Path(spec)
