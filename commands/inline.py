@@ -18,6 +18,7 @@ from typing import Any
 import cv2
 
 from dogfilter.common import options
+from dogfilter.common.media.sinks import finish
 from dogfilter.common.media.sources import IMAGE_EXTS
 from dogfilter.common.transport import wire
 from dogfilter.common.transport.metrics import Counters
@@ -79,12 +80,16 @@ def run(values: dict[str, Any], exit_after: list[str], progress: Any = None) -> 
     disp = display.Display(sealer, count["display"], live=False, max_age_s=dp.max_age_ms / 1000,
                            exit_after=exit_after)
     recorders = display.outputs(dp.output)
+    complete = False
     try:
-        return _loop(cap, det, cls, peer, comp, disp, recorders, dp.stats_out, progress)
+        code = _loop(cap, det, cls, peer, comp, disp, recorders, dp.stats_out, progress)
+        complete = True
+        return code
     finally:
-        for r in recorders.values():
-            r.close()
-        display.write_stats(dp.stats_out, disp)
+        try:
+            finish(recorders.values(), complete)  # only a complete output is renamed onto its path
+        finally:
+            display.write_stats(dp.stats_out, disp)
 
 
 def _loop(cap: Any, det: Any, cls: Any, peer: Peer, comp: Any, disp: Any, recorders: dict, stats_out: Any,

@@ -237,6 +237,25 @@ def _pairs(items: list[str], what: str) -> tuple[list[str], list[str]]:
     return items[0::2], items[1::2]
 
 
+def _same(a: str, b: str) -> bool:
+    """The same file (or folder), also through symbolic or hard links."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one is not there (yet): the same only if they name the same place
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_outputs(ins: list[str], outs: list[str]) -> None:
+    """Refuse, before anything is read or written, an output that is an input or another output."""
+    for i, out in enumerate(outs):
+        for src in ins:
+            if _same(src, out.rstrip("/") or out):
+                raise DogfilterError(f"output {out} is the input {src}: it would be overwritten while it is read")
+        for other in outs[:i]:
+            if _same(other.rstrip("/") or other, out.rstrip("/") or out):
+                raise DogfilterError(f"output {out} is given twice ({other})")
+
+
 def _inline(a: argparse.Namespace, sources: list[str]) -> bool:
     """The one-shot path (commands/inline.py): pictures and short clips, unless processes were asked for."""
     if a.inline != "auto":
@@ -316,6 +335,7 @@ def _main(argv: list[str] | None) -> int:
     values = {o.name: getattr(a, o.name) for _, group in launcher_options() for o in group if hasattr(a, o.name)}
     if a.cmd in ("file", "image"):
         ins, outs = _pairs(a.paths, a.cmd)
+        check_outputs(ins, outs)
         ids = [f"cam{i}" for i in range(len(ins))] if len(ins) > 1 else ["cam0"]
         values["source"] = ins
         values["output"] = [f"{s}={p}" for s, p in zip(ids, outs, strict=True)] if len(ins) > 1 else outs

@@ -10,9 +10,11 @@ how      a frame's faces go out as one crops job to the least-loaded classify wo
          face keeps its box between detect's scans); the frame is painted when
          its emotions are back or its deadline passes (live: --deadline-ms, or --known-deadline-ms when every face
          in it is a followed face whose emotion is known; file: --file-timeout-s), so a late classifier never
-         stalls video: the face keeps its last known emotion, else --default-emotion.  Per stream, frames wait in
-         a reorder buffer (live: a missing frame is waited for --reorder-ms, then skipped).  Only frames, skips and
-         ends sealed by capture are accepted; live frames older than --max-age-ms are not sent on.
+         stalls video: the face keeps its last known emotion, else --default-emotion; the job of a frame that
+         left without its emotions is dropped (counted: jobs_dropped), so no queue grows while no worker is there.
+         Per stream, frames wait in a reorder buffer (live: a missing frame is waited for --reorder-ms, then
+         skipped).  Only frames, skips and ends sealed by capture are accepted (a JPEG frame's seal is checked
+         before it is decoded); live frames older than --max-age-ms are not sent on.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ GROUPS = [(STAGE, OPTIONS), ("pipeline", options.PIPELINE),
           ("links", options.links("detections", "classify", "display"))]
 MAX_BUFFERED = 64  # live: frames held per stream (about 2 s of video); more and the oldest goes
 FILE_WINDOW = 32  # file mode: frames a stream may run ahead of the next one due (back-pressure)
+MAX_QUEUED = 1024  # live: crops jobs waiting for a classify worker, all streams together (each holds its frame)
 IDLE_STREAM_S = 60.0  # a stream not heard from this long is forgotten (a capture that died, a closed browser tab)
 
 
@@ -128,7 +131,13 @@ class Reorder:
             self.gap_since = None
 
     def drop_oldest(self) -> None:
-        self.entries.pop(min(self.entries)).emitted = True  # gone: its crops job is not worth a forward pass
+        self.entries.pop(min(self.entries)).emitted = True  # gone: its job, if still queued, is not worth doing
+
+    def forget(self) -> None:
+        """Every frame still held is given up (a restarted stream): their queued jobs go with them."""
+        for e in self.entries.values():
+            e.emitted = True
+        self.entries.clear()
 
     def wait_s(self, now: float) -> float:
         t = HEARTBEAT_S
@@ -246,6 +255,7 @@ class Composite:
                 return None
             if st is not None:
                 self.counters.log.info("stream %s restarted (new epoch): resetting it", msg.stream)
+                st.reorder.forget()
             gap = self.s.reorder_s if self.s.live else self.s.file_timeout_s
             st = StreamState(msg.epoch, Reorder(None if self.s.live else 0, gap), FaceIdentities(self.s.smooth))
             self.streams[msg.stream] = st
@@ -309,13 +319,25 @@ class Composite:
                 self.counters.log.info("stream %s finished at frame %s", name, st.eos.meta["last"])
             elif now - st.last_heard > IDLE_STREAM_S and not st.reorder.entries:
                 del self.streams[name]  # gone quiet without an end: forget it (bounded state)
-        if self.queue and any(job.ctx.emitted for job in self.queue):
-            # no worker took them in time (none is up, or the link to it is down): a job whose frame went out is not
-            # worth a forward pass, and would hold its frame's pixels while no worker comes
-            self.queue = deque(job for job in self.queue if not job.ctx.emitted)
+        self._prune_queue()
         for m in out:
             m.stats(STAGE, self.counters)
         return out
+
+    def _prune_queue(self) -> None:
+        """Jobs whose frame has left (painted by its deadline with its faces' last known emotions, or dropped) are
+        not worth a forward pass: they go, counted, so a queue for workers that are not there stays bounded by the
+        frames still held (and by ``MAX_QUEUED`` whatever happens)."""
+        if not self.queue:
+            return
+        cap = MAX_QUEUED if self.s.live else None  # file mode: bounded by FILE_WINDOW frames a stream, all wanted
+        if self.queue[0].ctx.emitted or self.queue[-1].ctx.emitted or (cap and len(self.queue) > cap):
+            keep = deque(j for j in self.queue if not j.ctx.emitted)
+            self.counters["jobs_dropped"] += len(self.queue) - len(keep)
+            while cap and len(keep) > cap:  # the oldest first: its frame is the nearest to its deadline
+                keep.popleft()
+                self.counters["jobs_dropped"] += 1
+            self.queue = keep
 
     def _paint(self, st: StreamState, entry: Entry) -> Message | None:
         msg = entry.msg
@@ -398,7 +420,7 @@ def loop(comp: Composite, pool: Dispatcher, pull: zmq.Socket, router: zmq.Socket
         health.beat()
         poller.poll(int(1000 * comp.wait_s(time.monotonic())) + 1)
         now = time.monotonic()
-        drain_confirming(pull, comp.counters, functools.partial(comp.on_detections, now=now))
+        drain_confirming(pull, comp.counters, functools.partial(comp.on_detections, now=now), admit=comp.sealer.admit)
         for peer, job, reply in pool.receive():
             comp.on_emotions(peer, job, reply)
         for job in pool.take_back():

@@ -2,10 +2,12 @@
 
 in       composited frames and ends of stream from composite (PULL bound at the display link), sealed by capture
 out      an OpenCV window per stream (--window; q quits), recordings (--output: a video, an image or a folder/;
-         STREAM=PATH for one of several streams), a browser view (--http-port: each stream's video and statistics,
-         and Prometheus metrics at /metrics; beyond loopback behind a token), statistics as JSON (--stats-out),
-         a virtual camera other apps open (--virtual-camera [STREAM]: PipeWire or v4l2loopback, common/media/vcam.py;
-         it keeps sending the last frame through stalls, and a still frame once its stream ended)
+         STREAM=PATH for one of several streams; written aside and renamed onto PATH only once complete: a file
+         run cut short or a write failure leaves nothing there), a browser view (--http-port: each stream's video
+         and statistics, and Prometheus metrics at /metrics; beyond loopback behind a token), statistics as JSON
+         (--stats-out), a virtual camera other apps open (--virtual-camera [STREAM]: PipeWire or v4l2loopback,
+         common/media/vcam.py; it keeps sending the last frame through stalls, and a still frame once its stream
+         ended)
 how      live: a frame older than --max-age-ms is not shown (after a stall, the backlog is dropped, not replayed);
          exits once every stream has ended (--exit-after: these streams), with code 3 when frames were lost
 """
@@ -26,7 +28,7 @@ import zmq
 
 from dogfilter.common import health, options, service
 from dogfilter.common.errors import DogfilterError
-from dogfilter.common.media.sinks import Recorder, StreamStats
+from dogfilter.common.media.sinks import Recorder, StreamStats, finish
 from dogfilter.common.media.vcam import BACKENDS, FIRST, VirtualCamera
 from dogfilter.common.options import Option, non_negative
 from dogfilter.common.transport.metrics import Counters
@@ -170,22 +172,29 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
         display.vcam = VirtualCamera(o.virtual_camera_backend, o.virtual_camera, logger=log)
     view = _web(o, log, display)
     links = Links(o.curve_dir, o.allow_plaintext)
+    complete = False  # recordings are renamed onto their paths only when complete (a cut-short file run: none)
     try:
         pull = links.bind(zmq.PULL, o.display_addr, "display")
         returns = links.connect(zmq.PUSH, o.returns_addr, hwm=64)  # to capture: frames that left, tabs' results
         log.info("frames on %s%s%s", o.display_addr, f", recording to {', '.join(o.output)}" if o.output else "",
                  ", window" if o.window else "")
         health.ready()
-        return loop(o, display, pull, returns, recorders, view)
+        code = loop(o, display, pull, returns, recorders, view)
+        complete = True
+        return code
+    except KeyboardInterrupt:
+        complete = display.live  # live: a stop is how a recording ends; file: the run was cut short
+        raise
     finally:
-        for r in recorders.values():
-            r.close()
-        if view is not None:
-            view.close()
-        if display.vcam is not None:
-            display.vcam.close()
-        links.close()
-        write_stats(o.stats_out, display)
+        try:
+            finish(recorders.values(), complete)
+        finally:
+            if view is not None:
+                view.close()
+            if display.vcam is not None:
+                display.vcam.close()
+            links.close()
+            write_stats(o.stats_out, display)
 
 
 def loop(o: argparse.Namespace, display: Display, pull: zmq.Socket, returns: zmq.Socket,
@@ -201,7 +210,7 @@ def loop(o: argparse.Namespace, display: Display, pull: zmq.Socket, returns: zmq
             if o.window and cv2.waitKey(1) & 0xFF == ord("q"):  # keep the window alive while no frame comes
                 return 0
             continue
-        for msg in drain(pull, display.counters, limit=8):
+        for msg in drain(pull, display.counters, limit=8, admit=display.sealer.admit):
             if display.live and msg.kind == "composited":  # the frame left the pipeline: capture may send another
                 send(returns, Message("done", msg.stream, msg.frame, msg.epoch), timeout_s=0.0)
             shown = display.on_message(msg)

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from dogfilter.common.errors import DogfilterError
+from dogfilter.common.transport import imagehead
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 log = logging.getLogger("sources")
@@ -239,14 +240,25 @@ def read_image(p: Path, max_pixels: int) -> np.ndarray:
     """One picture, or DogfilterError saying why not (not found, not an image, too big)."""
     if not p.is_file():
         raise DogfilterError(f"image not found: {p}")
-    # the header's size first, from a 1/8-scale decode: a huge picture is refused before it is decoded in full
-    small = cv2.imread(str(p), cv2.IMREAD_REDUCED_GRAYSCALE_8)
-    if small is None:
-        raise DogfilterError(f"cannot read image {p}: not an image OpenCV can decode")
-    approx = (small.shape[0] * 8, small.shape[1] * 8)
-    if approx[0] * approx[1] > max_pixels * 1.1:
-        raise DogfilterError(f"image {p}: about {too_big(approx, max_pixels)}")
-    img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+    # the size first: a JPEG's or PNG's own header, else a 1/8-scale decode; a huge picture is refused undecoded
+    try:
+        with p.open("rb") as f:
+            head = imagehead.declared_size(f.read(imagehead.MAX_SCAN_BYTES))
+    except OSError as e:
+        raise DogfilterError(f"cannot read image {p}: {e.strerror}") from None
+    try:
+        if head is not None:
+            approx = (head[1], head[0])
+        else:
+            small = cv2.imread(str(p), cv2.IMREAD_REDUCED_GRAYSCALE_8)
+            if small is None:
+                raise DogfilterError(f"cannot read image {p}: not an image OpenCV can decode")
+            approx = (small.shape[0] * 8, small.shape[1] * 8)
+        if approx[0] * approx[1] > max_pixels * 1.1:
+            raise DogfilterError(f"image {p}: about {too_big(approx, max_pixels)}")
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+    except cv2.error:
+        img = None
     if img is None:
         raise DogfilterError(f"cannot read image {p}: not an image OpenCV can decode")
     why = too_big(img.shape, max_pixels)

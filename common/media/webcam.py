@@ -8,7 +8,8 @@ page shows the round trip.  Closing the tab ends the stream: capture sends its e
 forgets it.
 
 Messages, binary both ways: ``[8-byte big-endian float64: the tab's clock, ms][JPEG]``.  A frame that is not a JPEG
-of at most ``max_frame_bytes`` and ``max_pixels`` is dropped and counted; a tab that sends faster than the pipeline
+of at most ``max_frame_bytes`` and ``max_pixels`` is dropped and counted (its pixels read from its own header,
+before it is decoded); a tab that sends faster than the pipeline
 takes frames simply replaces its waiting frame.
 
 Safe by default: beyond loopback the page and the WebSocket want the pipeline's web token (``?token=``, then a
@@ -35,6 +36,7 @@ import numpy as np
 
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.media.sources import Source
+from dogfilter.common.transport import imagehead
 
 PAGE = Path(__file__).with_name("camera.html")
 HEADER = struct.Struct(">d")
@@ -99,9 +101,15 @@ def decode_frame(data: Any, max_frame_bytes: int, max_pixels: int) -> tuple[np.n
         return None
     (client_ts,) = HEADER.unpack_from(data)
     jpeg = memoryview(data)[HEADER.size:]
-    if bytes(jpeg[:2]) != b"\xff\xd8" or client_ts != client_ts:  # not a JPEG; NaN clock
+    if client_ts != client_ts:  # NaN clock
         return None
-    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    # the JPEG's own size, from its frame header, before it is decoded: a few bytes may claim gigapixels
+    if imagehead.over_limit(imagehead.jpeg_size(jpeg), max_pixels, min_side=16):
+        return None
+    try:
+        img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        return None
     if img is None or img.shape[0] * img.shape[1] > max_pixels or min(img.shape[:2]) < 16:
         return None
     return img, float(client_ts)

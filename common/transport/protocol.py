@@ -70,8 +70,10 @@ def send(sock: zmq.Socket, msg: Message, *, block: bool = False, timeout_s: floa
             return False
 
 
-def drain(sock: zmq.Socket, counters: Counters, limit: int = 64, keep_jpeg: bool = False) -> list[Message]:
-    """Every valid message already waiting on a PULL socket (at most ``limit``); the others dropped and counted."""
+def drain(sock: zmq.Socket, counters: Counters, limit: int = 64, keep_jpeg: bool = False,
+          admit: Callable[[Message], None] | None = None) -> list[Message]:
+    """Every valid message already waiting on a PULL socket (at most ``limit``); the others dropped and counted.
+    ``admit``: see :func:`wire.decode` (a check before a JPEG is decoded)."""
     out = []
     for _ in range(limit):
         try:
@@ -79,7 +81,7 @@ def drain(sock: zmq.Socket, counters: Counters, limit: int = 64, keep_jpeg: bool
         except zmq.Again:
             break
         try:
-            out.append(wire.decode(frames, keep_jpeg))
+            out.append(wire.decode(frames, keep_jpeg, admit))
         except WireError as e:
             counters.drop(e.fault, str(e))
     return out
@@ -140,7 +142,7 @@ class Confirmations:
 
 
 def drain_confirming(sock: zmq.Socket, counters: Counters, accept: Callable[[Message], bool],
-                     limit: int = 64) -> list[Message]:
+                     limit: int = 64, admit: Callable[[Message], None] | None = None) -> list[Message]:
     """Like :func:`drain`, on a ROUTER: ``accept(msg)`` takes each message (False: full for now, not taken); a
     message naming a job is confirmed to its sender at once, or answered "retry" when it was not taken."""
     out = []
@@ -150,7 +152,7 @@ def drain_confirming(sock: zmq.Socket, counters: Counters, accept: Callable[[Mes
         except zmq.Again:
             break
         try:
-            msg = wire.decode(frames)
+            msg = wire.decode(frames, admit=admit)
         except WireError as e:
             counters.drop(e.fault, str(e), peer=ident.bytes)
             continue

@@ -21,7 +21,7 @@ import stat
 from pathlib import Path
 
 from dogfilter.common.errors import DogfilterError
-from dogfilter.common.transport.wire import Message
+from dogfilter.common.transport.wire import Message, WireError
 
 SECRET_BYTES = 32
 
@@ -101,3 +101,9 @@ class Sealer:
     def check(self, msg: Message) -> bool:
         seal = msg.meta.get("seal")
         return isinstance(seal, str) and hmac.compare_digest(seal, self._mac(msg))
+
+    def admit(self, msg: Message) -> None:
+        """For :func:`wire.decode` (``admit``): a frame without a valid seal is refused before its pixels are
+        decoded (counted ``unsealed``)."""
+        if msg.kind in ("frame", "detections", "skip", "composited", "eos") and not self.check(msg):
+            raise WireError(f"{msg.kind} of stream {msg.stream} without capture's seal", "unsealed")

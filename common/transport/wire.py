@@ -6,7 +6,7 @@ A message is a ZeroMQ multipart message::
 
 ``header`` is a msgpack map (schema version, kind, stream, epoch, frame number, per-stage timestamps, faces,
 ``meta`` and a description of each binary part); each ``part_i`` is the raw bytes of one array (``image``: the
-H×W×C uint8 frame; ``crops``: N×48×48 uint8 grey face crops), sent zero-copy, or a JPEG of the image for links
+H×W×3 uint8 BGR frame; ``crops``: N×48×48 uint8 grey face crops), sent zero-copy, or a JPEG of the image for links
 where bandwidth matters more than CPU.  No pickle anywhere: msgpack carries only plain data, and arrays are rebuilt
 with ``numpy.frombuffer`` after their shape, dtype and size are checked.
 
@@ -32,7 +32,9 @@ Every job a dispatcher hands out carries ``meta.job`` (an id the dispatcher issu
 Frames, skips and ends of stream carry ``meta.seal`` (capture's proof of the stream's identity: see ``seal.py``).
 
 Decoding checks every value a stage acts on — types, ranges, lengths, the meta keys and their types, face boxes
-against the frame — so a message that parses is also a message whose values are sane.  Anything else raises
+against the frame — so a message that parses is also a message whose values are sane.  A JPEG part is decoded only
+after its own frame header (``imagehead``) says it is the size the message declares (itself under the pixel cap),
+and only frames of H×W×3 uint8 and crops of N×48×48 pass.  Anything else, a decoder's failure included, raises
 :class:`WireError`; receivers count it by kind of fault, log it (rate-limited) and go on.
 """
 
@@ -50,6 +52,8 @@ import cv2
 import msgpack
 import numpy as np
 import zmq
+
+from dogfilter.common.transport import imagehead
 
 SCHEMA = 2
 KINDS = frozenset({"frame", "detections", "skip", "crops", "emotions", "composited", "eos", "ready", "done",
@@ -170,8 +174,8 @@ def encode(msg: Message, jpeg_quality: int | None = None) -> list[Any]:
             part_info.append(src[2])
         else:
             img = np.ascontiguousarray(msg.image)
-            if img.dtype != np.uint8 or img.ndim not in (2, 3):
-                raise WireError(f"image must be uint8 HxW or HxWxC, got {img.dtype} {img.shape}")
+            if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+                raise WireError(f"image must be uint8 HxWx3, got {img.dtype} {img.shape}")
             info = {"name": "image", "shape": list(img.shape), "dtype": "uint8", "enc": "raw"}
             if jpeg_quality is not None:
                 ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
@@ -365,11 +369,11 @@ def _check_part(info: Any, nbytes: int) -> tuple[str, tuple[int, ...], str]:
         raise WireError(f"part {name}: unknown encoding {str(enc)[:16]!r}")
     if not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in shape):
         raise WireError(f"part {name}: bad shape")
-    if name == "image":
-        if len(shape) not in (2, 3) or not all(0 < s <= MAX_DIM for s in shape[:2]):
-            raise WireError(f"image: bad shape {shape}")
-        if len(shape) == 3 and shape[2] not in (1, 3, 4):
-            raise WireError(f"image: bad channel count {shape[2]}")
+    if name == "image":  # what every stage handles: H×W×3 (BGR); a grey or BGRA frame is converted at the source
+        if len(shape) != 3 or not all(0 < s <= MAX_DIM for s in shape[:2]):
+            raise WireError(f"image: bad shape {shape} (want H×W×3)")
+        if shape[2] != 3:
+            raise WireError(f"image: bad channel count {shape[2]} (want 3)")
         if shape[0] * shape[1] > LIMITS.max_pixels:
             raise WireError(f"image: {shape[1]}x{shape[0]} is over the {LIMITS.max_pixels} pixel cap", "oversized")
     else:
@@ -407,9 +411,11 @@ def _header(frames: list[Any]) -> dict[str, Any]:
     return h
 
 
-def decode(frames: list[Any], keep_jpeg: bool = False) -> Message:
+def decode(frames: list[Any], keep_jpeg: bool = False, admit: Callable[[Message], None] | None = None) -> Message:
     """Multipart frames -> Message, validating every value. Raises WireError.  ``keep_jpeg``: a JPEG image part is
-    checked for its marker but left encoded, in ``msg.jpeg`` (for a receiver that only passes it on)."""
+    checked (its own header: a JPEG of the size the message says) but left encoded, in ``msg.jpeg`` (for a receiver
+    that only passes it on).  ``admit``: called with the message before a JPEG part is decoded (it has its header
+    values, not its parts yet); it raises WireError to refuse it (e.g. a frame without capture's seal) undecoded."""
     h = _header(frames)
     kind = h.get("kind")
     if kind not in KINDS:
@@ -435,6 +441,8 @@ def decode(frames: list[Any], keep_jpeg: bool = False) -> Message:
         raise WireError(f"header describes {len(parts) if isinstance(parts, list) else '?'} parts, "
                         f"message has {len(frames) - 1}")
     msg = Message(kind=kind, stream=stream, frame=frame_no, epoch=epoch, ts=ts, meta=meta)
+    if admit is not None and not keep_jpeg and any(isinstance(i, dict) and i.get("enc") == "jpeg" for i in parts):
+        admit(msg)  # decoding costs: the receiver refuses what it would drop anyway first
     frame_hw = None
     for info, fr in zip(parts, frames[1:], strict=True):
         shape = _decode_part(msg, info, fr, keep_jpeg)
@@ -453,16 +461,23 @@ def _decode_part(msg: Message, info: Any, fr: Any, keep_jpeg: bool = False) -> t
     name, shape, enc = _check_part(info, len(buf))
     if getattr(msg, name) is not None or (name == "image" and msg.jpeg is not None):
         raise WireError(f"part {name} appears twice")
+    if enc == "jpeg":  # the JPEG's own size, from its frame header, before a decoder believes it
+        size = imagehead.jpeg_size(buf)
+        if size is None:
+            raise WireError("image: not a JPEG (no frame header)")
+        if (size[1], size[0]) != shape[:2]:
+            raise WireError(f"image: the JPEG says {size[0]}x{size[1]}, the header {shape[1]}x{shape[0]}", "bad_value")
     if enc == "jpeg" and keep_jpeg:
-        if bytes(buf[:2]) != b"\xff\xd8":
-            raise WireError("image: not a JPEG")
         msg.jpeg = bytes(buf)
         return shape
     if enc == "jpeg":
-        arr = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED)
+        try:
+            arr = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_COLOR)
+        except cv2.error:
+            arr = None
         if arr is None:
             raise WireError("image: corrupt JPEG")
-        if list(arr.shape) != list(shape) and not (len(shape) == 3 and shape[2] == 1 and arr.ndim == 2):
+        if arr.shape != shape:
             raise WireError(f"image: JPEG is {arr.shape}, header says {list(shape)}")
     else:
         arr = np.frombuffer(buf, np.uint8).reshape(shape)
