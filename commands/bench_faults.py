@@ -13,6 +13,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -20,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import zmq
 
@@ -37,10 +41,10 @@ class Watch:
     """A live pipeline and what its display shows of the demo stream, sampled every 50 ms (a restarted capture or
     display counts from 0 again: added up); peak RSS of every stage."""
 
-    def __init__(self, d: Path, size: str = "640x480") -> None:
+    def __init__(self, d: Path, size: str = "640x480", n_classify: int = 1, **values: Any) -> None:
         self.stats = d / "stats.json"
-        self.p = Pipeline(mode="live", restart=False,
-                          values={"source": ["demo"], "size": size, "fps": FPS, "stats_out": str(self.stats)})
+        self.p = Pipeline(mode="live", restart=False, n_classify=n_classify,
+                          values={"source": ["demo"], "size": size, "fps": FPS, "stats_out": str(self.stats), **values})
         self.samples: list[tuple[float, int]] = []  # (time, frames shown)
         self.peak: dict[str, float] = {}
         self._stop = False
@@ -102,8 +106,11 @@ class Watch:
         """Everything any stage counted as dropped, refused or stale."""
         keys = ("malformed", "oversized", "bad_value", "unsealed", "unexpected", "unknown_job", "unknown_worker",
                 "bad_reply", "stale_frames", "frames_dropped", "display_dropped", "too_many_workers",
-                "refused_worker", "frames_lost", "frames_lost_in_workers")
+                "refused_worker", "frames_lost", "frames_lost_in_workers", "bad_frames", "jobs_dropped")
         return sum(int(v) for c in self.read().get("counters", {}).values() for k, v in c.items() if k in keys)
+
+    def rss(self, stage: str) -> float:
+        return proc_usage(self.p.procs[f"{stage}.1"].pid)[1]
 
 
 def peer_socket(kind: int, addr: str, ident: bytes | None = None) -> zmq.Socket:
@@ -117,7 +124,85 @@ def peer_socket(kind: int, addr: str, ident: bytes | None = None) -> zmq.Socket:
     return s
 
 
+def bomb_jpeg(width: int, height: int) -> bytes:
+    """A decompression bomb: a JPEG of ~630 bytes whose frame header claims ``width``×``height`` pixels."""
+    ok, buf = cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 50])
+    b = bytearray(buf.tobytes())
+    i = b.index(b"\xff\xc0")  # the baseline frame header: length, precision, then height and width
+    struct.pack_into(">HH", b, i + 5, height, width)
+    return bytes(b)
+
+
+def bomb_message(kind: str, jpeg: bytes, stream: str = "cam0", frame: int = 0, sealer: Sealer | None = None,
+                 ) -> list[Any]:
+    """A message whose header declares a small JPEG image (240×320×3, under every cap) and whose part is ``jpeg``."""
+    crops = np.zeros((0, 48, 48), np.uint8) if kind == "detections" else None
+    msg = Message(kind, stream, frame, int(time.time() * 1000) - 10, image=np.zeros((240, 320, 3), np.uint8),
+                  crops=crops)
+    msg.stamp("capture")
+    if sealer is not None:
+        sealer.seal(msg)
+    frames = wire.encode(msg, jpeg_quality=50)
+    frames[1] = jpeg
+    return frames
+
+
+def web_bomb(port: int, jpegs: list[bytes]) -> None:
+    """Each of ``jpegs`` sent by a browser tab (a WebSocket client) to the browser camera."""
+    from websockets.sync.client import connect
+
+    with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=10) as ws:
+        ws.recv(timeout=10)
+        for j in jpegs:
+            ws.send(struct.pack(">d", time.time() * 1000) + j)
+        time.sleep(0.5)
+
+
 # ----------------------------------------------------------------------------------------------- live faults
+
+
+def decompression_bombs(w: Watch, n: int) -> dict[str, Any]:
+    """``n`` 629-byte JPEGs claiming 60000×60000 and ``n`` claiming 32767×32767 to the display, the composite and
+    the browser camera (sealed and not): every one dropped, fast, with little memory."""
+    sealer = Sealer.from_file(w.p.secret)
+    disp = peer_socket(zmq.PUSH, w.p.endpoints["display"])
+    det = peer_socket(zmq.DEALER, w.p.endpoints["detections"])
+    fps_before, d0, t0 = w.fps_over(2), w.dropped(), time.monotonic()
+    jpegs = [bomb_jpeg(60000, 60000), bomb_jpeg(32767, 32767)] * n
+    for i, j in enumerate(jpegs):
+        key = sealer if i % 4 < 2 else None  # half of them sealed: the size check, not the seal, must stop those
+        send_parts = [(disp, bomb_message("composited", j, "bomb", i, key)),
+                      (det, bomb_message("detections", j, "bomb", i, key))]
+        for sock, parts in send_parts:
+            sock.send_multipart(parts)
+    web = w.p.values.get("web_port")
+    if web:
+        web_bomb(int(web), jpegs)
+    end = time.monotonic() + 30
+    while w.dropped() - d0 < 3 * len(jpegs) and time.monotonic() < end:
+        time.sleep(0.02)
+    took = time.monotonic() - t0
+    fps_during = w.fps_over(2)
+    disp.close()
+    det.close()
+    alive = all(p.poll() is None for p in w.p.procs.values())
+    return {"recovery_s": 0.0, "gap_s": w.gap(t0), "fps_after": fps_during, "fps_before": fps_before,
+            "dropped": w.dropped() - d0, "sent": 3 * len(jpegs), "seconds": took, "alive": alive}
+
+
+def no_classify_worker(w: Watch, seconds: float) -> dict[str, Any]:
+    """No classify worker at all for ``seconds``: video keeps flowing (painted by its deadline) and the
+    composite's memory stays flat (the jobs no worker takes are dropped, counted)."""
+    t0, f0 = time.monotonic(), w.frames()
+    rss = [w.rss("composite")]
+    while time.monotonic() - t0 < seconds:
+        time.sleep(1.0)
+        rss.append(w.rss("composite"))
+    fps = (w.frames() - f0) / (time.monotonic() - t0)
+    return {"recovery_s": 0.0, "gap_s": w.gap(t0), "fps_after": fps, "rss_composite_mb": rss,
+            "rss_growth_mb": max(rss) - rss[0]}
+
+
 
 
 def kill_and_restart(w: Watch, stage: str) -> dict[str, Any]:
@@ -196,8 +281,6 @@ def hostile_flood(w: Watch, n: int) -> dict[str, Any]:
 
 
 def huge_image(d: Path) -> dict[str, Any]:
-    import subprocess
-    import sys
 
     import cv2
 
@@ -211,6 +294,43 @@ def huge_image(d: Path) -> dict[str, Any]:
                             *extra], capture_output=True, text=True, timeout=300)
         out[label] = {"seconds": time.monotonic() - t0, "code": r.returncode,
                       "line": (r.stderr.strip().splitlines() or [""])[-1]}
+    return out
+
+
+def demo_clip(path: Path, n: int, w: int = 640, h: int = 480) -> Path:
+    """``n`` frames of the demo scene as an MJPG .avi."""
+    from dogfilter.common.media.demo import DemoSource
+
+    scene = DemoSource(w, h)
+    wr = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (w, h))
+    for i in range(n):
+        wr.write(scene.render(i / 30))
+    wr.release()
+    return path
+
+
+def full_disk(d: Path) -> dict[str, Any]:
+    """``dogfilter file`` (one process, and five) onto a 200 KB tmpfs (root only): one line, exit 2, no file."""
+    clip = demo_clip(d / "disk.avi", 60)
+    full = d / "full"
+    full.mkdir(exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(full)], capture_output=True,
+                       text=True)
+    if r.returncode:
+        return {"skipped": (r.stderr.strip().splitlines() or ["mount failed"])[-1]}
+    out: dict[str, Any] = {}
+    try:
+        for label, inline in (("one process", "yes"), ("five processes", "no")):
+            target = full / f"out-{inline}.mp4"
+            t0 = time.monotonic()
+            r = subprocess.run([sys.executable, "-m", "dogfilter.commands.run", "file", str(clip), str(target),
+                                "--inline", inline], capture_output=True, text=True, timeout=300)
+            lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+            out[label] = {"seconds": time.monotonic() - t0, "code": r.returncode, "lines": len(lines),
+                          "line": lines[-1] if lines else "", "file": target.exists(),
+                          "left": sorted(p.name for p in full.iterdir())}
+    finally:
+        subprocess.run(["umount", str(full)], capture_output=True)
     return out
 
 
@@ -260,6 +380,7 @@ def file_with_kills(d: Path, n: int) -> dict[str, Any]:
 
 def run(quick: bool, log: Callable[[str], None]) -> tuple[list[str], dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
+    bombs, idle = (5, 10.0) if quick else (20, 30.0)
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         live: list[tuple[str, Callable[[Watch], dict[str, Any]]]] = [
@@ -270,14 +391,17 @@ def run(quick: bool, log: Callable[[str], None]) -> tuple[list[str], dict[str, A
             (f"malformed × {300 if quick else 3000} per port", lambda w: malformed_flood(w, 300 if quick else 3000)),
             (f"hostile-but-valid × {100 if quick else 1000} of 6 kinds",
              lambda w: hostile_flood(w, 100 if quick else 1000)),
+            (BOMBS.format(n=2 * bombs), lambda w: decompression_bombs(w, bombs)),
+            (NO_WORKER.format(s=idle), lambda w: no_classify_worker(w, idle)),
         ]
+        setup = {BOMBS.format(n=2 * bombs): {"web_port": _free_port()}, NO_WORKER.format(s=idle): {"n_classify": 0}}
         if quick:  # a smoke run: one of each kind of fault
             live = [f for f in live if f[0].startswith(("kill -9 + restart detect", "SIGSTOP display", "malformed",
-                                                        "hostile"))]
+                                                        "hostile", "JPEG bombs", "no classify"))]
         for i, (name, fault) in enumerate(live):
             log(f"faults: {name}…")
             (d / str(i)).mkdir()
-            with Watch(d / str(i)) as w:
+            with Watch(d / str(i), **setup.get(name, {})) as w:
                 d0 = w.dropped()
                 r = fault(w)
                 r.setdefault("dropped", w.dropped() - d0)
@@ -287,10 +411,25 @@ def run(quick: bool, log: Callable[[str], None]) -> tuple[list[str], dict[str, A
         big = huge_image(d)
         log("faults: workers killed in file mode…")
         files = file_with_kills(d, 90 if quick else 300)
-    return _table(rows, big, files), {"live": rows, "huge_image": big, "file": files}
+        log("faults: a full disk…")
+        disk = full_disk(d)
+    return _table(rows, big, files, disk), {"live": rows, "huge_image": big, "file": files, "full_disk": disk}
 
 
-def _table(rows: dict[str, dict[str, Any]], big: dict[str, Any], files: dict[str, Any]) -> list[str]:
+BOMBS = "JPEG bombs (629 B claiming 60000² or 32767²) × {n} to display, composite, camera"
+NO_WORKER = "no classify worker for {s:.0f} s"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        return sk.getsockname()[1]
+
+
+def _table(rows: dict[str, dict[str, Any]], big: dict[str, Any], files: dict[str, Any],
+           disk: dict[str, Any]) -> list[str]:
     stages = ("capture", "detect", "classify", "composite", "display")
     lines = ["## Faults (live: demo 640×480 at 30 frames/s, 1 detect, 1 classify; one run each)", "",
              "| fault | video back after s | longest gap s | frames/s after | dropped (counted) | "
@@ -308,4 +447,19 @@ def _table(rows: dict[str, dict[str, Any]], big: dict[str, Any], files: dict[str
     for label, v in files.items():
         lines.append(f"| file mode, 2 detect + 2 classify, {label} | exit {v['code']}, {v['written']} of {v['of']} "
                      f"frames written | {v['seconds']:.1f} |")
-    return lines + [""]
+    if "skipped" in disk:
+        lines.append(f"| file mode onto a full disk (200 KB tmpfs) | skipped: {disk['skipped']} | |")
+    for label, v in disk.items() if "skipped" not in disk else ():
+        lines.append(f"| file mode onto a full disk (200 KB tmpfs), {label} | exit {v['code']}, {v['lines']} line(s), "
+                     f"{'a file' if v['file'] else 'no file'} at the path, {len(v['left'])} left beside it | "
+                     f"{v['seconds']:.1f} |")
+    notes = []
+    for name, r in rows.items():
+        if "sent" in r:
+            notes.append(f"{name}: {r['dropped']} of {r['sent']} dropped (counted) in {r['seconds']:.2f} s; "
+                         f"every stage {'still up' if r['alive'] else 'NOT up'}.")
+        if "rss_composite_mb" in r:
+            rss = r["rss_composite_mb"]
+            notes.append(f"{name}: composite RSS {rss[0]:.0f} MiB at the start, {max(rss):.0f} at most, {rss[-1]:.0f} "
+                         f"at the end ({r['fps_after']:.1f} frames/s shown meanwhile).")
+    return lines + ([""] + notes if notes else []) + [""]

@@ -167,3 +167,29 @@ def test_a_change_of_expression_reaches_the_mask_within_a_few_frames(reclassify_
                 lags.append(i - change)
                 break
     assert len(lags) == 8 and max(lags) <= most_frames, lags
+
+
+def test_without_a_classify_worker_jobs_go_with_their_frames_and_the_queue_stays_bounded() -> None:
+    """No worker takes jobs: each frame is painted by its deadline (its face's last known emotion, else the default)
+    and its job dropped, counted; a frame dropped from a full buffer takes its job with it too."""
+    from dogfilter.common.vision.masks import Painter, load_masks
+    from dogfilter.services.composite import MAX_BUFFERED, Composite, Settings
+
+    sealer = Sealer(b"k" * 32)
+    comp = Composite(Painter(load_masks([])), sealer, Counters("composite", logging.getLogger("t")),
+                     Settings(live=True, reclassify_s=0.0, deadline_s=0.04, max_age_s=1e9))
+    shown = 0
+    for i in range(3000):
+        now = i * 0.033
+        msg = sealer.seal(Message("detections", "cam0", i, 1, faces=[{"box": [10, 10, 40, 40]}],
+                                  image=np.zeros((120, 160, 3), np.uint8), crops=np.zeros((1, 48, 48), np.uint8)))
+        comp.on_detections(msg, now)
+        shown += len(comp.ready(now))
+        assert len(comp.queue) <= 2
+    assert shown >= 2990 and comp.counters["jobs_dropped"] >= 2990
+    for i in range(3000, 3000 + 2 * MAX_BUFFERED):  # frames that never reach their deadline: the buffer drops them
+        msg = sealer.seal(Message("detections", "cam0", i, 1, faces=[{"box": [10, 10, 40, 40]}],
+                                  image=np.zeros((120, 160, 3), np.uint8), crops=np.zeros((1, 48, 48), np.uint8)))
+        comp.on_detections(msg, 0.0)
+        comp.ready(0.0)
+    assert len(comp.queue) <= MAX_BUFFERED + 1

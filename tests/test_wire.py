@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import struct
+
+import cv2
 import msgpack
 import numpy as np
 import pytest
 import zmq
 
-from dogfilter.common.transport import wire
+from dogfilter.commands.bench_faults import bomb_jpeg
+from dogfilter.common.transport import imagehead, wire
 from dogfilter.common.transport.protocol import send
 
 pytestmark = pytest.mark.timeout(30)
@@ -64,6 +68,26 @@ def _header(**over) -> bytes:
 
 
 GOOD_PIXELS = bytes(48)
+BOMB = bomb_jpeg(60000, 60000)
+BROKEN = bomb_jpeg(16, 16)[:-40] + b"\x00" * 40 + b"\xff\xd9"
+
+
+def test_image_headers_give_the_declared_size_without_decoding() -> None:
+    assert imagehead.jpeg_size(BOMB) == (60000, 60000, 3) and len(BOMB) < 700
+    ok, png = cv2.imencode(".png", np.zeros((5, 7, 4), np.uint8))
+    assert imagehead.declared_size(png.tobytes()) == (7, 5, 4)
+    assert imagehead.declared_size(b"\xff\xd8\xff\xd9") is None and imagehead.declared_size(b"junk") is None
+    assert imagehead.over_limit((60000, 60000, 3), 50_000_000) and not imagehead.over_limit((640, 480, 3), 10**6)
+
+
+def test_the_browser_camera_refuses_a_bomb_undecoded() -> None:
+    from dogfilter.common.media.webcam import decode_frame
+
+    ts = struct.pack(">d", 1.0)
+    assert decode_frame(ts + bomb_jpeg(32767, 32767), 4 << 20, 4_000_000) is None
+    assert decode_frame(ts + BROKEN, 4 << 20, 4_000_000) is None
+    assert decode_frame(ts + cv2.imencode(".jpg", np.zeros((32, 32, 3), np.uint8))[1].tobytes(), 4 << 20,
+                        4_000_000)[0].shape == (32, 32, 3)
 
 
 @pytest.mark.parametrize("frames, why", [
@@ -80,7 +104,15 @@ GOOD_PIXELS = bytes(48)
     ([_header(parts=[{"name": "image", "shape": [99999, 4, 3], "dtype": "uint8", "enc": "raw"}]), GOOD_PIXELS],
      "bad shape"),
     ([_header(parts=[{"name": "image", "shape": [4, 4, 3], "dtype": "uint8", "enc": "jpeg"}]), b"notajpeg"],
-     "corrupt JPEG"),
+     "not a JPEG"),
+    ([_header(parts=[{"name": "image", "shape": [240, 320, 3], "dtype": "uint8", "enc": "jpeg"}]), BOMB],
+     "the JPEG says 60000x60000"),  # a decompression bomb: refused from its own header, undecoded
+    ([_header(parts=[{"name": "image", "shape": [16, 16, 3], "dtype": "uint8", "enc": "jpeg"}]), BROKEN],
+     "corrupt JPEG"),  # the right size in its header, then garbage: the decoder's failure is a WireError
+    ([_header(parts=[{"name": "image", "shape": [4, 4], "dtype": "uint8", "enc": "raw"}]), bytes(16)],
+     "want H×W×3"),  # grey: the painter handles BGR only
+    ([_header(parts=[{"name": "image", "shape": [4, 4, 4], "dtype": "uint8", "enc": "raw"}]), bytes(64)],
+     "channel count 4"),
     ([_header(faces=[{"box": [0, 0, -5, 10]}]), GOOD_PIXELS], "bad size"),
     ([_header(faces=[{"box": "0,0,5,5"}]), GOOD_PIXELS], "[x, y, w, h]"),
     ([_header(ts={"capture": float("nan")}), GOOD_PIXELS], "finite"),
