@@ -31,3 +31,7 @@ def test_quick_benchmark_prints_every_section_and_writes_json(tmp_path) -> None:
     assert all(r["recovery_s"] == r["recovery_s"] for r in faults["live"].values())  # not NaN: video came back
     assert faults["huge_image"]["refused"]["code"] == 2 and faults["huge_image"]["processed"]["code"] == 0
     assert all(v["written"] == v["of"] for v in faults["file"].values())
+    bombs = next(r for name, r in faults["live"].items() if name.startswith("JPEG bombs"))
+    assert bombs["alive"] and bombs["dropped"] >= bombs["sent"]
+    assert all(v["code"] == 2 and not v["file"] and not v["left"] for v in faults["full_disk"].values()
+               ) or "skipped" in faults["full_disk"]
