@@ -2,7 +2,8 @@
 
 Each live fault runs on a fresh pipeline (demo source, 640×480 at 30 frames/s, one detect and one classify
 process) watched through the display's statistics: kill -9 and restart of each stage, a pause (SIGSTOP) of the
-display and of a detect worker, floods of malformed messages and of hostile-but-valid ones on every port.  Then a
+display and of a detect worker, floods of malformed messages and of hostile-but-valid ones on every port, browser
+tabs opened and closed by the hundred (each a stream of its own that must end everywhere).  Then a
 huge picture, and a detect and a classify worker killed in the middle of a file.  Per fault: how long until video
 flows again, the longest gap in the video, the frame rate in the seconds after, what was counted as dropped, and the
 peak memory of every stage over the whole fault.
@@ -277,6 +278,44 @@ def hostile_flood(w: Watch, n: int) -> dict[str, Any]:
             "dropped": w.dropped() - d0}
 
 
+def tab_session(port: int, jpeg: bytes, tries: int = 2, timeout_s: float = 2.0) -> bool:
+    """One browser tab, played by a WebSocket client: open the camera, send a frame (another, up to ``tries``, until
+    one comes back), close.  True: a filtered frame came back."""
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+    from websockets.sync.client import connect
+
+    try:
+        with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=10, close_timeout=2) as ws:
+            ws.recv(timeout=10)  # the name of its stream
+            for _ in range(tries):
+                ws.send(struct.pack(">d", time.perf_counter() * 1000) + jpeg)
+                try:
+                    data = ws.recv(timeout=timeout_s)
+                except TimeoutError:
+                    continue
+                return isinstance(data, bytes) and data[8:10] == b"\xff\xd8"
+    except (ConnectionClosed, InvalidStatus, OSError, TimeoutError):
+        return False
+    return False
+
+
+def tab_churn(w: Watch, n: int) -> dict[str, Any]:
+    """``n`` browser tab sessions in a row (open, a 320×240 frame or two, close), beside the demo stream; then one
+    more: how long until its frame comes back."""
+    import cv2
+
+    from dogfilter.common.media.demo import DemoSource
+
+    jpeg = cv2.imencode(".jpg", DemoSource(320, 240).render(0.0))[1].tobytes()
+    d0, t0 = w.dropped(), time.monotonic()
+    answered = sum(tab_session(w.p.values["web_port"], jpeg) for _ in range(n))
+    t1 = time.monotonic()
+    last = tab_session(w.p.values["web_port"], jpeg, tries=5)
+    return {"recovery_s": time.monotonic() - t1 if last else float("nan"), "gap_s": w.gap(t0),
+            "fps_after": w.fps_over(3), "dropped": w.dropped() - d0, "answered": answered,
+            "streams_kept": len(w.read().get("streams", {}))}
+
+
 # ----------------------------------------------------------------------------------------------- inputs and files
 
 
@@ -393,11 +432,15 @@ def run(quick: bool, log: Callable[[str], None]) -> tuple[list[str], dict[str, A
              lambda w: hostile_flood(w, 100 if quick else 1000)),
             (BOMBS.format(n=2 * bombs), lambda w: decompression_bombs(w, bombs)),
             (NO_WORKER.format(s=idle), lambda w: no_classify_worker(w, idle)),
+            (f"browser tab churn × {50 if quick else 500} sessions", lambda w: tab_churn(w, 50 if quick else 500)),
         ]
-        setup = {BOMBS.format(n=2 * bombs): {"web_port": _free_port()}, NO_WORKER.format(s=idle): {"n_classify": 0}}
+        churn = f"browser tab churn × {50 if quick else 500} sessions"
+        setup = {BOMBS.format(n=2 * bombs): {"web_port": _free_port()}, NO_WORKER.format(s=idle): {"n_classify": 0},
+                 churn: {"web_port": _free_port()}}
         if quick:  # a smoke run: one of each kind of fault
             live = [f for f in live if f[0].startswith(("kill -9 + restart detect", "SIGSTOP display", "malformed",
-                                                        "hostile", "JPEG bombs", "no classify"))]
+                                                        "hostile", "JPEG bombs", "no classify",
+                                                        "browser tab churn"))]
         for i, (name, fault) in enumerate(live):
             log(f"faults: {name}…")
             (d / str(i)).mkdir()
@@ -438,6 +481,8 @@ def _table(rows: dict[str, dict[str, Any]], big: dict[str, Any], files: dict[str
     for name, r in rows.items():
         peak = r["peak_rss_mb"]
         fps = f"{r['fps_after']:.1f}" + (f" (before {r['fps_before']:.1f})" if "fps_before" in r else "")
+        if "answered" in r:  # tab churn: "video back after" is the next tab's first frame back
+            name = f"{name} ({r['answered']} answered; streams kept after: {r['streams_kept']})"
         lines.append(f"| {name} | {r['recovery_s']:.2f} | {r['gap_s']:.2f} | {fps} | {r.get('dropped', 0)} | "
                      + " | ".join(f"{peak.get(s, 0):.0f}" for s in stages) + " |")
     lines += ["", "| input | outcome | seconds |", "|---|---|---|"]

@@ -34,7 +34,7 @@ from dogfilter.common import health, options, service
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.media.sources import DemoSource, Source, open_source, parse_size
 from dogfilter.common.media.webcam import CameraServer, WebSource, WebTab
-from dogfilter.common.options import Option, non_negative
+from dogfilter.common.options import Option, non_negative, positive
 from dogfilter.common.transport.metrics import Counters
 from dogfilter.common.transport.protocol import HEARTBEAT_S, Dispatcher, Job, drain
 from dogfilter.common.transport.seal import Sealer
@@ -68,8 +68,10 @@ OPTIONS = (
            "stream of its own, one per tab, and shows it filtered", type=non_negative(int), launcher=True),
     Option("web_host", "127.0.0.1", "address the browser camera listens on (beyond loopback: the web token, and "
            "https in front: see deploy/README.md)"),
-    Option("max_web_streams", 8, "browser cameras at once; more are turned away (try again later)",
-           type=non_negative(int)),
+    Option("max_web_streams", 8, "browser cameras at once; when all are taken, one idle for 2 s makes room, else "
+           "a new one is turned away (try again later)", type=non_negative(int)),
+    Option("web_idle_s", 10.0, "a browser camera that sends no frame, or takes no filtered frame, for this long is "
+           "closed and its stream ended", type=positive(float)),
 )
 GROUPS = [(STAGE, OPTIONS), ("pipeline", options.PIPELINE), ("links", options.links("frames", "returns"))]
 
@@ -384,7 +386,7 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
         if o.web_port:
             token = sealer.web_token(o.web_token, o.web_host)
             camera = CameraServer(o.web_host, o.web_port, token, waker, max_streams=o.max_web_streams,
-                                  max_pixels=min(o.max_pixels, 4_000_000))
+                                  max_pixels=min(o.max_pixels, 4_000_000), idle_s=o.web_idle_s)
             log.info("browser camera at http://%s:%d/%s", o.web_host, camera.port, f"?token={token}" if token else "")
         health.ready()
         return loop(capture, pool, Sockets(router, wake, returns), camera, live, o.exit_on_eos)
@@ -448,6 +450,8 @@ def _tabs(capture: Capture, camera: CameraServer) -> None:
         kind, tab = camera.events.get()
         if kind == "open":
             capture.add(WebFeed(tab, int(time.time() * 1000)))
+    if camera.timed_out:
+        capture.counters["tabs_timed_out"] = camera.timed_out
 
 
 def cli() -> None:

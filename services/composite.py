@@ -264,13 +264,13 @@ class Composite:
         return st
 
     def on_emotions(self, peer: Peer, job: Job, reply: Message) -> None:
-        """A classify worker's answer to one of our jobs (the dispatcher checked the job is this worker's)."""
+        """A classify worker's answer to one of our jobs (the dispatcher checked the job is this worker's, and
+        :func:`check_reply` its shape)."""
         entry: Entry = job.ctx
         classes = peer.info["classes"]
-        if len(reply.faces) != len(job.msg.faces) or any(len(f.get("probs") or ()) != len(classes)
-                                                          for f in reply.faces):
-            self.counters.drop("bad_reply", "emotions do not match the job's faces or the worker's classes",
-                               peer=peer.ident)
+        why = check_reply(peer, job, reply)
+        if why:
+            self.counters.drop("bad_reply", why, peer=peer.ident)
             return
         faces = [entry.msg.faces[i] for i in entry.asked] if entry.msg is not None else []
         st = self.streams.get(job.msg.stream)
@@ -376,9 +376,29 @@ class Composite:
         return sum(len(st.reorder.entries) for st in self.streams.values())
 
 
-def check_worker(info: dict[str, Any]) -> str | None:
-    """A classify worker must say which classes its probabilities are for."""
-    return None if isinstance(info.get("classes"), list) else "a classify worker must announce its classes"
+#: the labels a classify worker may announce: FER2013's seven expressions, and any emotion given a mask (--mask) or
+#: painted by default (a fixed vocabulary: a face's probabilities are kept by label, so invented labels would grow it)
+EMOTIONS = frozenset({"happy", "sad", "surprise", "neutral", "angry", "disgust", "fear"})
+
+
+def check_worker(info: dict[str, Any], vocabulary: frozenset[str] = EMOTIONS) -> str | None:
+    """A classify worker must say which classes its probabilities are for, each a label of the vocabulary."""
+    classes = info.get("classes")
+    if not isinstance(classes, list):
+        return "a classify worker must announce its classes"
+    unknown = [c for c in classes if c not in vocabulary]
+    if unknown:
+        return f"classes {unknown[:3]} are not emotions this composite knows (give them a --mask)"
+    return None
+
+
+def check_reply(peer: Peer, job: Job, reply: Message) -> str | None:
+    """A reply must carry one set of probabilities per face of its job, each over the worker's classes."""
+    classes = peer.info["classes"]
+    if len(reply.faces) != len(job.msg.faces) or any(len(f.get("probs") or ()) != len(classes)
+                                                      for f in reply.faces):
+        return "emotions do not match the job's faces or the worker's classes"
+    return None
 
 
 def make_handler(o: argparse.Namespace, sealer: Sealer, counters: Counters) -> Composite:
@@ -396,8 +416,9 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
         router = links.bind(zmq.ROUTER, o.classify_addr, "classify", hwm=1000)
         push = links.connect(zmq.PUSH, o.display_addr)
         timeout = 3.0 if comp.s.live else 60.0
+        vocabulary = EMOTIONS | set(comp.painter.masks) | {comp.painter.default_emotion}
         pool = Dispatcher(router, STAGE, counters, max_window=64, job_timeout_s=timeout, replies=("emotions",),
-                          check_info=check_worker)
+                          check_info=functools.partial(check_worker, vocabulary=vocabulary), check_reply=check_reply)
         log.info("detections on %s, classify workers on %s%s, display at %s", o.detections_addr, o.classify_addr,
                  " (CURVE)" if links.curve_dir else "", o.display_addr)
         health.gauge("classify_jobs_waiting", "crops jobs waiting for a classify worker's credit",

@@ -64,6 +64,9 @@ class Detect:
         are followed apart, though two hosts may both name a stream cam0)."""
         if msg.kind == "eos":
             out = msg.derive("eos")
+            tracker = getattr(self.detector, "tracker", None)
+            if tracker is not None:  # the stream ended: its faces are forgotten now, not when pushed out
+                tracker.streams.pop((msg.stream, msg.epoch), None)
         elif self.live and time.time() - msg.ts.get("capture", time.time()) > self.max_age_s:
             self.counters["stale_frames"] += 1  # it waited too long to be worth a look: say so, do not wait for it
             out = msg.derive("skip", image=None, meta={**msg.meta, "reason": "stale"})

@@ -9,7 +9,9 @@ out      an OpenCV window per stream (--window; q quits), recordings (--output: 
          common/media/vcam.py; it keeps sending the last frame through stalls, and a still frame once its stream
          ended)
 how      live: a frame older than --max-age-ms is not shown (after a stall, the backlog is dropped, not replayed);
-         exits once every stream has ended (--exit-after: these streams), with code 3 when frames were lost
+         exits once every stream has ended (--exit-after: these streams), with code 3 when frames were lost.
+         Streams that ended are kept for the view (the last KEEP_ENDED), then forgotten everywhere (statistics,
+         browser view, /metrics); a new stream takes the slot of an ended one, or of one silent for IDLE_STREAM_S
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ OPTIONS = (
 )
 GROUPS = [(STAGE, OPTIONS), ("pipeline", options.PIPELINE), ("links", options.links("display", "returns"))]
 MAX_STREAMS = 64
+KEEP_ENDED = 8  # ended streams still shown (statistics, view, /metrics); older ones are forgotten
+IDLE_STREAM_S = 60.0  # a stream silent this long (a capture that died without an end) gives its slot to a new one
 
 
 class Display:
@@ -68,6 +72,8 @@ class Display:
         self.exit_after = set(exit_after)
         self.streams: OrderedDict[str, StreamStats] = OrderedDict()
         self.epochs: dict[str, int] = {}
+        self.ended: OrderedDict[str, int] = OrderedDict()  # streams that ended (→ their epoch), the last 1024
+        self.forgotten: list[str] = []  # streams forgotten since the loop last looked (it drops their view)
         self.total = StreamStats()
         self.workers: dict[str, int] = {}
         self.lost: dict[str, int] = {}
@@ -91,6 +97,13 @@ class Display:
             if st.frames < st.ended + 1 and not self.live:
                 self.lost[msg.stream] = st.ended + 1 - st.frames
             self.counters.log.info("end of stream %s after %d frames", msg.stream, st.frames)
+            self.ended[msg.stream] = msg.epoch
+            self.ended.move_to_end(msg.stream)
+            while len(self.ended) > 1024:
+                self.ended.popitem(last=False)
+            ended = [name for name, s in self.streams.items() if s.ended is not None]
+            for name in ended[:max(0, len(ended) - KEEP_ENDED)]:
+                self._forget(name)
             return None
         if self.live and time.time() - msg.ts.get("capture", time.time()) > self.max_age_s:
             self.counters["stale_frames"] += 1  # live means live: a backlog after a stall is not replayed
@@ -101,21 +114,43 @@ class Display:
         return msg
 
     def _stream(self, msg: Message) -> StreamStats | None:
-        epoch = self.epochs.get(msg.stream)
-        if epoch is not None and msg.epoch < epoch:
-            self.counters["stale_frames"] += 1
+        epoch = self.epochs.get(msg.stream, self.ended.get(msg.stream))
+        if epoch is not None and (msg.epoch < epoch or (msg.epoch == epoch and msg.stream not in self.streams)):
+            self.counters["stale_frames"] += 1  # from before a restart, or of a run that ended and was forgotten
             return None
-        if epoch is None or msg.epoch > epoch:
-            if epoch is None and len(self.streams) >= MAX_STREAMS:
+        if msg.stream not in self.streams or msg.epoch > self.epochs[msg.stream]:
+            if msg.stream not in self.streams and len(self.streams) >= MAX_STREAMS and not self._make_room():
                 self.counters.drop("too_many_streams", f"{MAX_STREAMS} streams already; not {msg.stream}")
                 return None
             self.streams[msg.stream], self.epochs[msg.stream] = StreamStats(), msg.epoch
-        return self.streams[msg.stream]
+            self.ended.pop(msg.stream, None)
+        st = self.streams[msg.stream]
+        st.last_heard = time.monotonic()
+        return st
+
+    def _make_room(self) -> bool:
+        """Every slot taken: forget the stream that ended first, else the one silent the longest (IDLE_STREAM_S)."""
+        now = time.monotonic()
+        ended = [name for name, s in self.streams.items() if s.ended is not None]
+        silent = sorted((s.last_heard, name) for name, s in self.streams.items() if now - s.last_heard > IDLE_STREAM_S)
+        victim = ended[0] if ended else silent[0][1] if silent else None
+        if victim is None:
+            return False
+        self._forget(victim)
+        return True
+
+    def _forget(self, name: str) -> None:
+        """A stream leaves every statistic (and, through the loop, the browser view and /metrics)."""
+        self.streams.pop(name, None)
+        self.epochs.pop(name, None)
+        self.forgotten.append(name)
+        self.counters["streams_forgotten"] += 1
 
     def finished(self) -> bool:
         """Every stream waited for has ended."""
         wanted = self.exit_after or set(self.streams)
-        return bool(wanted) and all(s in self.streams and self.streams[s].ended is not None for s in wanted)
+        return bool(wanted) and all(s in self.ended and (s not in self.streams or self.streams[s].ended is not None)
+                                    for s in wanted)
 
     def _sources(self) -> dict[str, int]:
         """Every stream's source counters, added up (each stage's own counters are the same in every stream)."""
@@ -217,6 +252,10 @@ def loop(o: argparse.Namespace, display: Display, pull: zmq.Socket, returns: zmq
             vcam = display.vcam
             if vcam is not None and msg.kind == "eos" and msg.stream == vcam.stream and display.sealer.check(msg):
                 vcam.end()
+            while display.forgotten:
+                gone = display.forgotten.pop()
+                if view is not None:
+                    view.forget(gone)
             if shown is not None:
                 if vcam is not None and vcam.wants(msg.stream):
                     vcam.put(shown.image, float(shown.meta.get("fps", 30.0)))

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from dogfilter.common.errors import DogfilterError
-from dogfilter.common.transport.metrics import Histogram, Rate, Window, hops
+from dogfilter.common.transport.metrics import Histogram, Rate, Window, hops, known_events
 from dogfilter.common.transport.wire import Message
 
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
@@ -240,6 +240,7 @@ class StreamStats:
         self.last_frame = -1
         self.ended: int | None = None  # the last frame number, once the stream has ended
         self.started = time.monotonic()
+        self.last_heard = self.started  # when its last message came
 
     def add(self, msg: Message) -> None:
         self.frames += 1
@@ -257,8 +258,13 @@ class StreamStats:
         self.last_frame = msg.frame
 
     def absorb(self, msg: Message) -> None:
-        for key, counts in msg.meta.get("stats", {}).items():
+        """Every stage's counters the message carries: the stages and counter names of the pipeline only (a
+        fixed vocabulary: ``metrics.EVENTS``), so a peer's invented names are never kept."""
+        for key, raw in msg.meta.get("stats", {}).items():
             stage, _, worker = key.partition("@")
+            counts = known_events(stage, raw)
+            if counts is None:
+                continue
             if stage not in self._stages and stage not in self._workers and \
                     len(self._stages) + len(self._workers) >= MAX_STAGES:
                 continue

@@ -14,8 +14,10 @@ takes frames simply replaces its waiting frame.
 
 Safe by default: beyond loopback the page and the WebSocket want the pipeline's web token (``?token=``, then a
 cookie); a WebSocket opened by a page of another site (its Origin is not this server) is refused; at most
-``max_streams`` tabs at once (more are closed with 1013, try again later).  Browsers allow the camera only on
-https or localhost: put a TLS proxy in front of it beyond localhost (deploy/README.md).
+``max_streams`` tabs at once.  A tab holds its slot only while it is live: one that sends no frame, or takes no
+filtered frame, for ``idle_s`` is closed (its stream ends); when every slot is taken, the tab idle the longest (at
+least ``ROOM_S``) makes room for a new one; else the new one is closed with 1013, try again later.  Browsers allow
+the camera only on https or localhost: put a TLS proxy in front of it beyond localhost (deploy/README.md).
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ import hmac
 import itertools
 import logging
 import queue
+import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,6 +44,8 @@ from dogfilter.common.transport import imagehead
 
 PAGE = Path(__file__).with_name("camera.html")
 HEADER = struct.Struct(">d")
+SEND_BUFFER = 64 * 1024  # bytes of filtered frames the kernel holds for a tab
+ROOM_S = 2.0  # every slot taken: a tab idle (no frame in, or none taken out) this long makes room for a new tab
 log = logging.getLogger("webcam")
 
 
@@ -52,6 +58,8 @@ class WebTab:
         self.frame: tuple[np.ndarray, float] | None = None  # (BGR, the tab's clock)
         self.result: bytes | None = None
         self.closed = False
+        self.last_in = time.monotonic()  # when its last frame came (or it opened)
+        self.unread_since: float | None = None  # since when a filtered frame waits for the tab to take it
         self.counts = {"frames_in": 0, "frames_replaced": 0, "bad_frames": 0, "results_out": 0,
                        "results_replaced": 0}
 
@@ -61,6 +69,7 @@ class WebTab:
                 self.counts["frames_replaced"] += 1  # the newest frame wins
             self.frame = (img, client_ts)
             self.counts["frames_in"] += 1
+            self.last_in = time.monotonic()
 
     def take_frame(self) -> tuple[np.ndarray, float] | None:
         with self.lock:
@@ -72,6 +81,7 @@ class WebTab:
             if self.result is not None:
                 self.counts["results_replaced"] += 1
             self.result = HEADER.pack(client_ts) + jpeg
+            self.unread_since = self.unread_since or time.monotonic()
             self.lock.notify_all()
 
     def send_results(self) -> None:
@@ -84,10 +94,25 @@ class WebTab:
                     return
                 data, self.result = self.result, None
             try:
-                self.connection.send(data)
+                self.connection.send(data)  # blocks while the tab does not read
                 self.counts["results_out"] += 1
             except Exception:  # noqa: BLE001 - the tab went away: its receiving side ends the stream
                 return
+            with self.lock:
+                self.unread_since = time.monotonic() if self.result is not None else None
+
+    def idle_s(self, now: float) -> float:
+        """How long the tab has been sending no frame, or taking no filtered frame (the longer)."""
+        unread = now - self.unread_since if self.unread_since is not None else 0.0
+        return max(now - self.last_in, unread)
+
+    def cut(self) -> None:
+        """End the tab's connection now, from any thread (a send blocked on a tab that does not read included)."""
+        try:
+            self.connection.socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.close()
 
     def close(self) -> None:
         with self.lock:
@@ -127,14 +152,18 @@ class CameraServer:
     its loop with it)."""
 
     def __init__(self, host: str, port: int, token: str | None, notify: Callable[[], None], max_streams: int = 8,
-                 max_frame_bytes: int = 4 << 20, max_pixels: int = 4_000_000) -> None:
+                 max_frame_bytes: int = 4 << 20, max_pixels: int = 4_000_000, idle_s: float = 10.0) -> None:
         from websockets.sync.server import serve
 
         self.token, self.notify = token, notify
         self.events: queue.SimpleQueue[tuple[str, WebTab]] = queue.SimpleQueue()
         self.max_streams, self.max_frame_bytes, self.max_pixels = max_streams, max_frame_bytes, max_pixels
+        self.idle_s = idle_s
         self.tabs: dict[str, WebTab] = {}
+        self.tabs_lock = threading.Lock()
         self.refused = 0
+        self.timed_out = 0  # tabs closed for sending or taking nothing for idle_s, or to make room
+        self._stop = threading.Event()
         self._ids = itertools.count(1)
         ws_log = logging.getLogger("webcam.ws")  # websockets logs each HTTP request, and a broken handshake's
         ws_log.setLevel(logging.WARNING)         # traceback, at INFO: our own counters and lines say what matters
@@ -146,6 +175,42 @@ class CameraServer:
             raise DogfilterError(f"cannot serve the browser camera on {host}:{port}: {e.strerror}") from None
         self.port = self.server.socket.getsockname()[1]
         threading.Thread(target=self.server.serve_forever, daemon=True, name="webcam").start()
+        threading.Thread(target=self._watch, daemon=True, name="webcam-idle").start()
+
+    def _watch(self) -> None:
+        """Close the tabs idle for ``idle_s`` (sending nothing, or reading nothing)."""
+        while not self._stop.wait(min(0.5, self.idle_s / 4)):
+            now = time.monotonic()
+            with self.tabs_lock:
+                idle = [t for t in self.tabs.values() if t.idle_s(now) > self.idle_s]
+            for tab in idle:
+                self._cut(tab, f"idle for {self.idle_s:g}s")
+
+    def _cut(self, tab: WebTab, why: str) -> None:
+        with self.tabs_lock:
+            if self.tabs.pop(tab.stream, None) is None:
+                return  # gone already
+            self.timed_out += 1
+        log.info("browser camera %s closed: %s", tab.stream, why)
+        tab.cut()
+
+    def _admit(self, tab: WebTab) -> bool:
+        """A slot for a new tab: a free one, or the one of the tab idle the longest (at least ``ROOM_S``)."""
+        now = time.monotonic()
+        with self.tabs_lock:
+            idlest = None
+            if len(self.tabs) >= self.max_streams:
+                idlest = max(self.tabs.values(), key=lambda t: t.idle_s(now), default=None)
+                if idlest is None or idlest.idle_s(now) < min(ROOM_S, self.idle_s):
+                    return False
+                del self.tabs[idlest.stream]
+                self.timed_out += 1
+            self.tabs[tab.stream] = tab
+        if idlest is not None:
+            log.info("browser camera %s closed: idle for %.1fs, %s takes its place", idlest.stream,
+                     idlest.idle_s(now), tab.stream)
+            idlest.cut()
+        return True
 
     def _authorized(self, request: Any) -> tuple[bool, bool]:
         if not self.token:
@@ -181,12 +246,15 @@ class CameraServer:
         return connection.respond(404, "not found\n")
 
     def _handle(self, connection: Any) -> None:
-        if len(self.tabs) >= self.max_streams:
+        tab = WebTab(f"web-{next(self._ids)}", connection)
+        try:  # a small send buffer: a tab that does not read blocks its sender soon (and is found idle), and a
+            connection.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)  # slow one gets the
+        except OSError:  # newest frame, not a queue of old ones in the kernel
+            pass
+        if not self._admit(tab):
             self.refused += 1
             connection.close(1013, f"{self.max_streams} cameras already: try again later")
             return
-        tab = WebTab(f"web-{next(self._ids)}", connection)
-        self.tabs[tab.stream] = tab
         sender = threading.Thread(target=tab.send_results, daemon=True, name=f"{tab.stream}-out")
         sender.start()
         self.events.put(("open", tab))
@@ -205,10 +273,12 @@ class CameraServer:
             pass
         finally:
             tab.close()
-            self.tabs.pop(tab.stream, None)
+            with self.tabs_lock:
+                self.tabs.pop(tab.stream, None)
             self.events.put(("close", tab))
             self.notify()
             log.info("browser camera %s closed (%s)", tab.stream, tab.counts)
 
     def close(self) -> None:
+        self._stop.set()
         self.server.shutdown()

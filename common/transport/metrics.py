@@ -17,6 +17,38 @@ import numpy as np
 # the order in which stamps are taken along the pipeline; hop "a→b" is ts[b] − ts[a]
 STAGES = ["capture", "detect_in", "detect", "composite_in", "composite", "display"]
 
+# Every counter a stage reports, by name: a fixed vocabulary per stage.  The display keeps, shows and exports (as
+# /metrics series) only these: a name a peer invents in a message's ``stats`` never becomes a series, so a hostile
+# worker cannot make the statistics grow or churn.  A counter added to a stage must be added here
+# (tests/test_trust.py checks the sources against it).
+WIRE_FAULTS = frozenset({"malformed", "oversized", "bad_value"})  # WireError.fault: every receiver counts them
+PROTOCOL_EVENTS = frozenset({"unexpected", "unknown_job", "unknown_worker", "too_many_workers", "refused_worker",
+                             "workers_stalled", "workers_benched_bad_replies", "workers_expired", "workers_evicted",
+                             "benched_announces", "late_replies", "jobs_given_back", "resent_unconfirmed",
+                             "bad_reply"})
+_SHARED = WIRE_FAULTS | PROTOCOL_EVENTS
+EVENTS: dict[str, frozenset[str]] = {
+    "source": frozenset({"frames", "frames_dropped", "files_skipped", "files_truncated", "frames_in",
+                         "frames_replaced", "bad_frames", "results_out", "results_replaced"}),
+    "capture": _SHARED | {"frames_lost_in_workers", "unknown_acks", "tabs_timed_out"},
+    "detect": _SHARED | {"frames", "faces", "stale_frames", "frames_dropped", "full_scans", "scan_passes",
+                         "scans_skipped"},
+    "classify": _SHARED | {"batches", "faces", "replies_dropped"},
+    "composite": _SHARED | {"frames", "busy", "stale_frames", "frames_dropped", "faces_read_earlier",
+                            "updated_after_paint", "late_results", "frames_lost", "faces_unclassified",
+                            "display_dropped", "too_many_streams", "unsealed"},
+    "display": _SHARED | {"stale_frames", "too_many_streams", "unsealed", "results_not_returned",
+                          "stats_not_written", "streams_forgotten"},
+}
+
+
+def known_events(stage: str, counts: dict[str, int]) -> dict[str, int] | None:
+    """``counts`` of ``stage`` with only the names of its vocabulary (None: not a stage of the pipeline)."""
+    vocabulary = EVENTS.get(stage)
+    if vocabulary is None:
+        return None
+    return {k: v for k, v in counts.items() if k in vocabulary}
+
 
 def peer_name(ident: bytes | str | None) -> str:
     """A peer's id as it can safely be logged and shown: printable ASCII, at most 64 characters."""

@@ -10,8 +10,15 @@ detect, classify) — the ZeroMQ guide's load-balancing broker with heartbeats b
   the worker) answers ``reset`` and the worker announces itself again;
 * a dispatcher forgets a worker silent for ``EXPIRY_S``, and *benches* one that holds a job longer than the job
   timeout (a worker that does it again without finishing a job in between waits 2, 4 ... 60 s before it may
-  announce itself again): the jobs either held come back to the caller, who
-  sends them again (file mode: nothing is lost when a worker dies) or counts them lost (live mode).
+  announce itself again) or whose reply fails the caller's checks (``check_reply``: it waits 2, 4 ... 60 s at
+  once): the jobs either held come back to the caller, who sends them again (file mode: nothing is lost when a
+  worker dies) or counts them lost (live mode);
+* dispatch is fair whatever credit a worker claims: the next job goes to the worker holding the fewest jobs, a
+  worker that finished a job lately before one that never did, then the one that waited longest.  Credit only lets
+  a worker take more while the others are full;
+* worker slots are recycled: when all ``max_workers`` are taken, a newcomer takes the slot of a worker that has not
+  finished a job for ``PROVEN_S`` (never, or not lately), unless every such worker joined in the last
+  ``GRACE_S``, so identities that announce and do no work cannot lock a genuine worker out.
 
 So work only goes to a worker that asked for it, nothing queues behind a slow, dead or hostile worker, the number
 of workers and the jobs each holds are bounded, and any process can die and restart without the others hanging.
@@ -42,6 +49,8 @@ from dogfilter.common.transport.wire import Message, WireError
 HEARTBEAT_S = 1.0  # a worker says it is alive this often when idle
 EXPIRY_S = 3.5  # a dispatcher forgets a worker silent for this long
 MAX_BENCH_S = 60.0  # the longest a stalled worker is kept out
+PROVEN_S = 10.0  # a worker that finished a job this recently is a proven one: first in line, and keeps its slot
+GRACE_S = 2.0  # a worker that joined this recently keeps its slot (time to get and finish a first job)
 
 log = logging.getLogger("protocol")
 
@@ -195,10 +204,16 @@ class Peer:
     last_seen: float
     jobs: dict[int, Job] = field(default_factory=dict)
     last_sent: float = 0.0
+    joined: float = field(default_factory=time.monotonic)
+    last_done: float = float("-inf")  # when it last finished a job
 
     @property
     def name(self) -> str:
         return peer_name(self.ident)
+
+    def proven(self, now: float) -> bool:
+        """It finished a job in the last ``PROVEN_S``."""
+        return now - self.last_done < PROVEN_S
 
     @property
     def free(self) -> int:
@@ -206,21 +221,24 @@ class Peer:
 
 
 class Dispatcher:
-    """ROUTER side: which workers exist, the jobs each holds, who gets the next job (the most free credit, the
-    least recently used among equals).
+    """ROUTER side: which workers exist, the jobs each holds, who gets the next job (the fewest jobs held, a proven
+    worker first, the least recently used among equals: fair whatever credit each claims).
 
     ``replies``: the kinds a worker may answer a job with (besides ``done``); ``check_info``: validates what a
-    worker announces (returns a reason to refuse it, or None).
+    worker announces (returns a reason to refuse it, or None); ``check_reply(peer, job, reply)``: validates a reply
+    to a job (a reason: the worker is benched, its jobs taken back, this one included).
     """
 
     def __init__(self, sock: zmq.Socket, name: str, counters: Counters, *, max_window: int, job_timeout_s: float,
                  replies: Iterable[str] = (), max_workers: int = 64, expiry_s: float = EXPIRY_S,
                  check_info: Callable[[dict[str, Any]], str | None] | None = None,
+                 check_reply: Callable[[Peer, Job, Message], str | None] | None = None,
                  jpeg_quality: int | None = None) -> None:
         self.sock, self.name, self.counters = sock, name, counters
         self.max_window, self.job_timeout_s, self.expiry_s = max_window, job_timeout_s, expiry_s
         self.replies = frozenset(replies) | {"done"}
         self.max_workers, self.check_info, self.jpeg_quality = max_workers, check_info, jpeg_quality
+        self.check_reply = check_reply
         self.peers: dict[bytes, Peer] = {}
         self.benched: OrderedDict[bytes, tuple[float, int]] = OrderedDict()  # ident → (until, strikes)
         self.reassigned: OrderedDict[int, None] = OrderedDict()  # ids of jobs taken back: their replies are late
@@ -278,7 +296,16 @@ class Dispatcher:
             else:
                 self.counters.drop("unknown_job", f"{msg.kind} names a job it was not given", peer=ident)
             return None
+        why = self.check_reply(peer, job, msg) if self.check_reply and msg.kind != "done" else None
+        if why:  # a worker whose replies fail checks is benched like a stalling one (and gets no free first time)
+            self.counters.drop("bad_reply", why, peer=ident)
+            self._remember_reassigned(job.id)
+            self._pending_redo.append(job)
+            self._bench(ident, "sent a reply that fails checks", free_first=False)
+            self._pending_redo += self.forget(ident)
+            return None
         self.benched.pop(ident, None)  # it does its work: a later stall starts again from the first strike
+        peer.last_done = time.monotonic()
         self.done_by_name[peer.name] = self.done_by_name.pop(peer.name, 0) + 1
         while len(self.done_by_name) > self.max_workers:
             self.done_by_name.popitem(last=False)
@@ -295,15 +322,30 @@ class Dispatcher:
         if time.monotonic() < until:
             self.counters["benched_announces"] += 1
             return
-        if len(self.peers) >= self.max_workers:
-            self.counters.drop("too_many_workers", f"{self.max_workers} workers already", peer=ident)
-            return
         why = self.check_info(info) if self.check_info else None
         if why:
             self.counters.drop("refused_worker", why, peer=ident)
             return
+        if len(self.peers) >= self.max_workers and not self._recycle_slot():
+            self.counters.drop("too_many_workers", f"{self.max_workers} workers already", peer=ident)
+            return
         self.peers[ident] = Peer(ident, window, info, time.monotonic())
         log.info("%s: worker %s joined (%d jobs at once)", self.name, peer_name(ident), window)
+
+    def _recycle_slot(self) -> bool:
+        """All slots taken: free the one of the worker that has done nothing the longest (never, or not in the last
+        ``PROVEN_S``; its jobs are taken back), sparing workers that joined in the last ``GRACE_S``."""
+        now = time.monotonic()
+        idle = [(max(p.joined, p.last_done), i) for i, p in self.peers.items()
+                if not p.proven(now) and now - p.joined >= GRACE_S]
+        if not idle:
+            return False
+        ident = min(idle)[1]
+        self.counters["workers_evicted"] += 1
+        log.info("%s: all %d worker slots taken: %s, which did no job lately, makes room", self.name,
+                 self.max_workers, peer_name(ident))
+        self._pending_redo += self.forget(ident)
+        return True
 
     # -------------------------------------------------------------- sending
     def free(self) -> int:
@@ -312,10 +354,11 @@ class Dispatcher:
     def submit(self, job: Job) -> bool:
         """Hand ``job`` to the best worker. False: no worker can take it now."""
         while True:
-            ready = [(p.free, -p.last_sent, i) for i, p in self.peers.items() if p.free > 0]
+            now = time.monotonic()
+            ready = [(len(p.jobs), not p.proven(now), p.last_sent, i) for i, p in self.peers.items() if p.free > 0]
             if not ready:
                 return False
-            peer = self.peers[max(ready)[2]]
+            peer = self.peers[min(ready)[3]]
             if job.id:
                 self._remember_reassigned(job.id)
             job.id, job.worker, job.sent, job.tries = next(self._ids), peer.ident, time.monotonic(), job.tries + 1
@@ -341,7 +384,7 @@ class Dispatcher:
                 self.counters["workers_expired"] += 1
                 redo += self.forget(ident)
             elif any(now - j.sent > self.job_timeout_s for j in peer.jobs.values()):
-                self._bench(ident)
+                self._bench(ident, f"held a job over {self.job_timeout_s:.0f}s")
                 redo += self.forget(ident)
         return redo
 
@@ -353,17 +396,18 @@ class Dispatcher:
             self._remember_reassigned(job_id)
         return list(peer.jobs.values())
 
-    def _bench(self, ident: bytes) -> None:
-        """A worker held a job too long: its jobs are taken back. The first time it may announce itself again at
-        once (it may have been paused); each time again without a job done in between, it waits twice as long."""
+    def _bench(self, ident: bytes, why: str, free_first: bool = True) -> None:
+        """A worker held a job too long (or its reply failed checks): its jobs are taken back. The first stall it
+        may announce itself again at once (it may have been paused); each time again without a job done in
+        between, it waits twice as long (2, 4 ... 60 s; a failed check: 2 s at once)."""
         _, strikes = self.benched.pop(ident, (0.0, 0))
-        seconds = 0.0 if strikes == 0 else min(MAX_BENCH_S, 2.0 ** strikes)
+        seconds = 0.0 if strikes == 0 and free_first else min(MAX_BENCH_S, 2.0 ** max(1, strikes))
         self.benched[ident] = (time.monotonic() + seconds, strikes + 1)
         while len(self.benched) > 256:
             self.benched.popitem(last=False)
-        self.counters["workers_stalled"] += 1
-        log.warning("%s: worker %s held a job over %.0fs: benched for %.0fs, its jobs taken back", self.name,
-                    peer_name(ident), self.job_timeout_s, seconds)
+        self.counters["workers_stalled" if free_first else "workers_benched_bad_replies"] += 1
+        log.warning("%s: worker %s %s: benched for %.0fs, its jobs taken back", self.name, peer_name(ident), why,
+                    seconds)
 
     def _remember_reassigned(self, job_id: int) -> None:
         self.reassigned[job_id] = None

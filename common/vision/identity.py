@@ -7,7 +7,8 @@ so a face keeps its last known emotion while the classifier catches up, and mask
 
 Probabilities are kept by label (``{"happy": 0.8, ...}``), not by position: two classify workers running
 different models (other classes, another order) still teach the same face the same thing.  State is bounded: at
-most ``max_tracks`` faces per stream, each forgotten ``max_gap`` frames after it was last seen.
+most ``max_tracks`` faces per stream, each forgotten ``max_gap`` frames after it was last seen, each with at most
+``MAX_LABELS`` labels (the composite takes only workers whose classes are emotions it knows).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from dogfilter.common.vision.boxes import iou_xywh
 
 MATCH_IOU = 0.3
+MAX_LABELS = 16  # labels kept per face (the wire allows 16 classes a worker)
 
 
 @dataclass
@@ -96,4 +98,7 @@ class FaceIdentities:
             return
         a = self.smooth
         labels = (set(track.probs) | set(new))
-        track.probs = {k: a * track.probs.get(k, 0.0) + (1 - a) * new.get(k, 0.0) for k in labels}
+        probs = {k: a * track.probs.get(k, 0.0) + (1 - a) * new.get(k, 0.0) for k in labels}
+        if len(probs) > MAX_LABELS:  # bounded whatever labels workers announce: the least likely go
+            probs = dict(sorted(probs.items(), key=lambda kv: -kv[1])[:MAX_LABELS])
+        track.probs = probs
