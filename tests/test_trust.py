@@ -135,19 +135,21 @@ def test_oversized_boxes_are_refused_and_memory_stays_bounded(live) -> None:
 def test_a_detect_worker_that_takes_frames_and_never_answers_is_benched(live) -> None:
     s0 = _flowing(live, 10)
     rogue = peer_socket(zmq.DEALER, live.endpoints["frames"], b"thief")
+    held = 0
     try:
         for _ in range(5):  # asks for plenty, again and again; never says done
             send(rogue, Message("ready", meta={"credit": 1024}), block=True)
             time.sleep(1.5)
             while rogue.poll(0):
-                rogue.recv_multipart()
+                held += msgpack.unpackb(rogue.recv_multipart()[0]).get("kind") == "frame"
             send(rogue, Message("heartbeat"), block=True)
         s1 = read_stats(live.stats)
     finally:
         rogue.close()
     rate = (s1["frames"] - s0["frames"]) / (s1["elapsed_s"] - s0["elapsed_s"])
     assert rate > 0.6 * 15, rate  # the thief holds at most a few frames at a time, and is benched
-    assert s1["counters"]["capture"].get("workers_stalled", 0) >= 1
+    # (a worker that never finished a job gets one only while the real one is busy: maybe none at all)
+    assert held == 0 or s1["counters"]["capture"].get("workers_stalled", 0) >= 1, held
 
 
 @pytest.mark.timeout(90)

@@ -1,7 +1,8 @@
 """The display's statistics as Prometheus metrics (``/metrics`` on the browser view), with the standard client.
 
-Every label has a bounded set of values (at most 64 streams, 16 stages, 64 events a stage, 17 emotion labels, 64
-workers), so a hostile stream cannot make the metrics grow without end.
+Every label has a bounded set of values (at most 64 streams, ended ones forgotten; the stages and each stage's
+fixed vocabulary of counter names, ``metrics.EVENTS``: a name a peer invents is never a series; 17 emotion labels;
+64 workers), so a hostile stream cannot make the metrics grow or churn without end.
 
 =====================================  =========  ============================================================
 metric                                 type       labels
