@@ -249,6 +249,7 @@ class Capture:
         self.sealer, self.counters, self.mode, self.fps, self.size = sealer, counters, mode, fps, size
         self.max_in_flight, self.max_age_s = max_in_flight if mode == "live" else 0, max_age_s
         self.in_flight: dict[tuple[str, int, int], float] = {}  # frames sent, until display says they left
+        self.worker_of: dict[tuple[str, int, int], bytes] = {}  # and the detect worker each went to
         self.flow_seen = False  # display speaks the flow protocol (else: no limit, rather than a stall)
 
     def admit(self, now: float) -> bool:
@@ -257,19 +258,27 @@ class Capture:
             return True
         for key in [k for k, t in self.in_flight.items() if now - t > self.max_age_s + 0.05]:
             del self.in_flight[key]
+            self.worker_of.pop(key, None)
         return not self.flow_seen or len(self.in_flight) < self.max_in_flight
 
-    def on_return(self, msg: Message) -> None:
-        """From display: a frame that left the pipeline (done), or a browser tab's filtered frame."""
+    def sent_to(self, msg: Message, worker: bytes | None) -> None:
+        """Live: the detect worker a frame went to (its frames that reach the display prove it a real one)."""
+        if msg.key in self.in_flight and worker is not None:
+            self.worker_of[msg.key] = worker
+
+    def on_return(self, msg: Message) -> bytes | None:
+        """From display: a frame that left the pipeline (done: the worker it went to, proven), or a browser tab's
+        filtered frame."""
         if msg.kind == "done":
             if self.in_flight.pop(msg.key, None) is not None:
                 self.flow_seen = True
-            else:
-                self.counters["unknown_acks"] += 1
+                return self.worker_of.pop(msg.key, None)
+            self.counters["unknown_acks"] += 1
         elif msg.kind == "composited":
             self.on_result(msg)
         else:
             self.counters.drop("unexpected", f"{msg.kind} message on the returns link")
+        return None
 
     def next_message(self, now: float) -> Message | None:
         """The next message to send: a frame of the stream that waited longest, or an end of stream."""
@@ -376,7 +385,9 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
         waker = Waker(links.ctx, wake_addr)
         feeds, rates = open_feeds(o, waker)
         timeout = o.job_timeout_s or (3.0 if live else 60.0)
-        pool = Dispatcher(router, STAGE, counters, max_window=4, job_timeout_s=timeout, jpeg_quality=o.jpeg or None)
+        # live with the flow limiter: a detect worker is proven by its frames reaching the display, not its word
+        pool = Dispatcher(router, STAGE, counters, max_window=4, job_timeout_s=timeout, jpeg_quality=o.jpeg or None,
+                          done_proves=not (live and o.max_in_flight))
         sealer = Sealer.from_file(o.secret_file)
         capture = Capture(feeds, sealer, counters, mode=o.mode, fps=rates, size=parse_size(o.size),
                           max_in_flight=o.max_in_flight, max_age_s=o.max_age_ms / 1000)
@@ -421,7 +432,7 @@ def loop(capture: Capture, pool: Dispatcher, s: Sockets, camera: CameraServer | 
             _tabs(capture, camera)
         if s.returns is not None and s.returns in events:
             for msg in drain(s.returns, capture.counters, limit=256, keep_jpeg=True):
-                capture.on_return(msg)
+                pool.proved(capture.on_return(msg))
         pool.receive()
         taken = pool.take_back()  # from workers that died or stalled, or that gave them back
         if live:
@@ -437,7 +448,9 @@ def loop(capture: Capture, pool: Dispatcher, s: Sockets, camera: CameraServer | 
             msg = capture.next_message(time.monotonic())
             if msg is None:
                 break
-            pool.submit(Job(msg))
+            job = Job(msg)
+            if pool.submit(job):
+                capture.sent_to(msg, job.worker)
         capture.forget_ended()
         if exit_on_eos and capture.finished() and not redo and not any(p.jobs for p in pool.peers.values()):
             return 0

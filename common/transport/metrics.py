@@ -35,7 +35,7 @@ EVENTS: dict[str, frozenset[str]] = {
                          "scans_skipped"},
     "classify": _SHARED | {"batches", "faces", "replies_dropped"},
     "composite": _SHARED | {"frames", "busy", "stale_frames", "frames_dropped", "faces_read_earlier",
-                            "updated_after_paint", "late_results", "frames_lost", "faces_unclassified",
+                            "updated_after_paint", "late_results", "frames_lost", "faces_unclassified", "faces_late",
                             "display_dropped", "too_many_streams", "unsealed"},
     "display": _SHARED | {"stale_frames", "too_many_streams", "unsealed", "results_not_returned",
                           "stats_not_written", "streams_forgotten"},

@@ -14,8 +14,8 @@ detect, classify) — the ZeroMQ guide's load-balancing broker with heartbeats b
   once): the jobs either held come back to the caller, who sends them again (file mode: nothing is lost when a
   worker dies) or counts them lost (live mode);
 * dispatch is fair whatever credit a worker claims: the next job goes to the worker holding the fewest jobs, a
-  worker that finished a job lately before one that never did, then the one that waited longest.  Credit only lets
-  a worker take more while the others are full;
+  worker that finished a job lately (or a newcomer, for its first job) before one that did not, then the one that
+  waited longest.  Credit only lets a worker take more while the others are full;
 * worker slots are recycled: when all ``max_workers`` are taken, a newcomer takes the slot of a worker that has not
   finished a job for ``PROVEN_S`` (never, or not lately), unless every such worker joined in the last
   ``GRACE_S``, so identities that announce and do no work cannot lock a genuine worker out.
@@ -215,6 +215,10 @@ class Peer:
         """It finished a job in the last ``PROVEN_S``."""
         return now - self.last_done < PROVEN_S
 
+    def trusted(self, now: float) -> bool:
+        """First in line among workers holding as many jobs: a proven one, or a newcomer (its trial job)."""
+        return self.proven(now) or not self.last_sent
+
     @property
     def free(self) -> int:
         return self.window - len(self.jobs)
@@ -222,7 +226,7 @@ class Peer:
 
 class Dispatcher:
     """ROUTER side: which workers exist, the jobs each holds, who gets the next job (the fewest jobs held, a proven
-    worker first, the least recently used among equals: fair whatever credit each claims).
+    worker or a newcomer first, the least recently used among equals: fair whatever credit each claims).
 
     ``replies``: the kinds a worker may answer a job with (besides ``done``); ``check_info``: validates what a
     worker announces (returns a reason to refuse it, or None); ``check_reply(peer, job, reply)``: validates a reply
@@ -233,12 +237,13 @@ class Dispatcher:
                  replies: Iterable[str] = (), max_workers: int = 64, expiry_s: float = EXPIRY_S,
                  check_info: Callable[[dict[str, Any]], str | None] | None = None,
                  check_reply: Callable[[Peer, Job, Message], str | None] | None = None,
-                 jpeg_quality: int | None = None) -> None:
+                 jpeg_quality: int | None = None, done_proves: bool = True) -> None:
         self.sock, self.name, self.counters = sock, name, counters
         self.max_window, self.job_timeout_s, self.expiry_s = max_window, job_timeout_s, expiry_s
         self.replies = frozenset(replies) | {"done"}
         self.max_workers, self.check_info, self.jpeg_quality = max_workers, check_info, jpeg_quality
         self.check_reply = check_reply
+        self.done_proves = done_proves  # False: a job is proven done only by the caller's proved() (the next stage)
         self.peers: dict[bytes, Peer] = {}
         self.benched: OrderedDict[bytes, tuple[float, int]] = OrderedDict()  # ident → (until, strikes)
         self.reassigned: OrderedDict[int, None] = OrderedDict()  # ids of jobs taken back: their replies are late
@@ -305,7 +310,8 @@ class Dispatcher:
             self._pending_redo += self.forget(ident)
             return None
         self.benched.pop(ident, None)  # it does its work: a later stall starts again from the first strike
-        peer.last_done = time.monotonic()
+        if self.done_proves or msg.kind != "done":
+            peer.last_done = time.monotonic()
         self.done_by_name[peer.name] = self.done_by_name.pop(peer.name, 0) + 1
         while len(self.done_by_name) > self.max_workers:
             self.done_by_name.popitem(last=False)
@@ -347,6 +353,12 @@ class Dispatcher:
         self._pending_redo += self.forget(ident)
         return True
 
+    def proved(self, ident: bytes | None) -> None:
+        """The next stage has what this worker made of a job (``done_proves=False``: only that makes it proven)."""
+        peer = self.peers.get(ident) if ident is not None else None
+        if peer is not None:
+            peer.last_done = time.monotonic()
+
     # -------------------------------------------------------------- sending
     def free(self) -> int:
         return sum(max(0, p.free) for p in self.peers.values())
@@ -355,7 +367,7 @@ class Dispatcher:
         """Hand ``job`` to the best worker. False: no worker can take it now."""
         while True:
             now = time.monotonic()
-            ready = [(len(p.jobs), not p.proven(now), p.last_sent, i) for i, p in self.peers.items() if p.free > 0]
+            ready = [(len(p.jobs), not p.trusted(now), p.last_sent, i) for i, p in self.peers.items() if p.free > 0]
             if not ready:
                 return False
             peer = self.peers[min(ready)[3]]
