@@ -14,8 +14,8 @@ detect, classify) — the ZeroMQ guide's load-balancing broker with heartbeats b
   once): the jobs either held come back to the caller, who sends them again (file mode: nothing is lost when a
   worker dies) or counts them lost (live mode);
 * dispatch is fair whatever credit a worker claims: the next job goes to the worker holding the fewest jobs, a
-  worker that finished a job lately (or a newcomer, for its first job) before one that did not, then the one that
-  waited longest.  Credit only lets a worker take more while the others are full;
+  worker that finished a job lately before one that did not (which gets a trial job once every ``TRIAL_S``), then
+  the one that waited longest.  Credit only lets a worker take more while the others are full;
 * worker slots are recycled: when all ``max_workers`` are taken, a newcomer takes the slot of a worker that has not
   finished a job for ``PROVEN_S`` (never, or not lately), unless every such worker joined in the last
   ``GRACE_S``, so identities that announce and do no work cannot lock a genuine worker out.
@@ -50,6 +50,7 @@ HEARTBEAT_S = 1.0  # a worker says it is alive this often when idle
 EXPIRY_S = 3.5  # a dispatcher forgets a worker silent for this long
 MAX_BENCH_S = 60.0  # the longest a stalled worker is kept out
 PROVEN_S = 10.0  # a worker that finished a job this recently is a proven one: first in line, and keeps its slot
+TRIAL_S = 1.0  # a worker not proven is first in line for one job this often (a trial), else only when others are full
 GRACE_S = 2.0  # a worker that joined this recently keeps its slot (time to get and finish a first job)
 
 log = logging.getLogger("protocol")
@@ -216,8 +217,9 @@ class Peer:
         return now - self.last_done < PROVEN_S
 
     def trusted(self, now: float) -> bool:
-        """First in line among workers holding as many jobs: a proven one, or a newcomer (its trial job)."""
-        return self.proven(now) or not self.last_sent
+        """First in line among workers holding as many jobs: a proven one, or one not sent a job for ``TRIAL_S``
+        (a trial: a newcomer, or one whose last trial did not prove it)."""
+        return self.proven(now) or now - self.last_sent >= TRIAL_S
 
     @property
     def free(self) -> int:
