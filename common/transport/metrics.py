@@ -20,8 +20,9 @@ STAGES = ["capture", "detect_in", "detect", "composite_in", "composite", "displa
 # Every counter a stage reports, by name: a fixed vocabulary per stage.  The display keeps, shows and exports (as
 # /metrics series) only these: a name a peer invents in a message's ``stats`` never becomes a series, so a hostile
 # worker cannot make the statistics grow or churn.  A counter added to a stage must be added here
-# (tests/test_trust.py checks the sources against it).
-WIRE_FAULTS = frozenset({"malformed", "oversized", "bad_value"})  # WireError.fault: every receiver counts them
+# (tests/test_trust_insiders.py checks the sources against it).
+# WireError.fault: every receiver counts them
+WIRE_FAULTS = frozenset({"malformed", "oversized", "bad_value", "unsealed"})
 PROTOCOL_EVENTS = frozenset({"unexpected", "unknown_job", "unknown_worker", "too_many_workers", "refused_worker",
                              "workers_stalled", "workers_benched_bad_replies", "workers_expired", "workers_evicted",
                              "benched_announces", "late_replies", "jobs_given_back", "resent_unconfirmed",
@@ -36,7 +37,7 @@ EVENTS: dict[str, frozenset[str]] = {
     "classify": _SHARED | {"batches", "faces", "replies_dropped"},
     "composite": _SHARED | {"frames", "busy", "stale_frames", "frames_dropped", "faces_read_earlier",
                             "updated_after_paint", "late_results", "frames_lost", "faces_unclassified", "faces_late",
-                            "display_dropped", "too_many_streams", "unsealed"},
+                            "jobs_dropped", "display_dropped", "too_many_streams", "unsealed"},
     "display": _SHARED | {"stale_frames", "too_many_streams", "unsealed", "results_not_returned",
                           "stats_not_written", "streams_forgotten"},
 }
