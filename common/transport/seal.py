@@ -1,14 +1,17 @@
 """Stream seals: only the process that owns a stream can start it, number its frames and end it.
 
 Capture (the owner of its streams) seals every frame and every end of stream it sends: ``meta.seal`` is an HMAC, with
-the pipeline's shared secret, of (stream, epoch, frame number, and for an end of stream its last frame).  Detect
+the pipeline's shared secret, of (stream, epoch, frame number, capture's own time stamp ``ts.capture``, and for an end
+of stream its last frame).  So the age of a frame is what capture sealed: a peer that restamps ``ts.capture`` to
+pass an old frame as fresh breaks the seal.  Detect
 forwards the seal with the frame; composite and display accept a frame, a skip, a new epoch or an end of stream only
 with a valid seal.  So a process that can connect to a port but does not hold the secret cannot end the display,
 reset a stream to a future epoch, or inject frames; it only adds to the drop counters (``unsealed``).
 
 The secret is a file only its owner can read (0600), shared by the processes of one pipeline: the launcher makes a
 fresh one per run in its private folder; under honcho or systemd every stage reads the same default file, created on
-first use.  Workers (detect, classify) never need it.
+first use in the user's private run folder (``rundir.py``: 0700, refused if another user owns or may open it).
+Workers (detect, classify) never need it.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ SECRET_BYTES = 32
 
 
 def default_secret_path() -> Path:
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    base = Path(runtime) if runtime and Path(runtime).is_dir() else Path.home() / ".config"
-    return base / "dogfilter" / "secret"
+    """``secret`` in the user's private run folder (``rundir.py``), made and checked here."""
+    from dogfilter.common.transport.rundir import private_dir
+
+    return private_dir() / "secret"
 
 
 def check_private(path: Path, what: str) -> None:
@@ -80,7 +84,9 @@ class Sealer:
 
     def _mac(self, msg: Message) -> str:
         end = msg.meta.get("last") if msg.kind == "eos" else None
-        text = f"{msg.stream}\0{msg.epoch}\0{msg.frame}\0{'eos' if msg.kind == 'eos' else 'frame'}\0{end}"
+        captured = msg.ts.get("capture")  # the frame's age is judged by this: sealed, so nobody restamps it
+        text = (f"{msg.stream}\0{msg.epoch}\0{msg.frame}\0{'eos' if msg.kind == 'eos' else 'frame'}\0{end}"
+                f"\0{captured!r}")
         return hmac.new(self.key, text.encode(), hashlib.sha256).hexdigest()[:32]
 
     def web_token(self, given: str | None, host: str) -> str | None:
