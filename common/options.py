@@ -155,9 +155,15 @@ PIPELINE: tuple[Option, ...] = (
     Option("web_token", None, "the token the browser view and the browser camera ask for when they listen beyond "
            "loopback (default: derived from the pipeline secret, so every stage has the same; logged with the "
            "address)", metavar="TOKEN"),
+    Option("web_hosts", [], "names the browser view and the browser camera answer to besides localhost names and IP "
+           "addresses (a request whose Host or Origin names another, a DNS rebinding or a page of another site, is "
+           "refused)", kind="list", metavar="NAME", launcher=True),
     Option("secret_file", None, "the pipeline's shared secret: capture seals each frame with it, composite and display "
-           "accept only sealed frames and end-of-streams (created 0600 if missing; default "
-           "$XDG_RUNTIME_DIR/dogfilter/secret or ~/.config/dogfilter/secret)", metavar="FILE"),
+           "accept only sealed frames and end-of-streams (created 0600 if missing; default: secret in the run folder)",
+           metavar="FILE"),
+    Option("run_dir", None, "the run folder: {run} in a link address, and the secret's default place; made 0700 on "
+           "first use, refused if another user owns it or may open it (default $XDG_RUNTIME_DIR/dogfilter, else "
+           "/tmp/dogfilter-UID)", metavar="DIR"),
     Option("health_port", 0, "serve /healthz, /readyz and /metrics on this port (0: off), for Kubernetes probes and "
            "Prometheus: alive while the stage's loop turns, ready once it is up (common/health.py)",
            type=non_negative(int), metavar="PORT"),
@@ -165,13 +171,9 @@ PIPELINE: tuple[Option, ...] = (
            "can reach it; it shows no frames, names or keys)", metavar="HOST"),
 )
 
-LINK_DEFAULTS = {
-    "frames": "tcp://127.0.0.1:5551",
-    "detections": "tcp://127.0.0.1:5552",
-    "classify": "tcp://127.0.0.1:5553",
-    "display": "tcp://127.0.0.1:5554",
-    "returns": "tcp://127.0.0.1:5555",
-}
+# private by default: sockets in the user's 0700 run folder (common/transport/rundir.py), which no other local user
+# can connect to; links to other machines are tcp:// with CURVE (deploy/README.md)
+LINK_DEFAULTS = {name: f"ipc://{{run}}/{name}" for name in ("frames", "detections", "classify", "display", "returns")}
 LINK_HELP = {
     "frames": "capture binds it (ROUTER), detect workers connect and ask for frames",
     "detections": "composite binds it (ROUTER), detect workers send frames with their faces",

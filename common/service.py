@@ -21,7 +21,7 @@ import cv2
 from dogfilter.common import health, options
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.options import Option
-from dogfilter.common.transport import wire
+from dogfilter.common.transport import rundir, wire
 
 Run = Callable[[argparse.Namespace, logging.Logger], int | None]
 
@@ -49,6 +49,7 @@ def main(stage: str, doc: str, groups: Iterable[tuple[str, Sequence[Option]]], r
     try:
         o = options.parse(f"dogfilter-{stage}", doc, groups, argv)
         log = setup_logging(stage, o.log_level)
+        rundir.resolve(o)  # {run} in the link addresses: the user's private run folder
         wire.configure(o.max_pixels)
         health.serve(stage, o.health_port, o.health_host)  # --health-port: /healthz, /readyz, /metrics
         cv2.setNumThreads(1)  # one core per process, as onnxruntime has: scale by running more processes. OpenCV's

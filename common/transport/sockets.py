@@ -1,13 +1,16 @@
 """How every link of the pipeline is opened: socket settings, who binds, and encryption.
 
-Topology (who binds, who connects; addresses are the ``LINKS`` options, ``DOGFILTER_<LINK>_ADDR``)::
+Topology (who binds, who connects; addresses are the ``LINKS`` options, ``DOGFILTER_<LINK>_ADDR``, by default
+``ipc://`` sockets in the user's private run folder: ``rundir.py``)::
 
     capture   ROUTER bind frames      <- detect DEALER connect   (credits: live drops at the source)
     composite ROUTER bind detections  <- detect DEALER connect (file mode: composite confirms each frame)
     composite ROUTER bind classify    <- classify DEALER connect (balanced; remote workers join)
     display   PULL   bind display     <- composite PUSH connect
 
-A link is safe by default: a ``tcp://`` address beyond loopback refuses to bind unless the link is encrypted and
+A link is private by default: an ``ipc://`` socket in a 0700 folder, which no other local user can connect to (a
+plain ``tcp://`` link on loopback is open to every local user: said in the log when one binds).  A ``tcp://`` address
+beyond loopback refuses to bind unless the link is encrypted and
 authenticated with CURVE (``--curve-dir``, keys from ``dogfilter keys``) or the user says ``--allow-plaintext``.
 With ``--curve-dir`` every TCP link this process opens is a CURVE link (``ipc://`` links are protected by the
 permissions of their folder).  Key secrets must be private (0600): a readable one is refused.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
 import os
 import shutil
 import socket
@@ -29,6 +33,7 @@ from dogfilter.common.errors import DogfilterError
 from dogfilter.common.transport import wire
 from dogfilter.common.transport.seal import check_private
 
+log = logging.getLogger("links")
 LINK_HWM = 4  # messages queued per link: small, so lag cannot grow
 HANDSHAKE_S = 5  # a peer that has not finished ZeroMQ's handshake by then is dropped (libzmq's default: 30 s)
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
@@ -63,6 +68,19 @@ def is_local(addr: str) -> bool:
         return False  # a name or an interface: assume it reaches beyond this machine
 
 
+def _listening(path: str) -> bool:
+    """Someone accepts connections on the Unix socket ``path`` (libzmq would silently take an ipc path over)."""
+    if not path or path.startswith("@") or not os.path.exists(path):
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(1.0)
+        try:
+            s.connect(path)
+        except OSError:
+            return False  # a socket file left behind by a process that died: libzmq replaces it
+    return True
+
+
 def make_socket(ctx: zmq.Context, kind: int, *, hwm: int = LINK_HWM, recv_limit: bool = True) -> zmq.Socket:
     s = ctx.socket(kind)
     s.setsockopt(zmq.LINGER, 0)
@@ -95,6 +113,12 @@ class Links:
             raise DogfilterError(f"refusing to listen on {addr} ({what}) unencrypted: anyone who can reach it could "
                                  "read and forge frames. Give --curve-dir DIR (keys from `dogfilter keys DIR`), or "
                                  "--allow-plaintext inside a trusted network")
+        if addr.startswith("tcp://") and not encrypted:
+            log.warning("%s link on %s is open to every local user (no CURVE): the default, ipc:// in the private "
+                        "run folder, is not", what, addr)
+        if addr.startswith("ipc://") and _listening(addr[len("ipc://"):]):
+            raise DogfilterError(f"cannot listen on {addr} for {what}: another pipeline listens there (give this one "
+                                 "another --run-dir, or stop the other)")
         sock = self._socket(kind, **opts)
         if encrypted:
             self._curve_server(sock)
