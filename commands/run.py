@@ -7,11 +7,14 @@
     dogfilter options                     every option of every stage, as a commented .env
 
 Each run gets private ipc:// endpoints and a fresh pipeline secret in a folder only its user can open (removed at
-exit), so runs never collide.  A detect or classify process that crashes is started again (with back-off) and
+exit), so runs never collide.  The stages die with the launcher, even on SIGKILL (a parent-death signal, and the
+janitor, commands/janitor.py, which also removes the folder); the folders of killed launchers are cleaned at the next
+start.  A detect or classify process that crashes is started again (with back-off) and
 the frames it held are sent again; any other stage that dies stops the run with one line saying which and why.
 SIGINT, SIGTERM and SIGHUP stop every stage and remove the folder.  Exit codes: 0 done; 2 a user's error (the
 stage's one line); 3 frames were lost; another stage's failure: its code.
-``honcho start`` (Procfile) runs the same services on the TCP endpoints of ``.env``.
+``honcho start`` (Procfile) runs the same services on the ipc:// endpoints of ``.env``, in the user's private run
+folder (common/transport/rundir.py).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from dogfilter.commands import janitor
 from dogfilter.common import options
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.options import Option, positive
@@ -53,6 +57,22 @@ LAUNCHER = (
 POSITIONAL = {"source", "output"}  # file and image take these as IN OUT pairs
 LIVE_ONLY = {"virtual_camera", "virtual_camera_backend"}  # a camera is live
 LIVE_DEFAULTS = {"http_port": 8080, "web_port": 8081}  # dogfilter live: the browser view and the browser camera
+
+
+def _die_with(parent: int) -> Any:
+    """For a stage's fork: SIGTERM when the launcher dies (Linux: PR_SET_PDEATHSIG), so no stage outlives it."""
+
+    def child() -> None:
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return  # not Linux: the janitor still ends the stages
+        if os.getppid() != parent:  # the launcher died before the signal was armed
+            os._exit(1)
+
+    return child
 
 
 def stage_module(stage: str) -> ModuleType:
@@ -99,7 +119,12 @@ class Pipeline:
         self.values = dict(values or {})
         self.extra = {stage: list(extra.get(stage, [])) for stage in STAGES}
         self.env = dict(env or {})
+        janitor.clean_stale()  # the folders (and stages) of launchers that were killed with their janitors
         self.dir = Path(tempfile.mkdtemp(prefix="dogfilter-"))  # 0700: only this user can connect or read
+        (self.dir / janitor.MARKER).write_text(f"{os.getpid()} {janitor.start_time(os.getpid())}\n")
+        # the janitor ends the stages and removes this folder when we die, however we die (SIGKILL too)
+        self.janitor = subprocess.Popen([sys.executable, "-m", "dogfilter.commands.janitor", str(self.dir)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True)
         self.secret = self.dir / "secret"
         fd = os.open(self.secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -128,9 +153,23 @@ class Pipeline:
         env.setdefault("OMP_NUM_THREADS", "1")
         with log.open("ab") as err:
             p = subprocess.Popen([sys.executable, "-m", f"dogfilter.services.{stage}", *argv], env=env,
-                                 stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+                                 stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+                                 preexec_fn=_die_with(os.getpid()))
         self.procs[name] = p
+        self._tell_janitor(f"{p.pid}\n")
         return p
+
+    def _tell_janitor(self, line: str | None) -> None:
+        """A stage's pid for the janitor; None: we stop cleanly (it finds nothing left and ends)."""
+        try:
+            if line is None:
+                self.janitor.stdin.close()
+                self.janitor.wait(10)
+            else:
+                self.janitor.stdin.write(line.encode())
+                self.janitor.stdin.flush()
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            pass  # the janitor is gone: the stages' parent-death signal and the next start's clean-up remain
 
     def start(self) -> Pipeline:
         for stage in STAGES:
@@ -220,6 +259,7 @@ class Pipeline:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+        self._tell_janitor(None)
 
     def __enter__(self) -> Pipeline:
         return self.start()
