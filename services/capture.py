@@ -397,7 +397,8 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
         if o.web_port:
             token = sealer.web_token(o.web_token, o.web_host)
             camera = CameraServer(o.web_host, o.web_port, token, waker, max_streams=o.max_web_streams,
-                                  max_pixels=min(o.max_pixels, 4_000_000), idle_s=o.web_idle_s)
+                                  max_pixels=min(o.max_pixels, 4_000_000), idle_s=o.web_idle_s,
+                                  hosts=(*o.web_hosts, o.web_host))
             log.info("browser camera at http://%s:%d/%s", o.web_host, camera.port, f"?token={token}" if token else "")
         health.ready()
         return loop(capture, pool, Sockets(router, wake, returns), camera, live, o.exit_on_eos)

@@ -188,7 +188,8 @@ def _web(o: argparse.Namespace, log: logging.Logger, display: Display) -> Any:
     token = display.sealer.web_token(o.web_token, o.http_host)
     from dogfilter.common.media.prometheus import metrics_route
 
-    view = WebView(o.http_host, o.http_port, display.as_dict, token=token, routes={"/metrics": metrics_route(display)})
+    view = WebView(o.http_host, o.http_port, display.as_dict, token=token, routes={"/metrics": metrics_route(display)},
+                   hosts=o.web_hosts)
     log.info("browser view at http://%s:%d/%s", o.http_host, view.port, f"?token={token}" if token else "")
     return view
 

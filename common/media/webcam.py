@@ -12,12 +12,8 @@ of at most ``max_frame_bytes`` and ``max_pixels`` is dropped and counted (its pi
 before it is decoded); a tab that sends faster than the pipeline
 takes frames simply replaces its waiting frame.
 
-Safe by default: beyond loopback the page and the WebSocket want the pipeline's web token (``?token=``, then a
-cookie); a WebSocket opened by a page of another site (its Origin is not this server) is refused; at most
-``max_streams`` tabs at once.  A tab holds its slot only while it is live: one that sends no frame, or takes no
-filtered frame, for ``idle_s`` is closed (its stream ends); when every slot is taken, the tab idle the longest (at
-least ``ROOM_S``) makes room for a new one; else the new one is closed with 1013, try again later.  Browsers allow
-the camera only on https or localhost: put a TLS proxy in front of it beyond localhost (deploy/README.md).
+                 max_frame_bytes: int = 4 << 20, max_pixels: int = 4_000_000, idle_s: float = 10.0,
+                 hosts: tuple[str, ...] | list[str] = ()) -> None:
 """
 
 from __future__ import annotations
@@ -152,10 +148,13 @@ class CameraServer:
     its loop with it)."""
 
     def __init__(self, host: str, port: int, token: str | None, notify: Callable[[], None], max_streams: int = 8,
-                 max_frame_bytes: int = 4 << 20, max_pixels: int = 4_000_000, idle_s: float = 10.0) -> None:
+                 max_frame_bytes: int = 4 << 20, max_pixels: int = 4_000_000, idle_s: float = 10.0,
+                 hosts: tuple[str, ...] | list[str] = ()) -> None:
         from websockets.sync.server import serve
 
         self.token, self.notify = token, notify
+        self.names = frozenset(h.lower() for h in hosts)
+        self.foreign = 0
         self.events: queue.SimpleQueue[tuple[str, WebTab]] = queue.SimpleQueue()
         self.max_streams, self.max_frame_bytes, self.max_pixels = max_streams, max_frame_bytes, max_pixels
         self.idle_s = idle_s
@@ -229,14 +228,17 @@ class CameraServer:
         from websockets.datastructures import Headers
         from websockets.http11 import Response
 
+        from dogfilter.common.media.webview import foreign_request
+
+        why = foreign_request(request.headers.get("Host"), request.headers.get("Origin"), self.names)
+        if why:  # first of all: a DNS rebinding or a page of another site (cross-site WebSocket) is refused
+            self.foreign += 1
+            return connection.respond(403, why + "\n")
         path = urlsplit(request.path).path
         ok, cookie = self._authorized(request)
         if not ok:
             return connection.respond(401, "a token is needed: open the address the pipeline logged, with ?token=\n")
         if path == "/ws":
-            origin = request.headers.get("Origin")
-            if origin is not None and urlsplit(origin).netloc != request.headers.get("Host"):
-                return connection.respond(403, "this camera takes frames from its own page only\n")
             return None  # go on with the WebSocket handshake
         if path in ("/", "/index.html"):
             headers = Headers({"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"})

@@ -3,16 +3,23 @@
 Routes: ``/`` the page, ``/stats.json``, ``/stream/<id>.mjpg`` and ``/frame/<id>.jpg`` per stream (``/stream.mjpg``
 and ``/frame.jpg``: the first stream), plus any extra routes a caller adds (``/metrics``).
 
-Made for hostile clients too: beyond loopback it needs a token (``?token=`` once, then a cookie, or an
-``Authorization: Bearer`` header); at most ``max_clients`` connections at once (more get 503); a client that stalls
-is dropped after ``timeout_s``; client errors are counted, never logged as tracebacks.  Frames are JPEG-encoded only
-while someone watches their stream.
+Made for hostile clients too, checked in this order: the ``Host`` and ``Origin`` headers must name this server
+(:func:`foreign_request`: localhost names, IP addresses, the configured ``--web-hosts``; a page of another site and a
+DNS rebinding are refused, 403); beyond loopback the token (``?token=`` once, then a cookie, or an
+``Authorization: Bearer`` header; 401); only then a connection slot (at most ``max_clients`` served at once, more get
+503), so clients without the token cannot keep a token holder out.  Connections still sending their request are
+bounded apart (``max_pending``), and a request's whole time is bounded (``timeout_s``, not each read: a client that
+trickles bytes is cut off too); a video stream, once granted, only has each write bounded.  Client errors are counted,
+never logged as tracebacks.  Frames are JPEG-encoded only while someone watches their stream, and a frame older than
+``FRESH_S`` is never served as the current one (the next is awaited instead).
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -30,29 +37,67 @@ from dogfilter.common.transport.wire import STREAM_RE
 
 PAGE = Path(__file__).with_name("webview.html")
 Route = Callable[[], tuple[bytes, str]]
+LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+FRESH_S = 1.0  # a stored frame older than this is not served as the current one: the next is awaited
+
+
+def _host_name(netloc: str) -> str:
+    """``name`` of ``name:port`` / ``[v6]:port``, lower case."""
+    netloc = netloc.strip().lower()
+    if netloc.startswith("["):
+        return netloc[1:].split("]", 1)[0]
+    return netloc.rsplit(":", 1)[0] if netloc.count(":") == 1 else netloc
+
+
+def _known_host(name: str, names: frozenset[str]) -> bool:
+    if name in LOCAL_NAMES or name in names or name.endswith(".localhost"):
+        return True
+    try:
+        ipaddress.ip_address(name)
+        return True  # an address is no DNS name: no rebinding through it
+    except ValueError:
+        return False
+
+
+def foreign_request(host: str | None, origin: str | None, names: frozenset[str]) -> str | None:
+    """Why a request must be refused before anything else, or None.  ``Host`` must name this server: localhost
+    names, an IP address, or one of ``names`` (a name an attacker's DNS points at us, DNS rebinding, is not);
+    ``Origin``, when a browser sends it, must be this very server (a script of another site is refused)."""
+    if host is not None and not _known_host(_host_name(host), names):
+        return f"this server does not answer to the name {host[:100]!r} (add it to --web-hosts)"
+    if origin is not None:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or host is None or parts.netloc.lower() != host.strip().lower():
+            return "requests from pages of other sites are refused"
+    return None
 
 
 class _Frame:
-    __slots__ = ("jpeg", "seq", "wanted")
+    __slots__ = ("at", "jpeg", "seq", "wanted")
 
     def __init__(self) -> None:
         self.jpeg: bytes | None = None
         self.seq = 0
         self.wanted = 0.0
+        self.at = 0.0  # when the jpeg was published (monotonic)
 
 
 class WebView:
     def __init__(self, host: str, port: int, stats: Callable[[], dict[str, Any]], token: str | None = None,
                  routes: dict[str, Route] | None = None, max_clients: int = 32, timeout_s: float = 10.0,
-                 max_streams: int = 64) -> None:
+                 max_streams: int = 64, hosts: list[str] | tuple[str, ...] = (), max_pending: int = 256) -> None:
         self.stats, self.token, self.routes = stats, token, dict(routes or {})
+        self.names = frozenset(h.lower() for h in (*hosts, host))
         self.cond = threading.Condition()
         self.frames: dict[str, _Frame] = {}
         self.max_streams = max_streams
-        self.slots = threading.BoundedSemaphore(max_clients)
+        self.slots = threading.BoundedSemaphore(max_clients)  # requests that passed every check, being served
+        self.pending = threading.BoundedSemaphore(max_pending)  # connections still sending their request
+        self.timeout_s = timeout_s
         self.client_errors = 0
         self.refused = 0
-        # a client that stalls while sending its request, or while we write to it, is dropped after timeout_s
+        self.foreign = 0
+        # each read and write is bounded by timeout_s, and so is a request's whole time (but a granted video stream's)
         handler = type("ViewHandler", (Handler,), {"view": self, "timeout": timeout_s})
 
         class Server(ThreadingHTTPServer):
@@ -80,7 +125,7 @@ class WebView:
         if ok:
             with self.cond:
                 f = self.frames.setdefault(stream, _Frame())
-                f.jpeg, f.seq = buf.tobytes(), f.seq + 1
+                f.jpeg, f.seq, f.at = buf.tobytes(), f.seq + 1, time.monotonic()
                 self.cond.notify_all()
 
     def forget(self, stream: str) -> None:
@@ -88,15 +133,25 @@ class WebView:
             self.frames.pop(stream, None)
 
     def wait_frame(self, stream: str, seen: int, timeout: float) -> tuple[bytes | None, int]:
+        """The stream's newest frame if it is not ``seen`` and fresh (published within ``FRESH_S``), else the next
+        one within ``timeout`` (None if none came).  Asking marks the stream watched, so the display publishes it:
+        after nobody watched for a while, the stored frame is old and the next is awaited, never served stale."""
+        end = time.monotonic() + timeout
         with self.cond:
             f = self.frames.get(stream)
-            if f is None or f.seq == seen:
-                self.cond.wait(timeout)
+            if f is not None:
+                f.wanted = time.monotonic()
+                if f.jpeg is not None and f.seq != seen and time.monotonic() - f.at > FRESH_S:
+                    seen = f.seq  # stale: wait for the next
+            while f is None or f.seq == seen or f.jpeg is None:
+                left = end - time.monotonic()
+                if left <= 0 or not self.cond.wait(left):
+                    break
                 f = self.frames.get(stream)
-            if f is None:
+            if f is None or f.seq == seen or f.jpeg is None:
                 return None, seen
             f.wanted = time.monotonic()
-            return (f.jpeg, f.seq) if f.seq != seen else (None, seen)
+            return f.jpeg, f.seq
 
     def first_stream(self) -> str | None:
         return next(iter(self.frames), None)
@@ -132,19 +187,38 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def handle(self) -> None:
-        if not self.view.slots.acquire(blocking=False):
-            self.view.refused += 1
-            try:
-                self.wfile.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
-            except OSError:
-                pass
+        view = self.view
+        if not view.pending.acquire(blocking=False):  # connections still sending their request: bounded apart
+            view.refused += 1
+            self._refuse()
             return
+        self._pending, self._slot = True, False
+        # the whole request is bounded, not each read: a client that trickles its request is cut off at the deadline
+        self._deadline = threading.Timer(view.timeout_s, self._cut)
+        self._deadline.daemon = True
+        self._deadline.start()
         try:
             super().handle()
         except OSError:
-            self.view.client_errors += 1
+            view.client_errors += 1
         finally:
-            self.view.slots.release()
+            self._deadline.cancel()
+            if self._pending:
+                view.pending.release()
+            if self._slot:
+                view.slots.release()
+
+    def _refuse(self) -> None:
+        try:
+            self.wfile.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        except OSError:
+            pass
+
+    def _cut(self) -> None:
+        try:
+            self.request.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _send(self, body: bytes, ctype: str, status: HTTPStatus = HTTPStatus.OK,
               cookie: bool = False) -> None:
@@ -159,12 +233,26 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:  # noqa: N802
+        view = self.view
+        why = foreign_request(self.headers.get("Host"), self.headers.get("Origin"), view.names)
+        if why:  # first: a DNS rebinding or a page of another site learns nothing, not even whether a token is set
+            view.foreign += 1
+            self._send(why.encode() + b"\n", "text/plain; charset=utf-8", HTTPStatus.FORBIDDEN)
+            return
         url = urlsplit(self.path)
-        ok, cookie = self.view.authorized(parse_qs(url.query), self.headers)
+        ok, cookie = view.authorized(parse_qs(url.query), self.headers)
         if not ok:
             self._send(b"a token is needed: open the address printed by the display, with ?token=...\n",
                        "text/plain; charset=utf-8", HTTPStatus.UNAUTHORIZED)
             return
+        if not view.slots.acquire(blocking=False):  # a slot only for a request that passed every check
+            view.refused += 1
+            self._send(b"too many clients: try again later\n", "text/plain; charset=utf-8",
+                       HTTPStatus.SERVICE_UNAVAILABLE)
+            return
+        self._slot = True
+        view.pending.release()
+        self._pending = False
         path = url.path
         if path in ("/", "/index.html"):
             self._send(PAGE.read_bytes(), "text/html; charset=utf-8", cookie=cookie)
@@ -191,6 +279,7 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self._send(jpeg, "image/jpeg")
             return
+        self._deadline.cancel()  # a granted video stream lasts while it is watched: each write is still bounded
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
         self.send_header("Cache-Control", "no-store")
