@@ -139,7 +139,7 @@ class Pipeline:
         self.events: list[str] = []
 
     def stage_args(self, stage: str) -> list[str]:
-        values = {**self.values, "mode": self.mode, "secret_file": str(self.secret),
+        values = {**self.values, "mode": self.mode, "secret_file": str(self.secret), "run_dir": str(self.dir),
                   **{f"{k}_addr": v for k, v in self.endpoints.items()}}
         declared = {o.name: o for _, group in stage_groups(stage) for o in group}
         return [a for name, v in values.items() if name in declared for a in to_args(declared[name], v)]
