@@ -47,8 +47,13 @@ def alive(pid: int) -> bool:
 def members(folder: Path, pids: list[int] | None = None) -> list[int]:
     """The processes (of ``pids``, else of all this user's) whose command line names ``folder``: that run's stages."""
     mine = str(folder).encode()
-    out = []
-    for pid in pids if pids is not None else [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]:
+    out: list[int] = []
+    if pids is None:
+        try:
+            pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+        except OSError:
+            return out
+    for pid in pids:
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
             if pid != os.getpid() and mine in cmd and os.stat(f"/proc/{pid}").st_uid == os.getuid() and alive(pid):
@@ -78,7 +83,9 @@ def stop(folder: Path, pids: list[int] | None = None, grace_s: float = 2.0) -> N
 
 def clean_stale(tmp: str | None = None) -> list[Path]:
     """Run folders whose launcher is gone (killed with its janitor): their stages stopped, the folders removed."""
-    cleaned = []
+    cleaned: list[Path] = []
+    if not Path("/proc/self/stat").exists():
+        return cleaned  # no /proc (not Linux): whether a launcher lives cannot be told; nothing is removed
     for d in Path(tmp or tempfile.gettempdir()).glob("dogfilter-*"):
         try:
             if d.is_symlink() or d.stat().st_uid != os.getuid():

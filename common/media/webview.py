@@ -275,7 +275,8 @@ class Handler(BaseHTTPRequestHandler):
         if path.endswith(".jpg"):
             jpeg, _ = self.view.wait_frame(stream, -1, 2.0)
             if jpeg is None:
-                self._send(b"no frame yet\n", "text/plain; charset=utf-8", HTTPStatus.SERVICE_UNAVAILABLE)
+                self._send(b"no fresh frame: the stream is not sending\n", "text/plain; charset=utf-8",
+                           HTTPStatus.SERVICE_UNAVAILABLE)
             else:
                 self._send(jpeg, "image/jpeg")
             return
