@@ -112,9 +112,14 @@ class Host:
     sent: Confirmations
 
 
+FLEET_DETECTIONS_PORT = 5552
+
+
 def run(o: argparse.Namespace, log: logging.Logger) -> int:
     live = o.mode == "live"
     out_port = discovery.port_of(o.detections_addr)
+    if o.connect and out_port is None and not o.detections_addr.startswith("tcp://"):
+        out_port = FLEET_DETECTIONS_PORT  # the default link is ipc:// on one host: a fleet's hosts listen on 5552
     if o.connect and (out_port is None or any(discovery.port_of(a) is None for a in o.connect)):
         raise DogfilterError("--connect takes tcp://HOST:PORT (a host's frames link), and --detections-addr must be "
                              "tcp://...:PORT: detections go to the same host at that port")

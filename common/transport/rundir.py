@@ -58,8 +58,10 @@ def resolve(o: argparse.Namespace) -> None:
     """Put the run folder into a stage's parsed options: ``{run}`` in its link addresses (``*_addr``,
     ``--connect``), and the default secret file beside them.  The folder is made and checked only when an address
     uses it or ``--run-dir`` names it (else a stage that needs the secret finds it in the default run folder)."""
-    wants = [k for k, v in vars(o).items() if k.endswith("_addr") and isinstance(v, str) and RUN in v]
     connect = getattr(o, "connect", None) or []
+    # a worker given --connect takes its jobs from those hosts: its own link addresses are not used
+    wants = [] if connect else [k for k, v in vars(o).items()
+                                if k.endswith("_addr") and isinstance(v, str) and RUN in v]
     if not (wants or any(RUN in c for c in connect) or getattr(o, "run_dir", None)):
         return
     d = str(private_dir(getattr(o, "run_dir", None)))
