@@ -3,7 +3,8 @@
 Each live fault runs on a fresh pipeline (demo source, 640×480 at 30 frames/s, one detect and one classify
 process) watched through the display's statistics: kill -9 and restart of each stage, a pause (SIGSTOP) of the
 display and of a detect worker, floods of malformed messages and of hostile-but-valid ones on every port, browser
-tabs opened and closed by the hundred (each a stream of its own that must end everywhere).  Then a
+tabs opened and closed by the hundred (each a stream of its own that must end everywhere), a worker of another
+local user (uid nobody, as root) joining as a detect and a classify worker.  Then a
 huge picture, and a detect and a classify worker killed in the middle of a file.  Per fault: how long until video
 flows again, the longest gap in the video, the frame rate in the seconds after, what was counted as dropped, and the
 peak memory of every stage over the whole fault.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -229,6 +231,62 @@ def pause(w: Watch, stage: str, seconds: float = 3.0) -> dict[str, Any]:
             "max_latency_ms": lat.get("max")}
 
 
+# a worker as anyone could write one: it connects, asks for jobs, and counts what it is given (JSON on its last line)
+FOREIGN_WORKER = """
+import json, sys, time, zmq
+from dogfilter.common.transport import wire
+role, addr, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+print("started", flush=True)
+s = zmq.Context().socket(zmq.DEALER)
+s.setsockopt(zmq.LINGER, 0)
+s.connect(addr)
+meta = {"credit": 4} if role == "detect" else {"credit": 64, "classes": ["happy", "sad", "surprise", "neutral"]}
+got, last, end = {}, 0.0, time.monotonic() + seconds
+while time.monotonic() < end:
+    if time.monotonic() - last > 0.5:
+        try:
+            s.send_multipart(wire.encode(wire.Message("ready", meta=meta)), zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+        last = time.monotonic()
+    if s.poll(100):
+        kind = wire.decode(s.recv_multipart()).kind
+        got[kind] = got.get(kind, 0) + 1
+print(json.dumps(got), flush=True)
+"""
+
+
+def foreign_worker(role: str, addr: str, seconds: float, as_nobody: bool = True) -> subprocess.Popen:
+    """A detect or classify worker of another user (uid nobody: needs root and setpriv) or of this one."""
+    cmd = [sys.executable, "-c", FOREIGN_WORKER, role, addr, str(seconds)]
+    if as_nobody:
+        cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *cmd]
+    return subprocess.Popen(cmd, cwd="/", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def foreign_counts(p: subprocess.Popen) -> tuple[dict[str, int] | None, str]:
+    """What a foreign worker was given, by kind (None: it could not run; then why)."""
+    out, err = p.communicate(timeout=60)
+    lines = out.splitlines()
+    if not lines or lines[0] != "started" or p.returncode != 0:
+        return None, err.strip()[-300:]
+    return json.loads(lines[-1]), ""
+
+
+def other_user(w: Watch, seconds: float = 5.0) -> dict[str, Any]:
+    """Another local user's process joins as a detect worker and as a classify worker for ``seconds``."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        return {"recovery_s": 0.0, "gap_s": 0.0, "fps_after": w.fps_over(2), "note": "not run: needs root and setpriv"}
+    fps_before, t0 = w.fps_over(2), time.monotonic()
+    procs = [foreign_worker("detect", w.p.endpoints["frames"], seconds),
+             foreign_worker("classify", w.p.endpoints["classify"], seconds)]
+    (frames, why), (crops, _) = (foreign_counts(p) for p in procs)
+    fps_during = w.fps_over(2)
+    note = (f"it got {frames.get('frame', 0)} frames, {(crops or {}).get('crops', 0)} crops jobs"
+            if frames is not None else f"could not run: {why}")
+    return {"recovery_s": 0.0, "gap_s": w.gap(t0), "fps_after": fps_during, "fps_before": fps_before, "note": note}
+
+
 def malformed_flood(w: Watch, n: int) -> dict[str, Any]:
     """``n`` malformed messages on every port: random bytes, truncated msgpack, wrong part counts."""
     rng = np.random.default_rng(0)
@@ -433,6 +491,7 @@ def run(quick: bool, log: Callable[[str], None]) -> tuple[list[str], dict[str, A
             (BOMBS.format(n=2 * bombs), lambda w: decompression_bombs(w, bombs)),
             (NO_WORKER.format(s=idle), lambda w: no_classify_worker(w, idle)),
             (f"browser tab churn × {50 if quick else 500} sessions", lambda w: tab_churn(w, 50 if quick else 500)),
+            ("a worker of another local user (nobody) on frames + classify, 5 s", other_user),
         ]
         churn = f"browser tab churn × {50 if quick else 500} sessions"
         setup = {BOMBS.format(n=2 * bombs): {"web_port": _free_port()}, NO_WORKER.format(s=idle): {"n_classify": 0},
@@ -483,7 +542,8 @@ def _table(rows: dict[str, dict[str, Any]], big: dict[str, Any], files: dict[str
         fps = f"{r['fps_after']:.1f}" + (f" (before {r['fps_before']:.1f})" if "fps_before" in r else "")
         if "answered" in r:  # tab churn: "video back after" is the next tab's first frame back
             name = f"{name} ({r['answered']} answered; streams kept after: {r['streams_kept']})"
-        lines.append(f"| {name} | {r['recovery_s']:.2f} | {r['gap_s']:.2f} | {fps} | {r.get('dropped', 0)} | "
+        label = f"{name}: {r['note']}" if r.get("note") else name
+        lines.append(f"| {label} | {r['recovery_s']:.2f} | {r['gap_s']:.2f} | {fps} | {r.get('dropped', 0)} | "
                      + " | ".join(f"{peak.get(s, 0):.0f}" for s in stages) + " |")
     lines += ["", "| input | outcome | seconds |", "|---|---|---|"]
     for label, v in big.items():

@@ -9,7 +9,6 @@ them (its own ``$XDG_RUNTIME_DIR``, so it runs beside any other); a foreign user
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -26,7 +25,7 @@ import numpy as np
 import pytest
 import zmq
 
-from dogfilter.commands.bench_faults import peer_socket
+from dogfilter.commands.bench_faults import foreign_counts, foreign_worker, peer_socket
 from dogfilter.common import options
 from dogfilter.common.transport.protocol import send
 from dogfilter.common.transport.seal import Sealer
@@ -106,45 +105,11 @@ def honcho(tmp_path_factory):
 
 # ----------------------------------------------------------------------------------------------- other users
 
-# a worker as anyone could write one: it connects, asks for jobs, and counts what it is given
-FOREIGN_WORKER = """
-import json, sys, time, zmq
-from dogfilter.common.transport import wire
-role, addr, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
-print("started", flush=True)
-s = zmq.Context().socket(zmq.DEALER)
-s.setsockopt(zmq.LINGER, 0)
-s.connect(addr)
-meta = {"credit": 4} if role == "detect" else {"credit": 64, "classes": ["happy", "sad", "surprise", "neutral"]}
-got, last, end = {}, 0.0, time.monotonic() + seconds
-while time.monotonic() < end:
-    if time.monotonic() - last > 0.5:
-        try:
-            s.send_multipart(wire.encode(wire.Message("ready", meta=meta)), zmq.NOBLOCK)
-        except zmq.Again:
-            pass
-        last = time.monotonic()
-    if s.poll(100):
-        kind = wire.decode(s.recv_multipart()).kind
-        got[kind] = got.get(kind, 0) + 1
-print(json.dumps(got), flush=True)
-"""
-
-
-def _foreign(role: str, addr: str, seconds: float, as_nobody: bool) -> subprocess.Popen:
-    cmd = [sys.executable, "-c", FOREIGN_WORKER, role, addr, str(seconds)]
-    if as_nobody:
-        cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *cmd]
-    return subprocess.Popen(cmd, cwd="/", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 def _counts(p: subprocess.Popen) -> dict[str, int]:
-    out, err = p.communicate(timeout=60)
-    lines = out.splitlines()
-    if not lines or lines[0] != "started":
-        pytest.skip(f"the foreign worker could not run (its python or this checkout unreadable?): {err[-300:]}")
-    assert p.returncode == 0, err
-    return json.loads(lines[-1])
+    got, why = foreign_counts(p)
+    if got is None:
+        pytest.skip(f"the foreign worker could not run (its python or this checkout unreadable?): {why}")
+    return got
 
 
 @pytest.mark.timeout(120)
@@ -152,11 +117,11 @@ def test_another_local_user_joining_as_a_worker_gets_no_frame_and_no_face_crop(h
     if os.geteuid() != 0 or not shutil.which("setpriv"):
         pytest.skip("needs root and setpriv to run a process as uid nobody")
     before = read_stats(honcho.stats)["frames"]
-    thieves = {role: _foreign(role, honcho.addr(link), 6, as_nobody=True)
+    thieves = {role: foreign_worker(role, honcho.addr(link), 6, as_nobody=True)
                for role, link in (("detect", "frames"), ("classify", "classify"))}
     got = {role: _counts(p) for role, p in thieves.items()}
     # the same worker as the pipeline's own user does get work: the addresses are right, the test can fail
-    mine = _counts(_foreign("detect", honcho.addr("frames"), 3, as_nobody=False))
+    mine = _counts(foreign_worker("detect", honcho.addr("frames"), 3, as_nobody=False))
     assert mine.get("frame", 0) > 0, mine
     assert got["detect"].get("frame", 0) == 0, got
     assert got["classify"].get("crops", 0) == 0, got
