@@ -62,19 +62,19 @@ class Detect:
     def process(self, msg: Message, host: str | None = None) -> Message:
         """``host``: the pipeline host the frame came from, when this worker serves several (each host's streams
         are followed apart, though two hosts may both name a stream cam0)."""
+        video = (msg.stream, msg.epoch) if host is None else (host, msg.stream, msg.epoch)  # the tracker's key
         if msg.kind == "eos":
             out = msg.derive("eos")
             tracker = getattr(self.detector, "tracker", None)
             if tracker is not None:  # the stream ended: its faces are forgotten now, not when pushed out
-                tracker.streams.pop((msg.stream, msg.epoch), None)
+                tracker.streams.pop(video, None)
         elif self.live and time.time() - msg.ts.get("capture", time.time()) > self.max_age_s:
             self.counters["stale_frames"] += 1  # it waited too long to be worth a look: say so, do not wait for it
             out = msg.derive("skip", image=None, meta={**msg.meta, "reason": "stale"})
         else:
             msg.stamp("detect_in")
-            video = None if msg.meta.get("still") else (msg.stream, msg.epoch) if host is None else (
-                host, msg.stream, msg.epoch)  # photos: each on its own
-            faces = detect_at_most(self.detector, msg.image, self.detect_size, video, msg.frame)
+            faces = detect_at_most(self.detector, msg.image, self.detect_size,
+                                   None if msg.meta.get("still") else video, msg.frame)  # photos: each on its own
             out = msg.derive("detections", faces=[f.to_wire() for f in faces],
                              crops=face_crops(msg.image, [f.box for f in faces]))
             self.counters["frames"] += 1

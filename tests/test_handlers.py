@@ -193,3 +193,21 @@ def test_without_a_classify_worker_jobs_go_with_their_frames_and_the_queue_stays
         comp.on_detections(msg, 0.0)
         comp.ready(0.0)
     assert len(comp.queue) <= MAX_BUFFERED + 1
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("host", [None, "tcp://10.77.0.2:5551"])
+def test_detect_forgets_an_ended_stream_of_any_host(host) -> None:
+    """A stream's end drops its tracked faces at once, also on a worker that serves several hosts (--connect),
+    where each host's streams are tracked under their own key."""
+    from dogfilter.common.vision.detectors import create_detector
+    from dogfilter.services.detect import Detect
+
+    det = Detect(create_detector("blazeface"), Counters("detect", logging.getLogger("t")), live=False,
+                 max_age_s=1e9, detect_size=640)
+    tracker = det.detector.tracker
+    frame = Message("frame", "cam0", 0, 1, image=np.zeros((240, 320, 3), np.uint8))
+    det.process(frame, host)
+    assert len(tracker.streams) == 1
+    det.process(Message("eos", "cam0", 1, 1), host)
+    assert len(tracker.streams) == 0
