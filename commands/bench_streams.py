@@ -8,7 +8,6 @@ configuration's memory (RSS of every process) and CPU (cores busy).
 
 from __future__ import annotations
 
-import json
 import socket
 import struct
 import tempfile
@@ -21,15 +20,11 @@ import numpy as np
 
 from dogfilter.commands.bench import proc_usage
 from dogfilter.commands.run import Pipeline
+from dogfilter.services.display import read_stats
 
 
 def _read(path: Path) -> dict[str, Any]:
-    for _ in range(40):
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
-            time.sleep(0.025)
-    return {"streams": {}}
+    return read_stats(path, {"streams": {}})
 
 
 def run_config(n: int, together: bool, size: tuple[int, int], fps: float, seconds: float,

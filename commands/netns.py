@@ -286,14 +286,10 @@ class Fleet:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    import json
+    """A host's display statistics (``{}`` if it wrote none within 2 s)."""
+    from dogfilter.services.display import read_stats
 
-    for _ in range(40):
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
-            time.sleep(0.05)
-    return {}
+    return read_stats(path, {}, wait_s=2.0)
 
 
 def jobs_by(stats: dict[str, Any], prefix: str) -> int:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import json
 import os
 import re
 import secrets
@@ -315,9 +314,11 @@ def _progress_tick(progress: Any, stats: str | None) -> Callable[[], None] | Non
         if time.monotonic() - last[0] < 0.5:
             return
         last[0] = time.monotonic()
+        from dogfilter.services.display import read_stats  # not at start-up: only a long job's progress
+
         try:
-            done = int(json.loads(Path(stats).read_text()).get("frames", 0))
-        except (OSError, ValueError, TypeError):
+            done = int(read_stats(stats, {}, wait_s=0).get("frames", 0))
+        except (ValueError, TypeError):
             return
         progress.update(done)
 

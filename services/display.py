@@ -295,6 +295,19 @@ def write_stats(path: str | None, display: Display) -> None:
         display.counters.drop("stats_not_written", f"{path}: {e.strerror}")
 
 
+def read_stats(path: str | Path, default: dict[str, Any], wait_s: float = 1.0) -> dict[str, Any]:
+    """What :func:`write_stats` wrote (whole, as it replaces the file), waiting up to ``wait_s`` for a display that
+    has not written it yet; ``default`` when it never does."""
+    end = time.monotonic() + wait_s
+    while True:
+        try:
+            return json.loads(Path(path).read_text())
+        except (OSError, ValueError):
+            if time.monotonic() >= end:
+                return default
+            time.sleep(0.025)
+
+
 def cli() -> None:
     service.cli(STAGE, __doc__, GROUPS, run)
 
