@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 import zmq
 
+from dogfilter.common import children
 from dogfilter.common.service import interrupt
 from dogfilter.common.transport import wire
 from dogfilter.common.transport.metrics import Counters
@@ -126,11 +127,7 @@ class Stage:
             raise RuntimeError(f"the stage exited ({self.p.returncode}): {lines[-1] if lines else 'no output'}")
 
     def stop(self) -> None:
-        self.p.terminate()
-        try:
-            self.p.wait(5)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
+        children.stop([self.p])
 
 
 COUNTERS = Counters("bench", logging.getLogger("bench"))

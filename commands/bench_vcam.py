@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -25,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from dogfilter.commands.bench import pct
+from dogfilter.common import children
 
 CLK = os.sysconf("SC_CLK_TCK")
 BITS, BAR_H = 10, 16  # a frame number (mod 1024) as black/white cells along the bottom edge
@@ -111,15 +113,7 @@ class PrivatePipeWire:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+        children.stop(reversed(self.procs), group=True)
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -173,9 +167,7 @@ class TestCamera:
 
     def stop(self) -> None:
         self.stopped = True
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(5)
+        children.stop([self.proc])
 
 
 class Consumer:
@@ -212,13 +204,7 @@ class Consumer:
                 self.kept.append((len(self.times) - 1, f.copy()))
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        children.stop([self.proc])
         self.thread.join(5)
 
 
@@ -281,8 +267,8 @@ def bench_hop(seconds: float, fps: float = 30.0) -> dict[str, float]:
             lat = latencies(sent, consumer, start + 0.5)
             recv = [x for x in consumer.times if x >= start]
             return {"fps": (len(recv) - 1) / (recv[-1] - recv[0]) if len(recv) > 1 else 0.0,
-                    "p50_ms": float(np.percentile(lat, 50)) if lat else float("nan"),
-                    "p99_ms": float(np.percentile(lat, 99)) if lat else float("nan"),
+                    "p50_ms": pct(lat, 50),
+                    "p99_ms": pct(lat, 99),
                     "cpu_ms_per_frame_gst": child, "cpu_ms_per_frame_writer": writer, "frames": len(recv)}
         finally:
             if consumer is not None:
@@ -326,8 +312,8 @@ def bench_chain(seconds: float) -> dict[str, float]:
             inside = s.get("latency_ms", {}).get("capture→display", {}).get("p50", float("nan"))
             return {"fps": (len(recv) - 1) / (recv[-1] - recv[0]) if len(recv) > 1 else 0.0,
                     "new_fps": len(lat) / seconds, "display_fps": shown,
-                    "p50_ms": float(np.percentile(lat, 50)) if lat else float("nan"),
-                    "p99_ms": float(np.percentile(lat, 99)) if lat else float("nan"),
+                    "p50_ms": pct(lat, 50),
+                    "p99_ms": pct(lat, 99),
                     "capture_display_p50_ms": inside,
                     "display_cpu_ms_per_frame": cpu.get("display.1", 0.0) / max(1, len(recv)) * 1000,
                     "max_gap_ms": gaps(recv) * 1000}

@@ -23,10 +23,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from dogfilter.common import children
 
 SUBNET = "10.77.0"
 PREFIX = "dfnet"
@@ -191,19 +192,7 @@ class Net:
         if self._closed:
             return
         self._closed = True
-        for p in self.procs.values():
-            if p.popen.poll() is None:
-                try:
-                    os.killpg(p.popen.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + 5
-        for p in self.procs.values():
-            try:
-                p.popen.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(p.popen.pid, signal.SIGKILL)
-                p.popen.wait(5)
+        children.stop([p.popen for p in self.procs.values()], group=True)
         for ns in reversed(self.namespaces):
             _delete_ns(ns)
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -37,7 +37,7 @@ from types import ModuleType
 from typing import Any
 
 from dogfilter.commands import janitor
-from dogfilter.common import options
+from dogfilter.common import children, options
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.options import Option, positive
 from dogfilter.common.service import interrupt
@@ -244,19 +244,7 @@ class Pipeline:
         return next(((n, p.returncode) for n, p in self.procs.items() if p.poll() not in (None, 0)), None)
 
     def stop(self) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + 5
-        for p in self.procs.values():
-            try:
-                p.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+        children.stop(self.procs.values(), group=True)
         shutil.rmtree(self.dir, ignore_errors=True)
         self._tell_janitor(None)
 

@@ -14,12 +14,12 @@ xdg-desktop-portal-gtk xvfb chromium libglib2.0-bin, and playwright (the test ex
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from dogfilter.common import children
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = """<!doctype html><html><body style="margin:0;background:#222;color:#eee;font:16px sans-serif">
@@ -88,14 +88,7 @@ def main(out: str = str(ROOT / "docs" / "videocall.png")) -> int:
                 pg.screenshot(path=out)
                 b.close()
         finally:
-            for proc in reversed(procs):
-                if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGTERM)
-            for proc in procs:
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
+            children.stop(reversed(procs), wait_s=10, group=True)
     print(out)
     return 0
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dogfilter.common import children
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.transport import imagehead
 
@@ -209,13 +210,7 @@ class PipeWireSource(Source):
         return cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR_I420)
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        children.stop([self.proc], wait_s=3)
 
 
 def truncated(path: Path) -> bool:

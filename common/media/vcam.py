@@ -31,6 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from dogfilter.common import children
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.media.sinks import letterbox
 
@@ -267,13 +268,7 @@ class VirtualCamera:
         with self.cond:
             self.closed = True
             self.cond.notify()
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            proc.terminate()  # its stdin may be mid-frame: a signal, not an EOF
-            try:
-                proc.wait(3)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if self.proc is not None:
+            children.stop([self.proc], wait_s=3)  # its stdin may be mid-frame: a signal, not an EOF
         if self.thread is not None:
             self.thread.join(2)
