@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -106,6 +106,22 @@ def read_stats(path: Path) -> dict:
         except (OSError, ValueError):
             time.sleep(0.1)
     raise AssertionError(f"no statistics in {path}")
+
+
+def live_pipeline(folder: Path, **values: object) -> Iterator:
+    """A live pipeline of the demo at 320x240 and 15 frames/s (plus ``values``), its statistics in ``folder``, once
+    it has shown 10 frames; stopped after the ``yield`` (for module-scoped fixtures)."""
+    from dogfilter.commands.run import Pipeline
+
+    p = Pipeline(mode="live", values={"source": ["demo"], "size": "320x240", "fps": 15.0,
+                                      "stats_out": str(folder / "stats.json"), **values})
+    p.stats = folder / "stats.json"
+    p.start()
+    try:
+        wait_for(p.stats, lambda s: s["frames"] >= 10, timeout=60)
+        yield p
+    finally:
+        p.stop()
 
 
 def wait_for(path: Path, cond: Callable[[dict], bool], timeout: float = 30.0) -> dict:

@@ -31,7 +31,18 @@ from dogfilter.common.transport import wire
 from dogfilter.common.transport.protocol import send
 from dogfilter.common.transport.seal import Sealer
 from dogfilter.common.transport.wire import Message
-from tests.conftest import ROOT, free_port, make_clip, read_index, read_stats, read_video, rss_mb, run_cli, wait_for
+from tests.conftest import (
+    ROOT,
+    free_port,
+    live_pipeline,
+    make_clip,
+    read_index,
+    read_stats,
+    read_video,
+    rss_mb,
+    run_cli,
+    wait_for,
+)
 
 
 def _flowing(p: Pipeline, n: int = 15, timeout: float = 30) -> dict:
@@ -42,14 +53,7 @@ def _flowing(p: Pipeline, n: int = 15, timeout: float = 30) -> dict:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    d = tmp_path_factory.mktemp("trust")
-    p = Pipeline(mode="live", values={"source": ["demo"], "size": "320x240", "fps": 15.0,
-                                      "stats_out": str(d / "stats.json")})
-    p.stats = d / "stats.json"
-    p.start()
-    wait_for(p.stats, lambda s: s["frames"] >= 10, timeout=60)
-    yield p
-    p.stop()
+    yield from live_pipeline(tmp_path_factory.mktemp("trust"))
 
 
 def _frame_msg(kind: str, stream: str = "cam0", frame: int = 0, epoch: int = 1, **kw) -> Message:

@@ -25,21 +25,14 @@ from dogfilter.commands.run import Pipeline
 from dogfilter.common.transport import wire
 from dogfilter.common.transport.seal import Sealer
 from dogfilter.common.transport.wire import Message
-from tests.conftest import free_port, make_clip, read_stats, read_video, rss_mb, run_cli, wait_for
+from tests.conftest import free_port, live_pipeline, make_clip, read_stats, read_video, rss_mb, run_cli, wait_for
 
 BOMBS = [bomb_jpeg(60000, 60000), bomb_jpeg(32767, 32767)]
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    d = tmp_path_factory.mktemp("trust-io")
-    p = Pipeline(mode="live", values={"source": ["demo"], "size": "320x240", "fps": 15.0, "web_port": free_port(),
-                                      "stats_out": str(d / "stats.json")})
-    p.stats = d / "stats.json"
-    p.start()
-    wait_for(p.stats, lambda s: s["frames"] >= 10, timeout=60)
-    yield p
-    p.stop()
+    yield from live_pipeline(tmp_path_factory.mktemp("trust-io"), web_port=free_port())
 
 
 def _count(s: dict, stage: str, *keys: str) -> int:
