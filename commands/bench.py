@@ -26,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +187,7 @@ def _drive(stage: Stage, n: int, warmup: int, step: Callable[[], list[float]]) -
 
 
 def bench_detect(n: int, warmup: int, size: tuple[int, int], detector: str) -> dict[str, float]:
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context = zmq.Context.instance()
     with tempfile.TemporaryDirectory() as d:
         st = Stage("detect", ["--detector", detector] if detector else [], Path(d))  # "": the service's default
         router, sink = make_socket(ctx, zmq.ROUTER), make_socket(ctx, zmq.ROUTER)
@@ -208,7 +209,7 @@ def bench_detect(n: int, warmup: int, size: tuple[int, int], detector: str) -> d
 
 
 def bench_classify(n: int, warmup: int, faces_per_job: int, model: str | None) -> dict[str, float]:
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context = zmq.Context.instance()
     crops = np.random.default_rng(0).integers(0, 255, (faces_per_job, 48, 48), dtype=np.uint8)
     with tempfile.TemporaryDirectory() as d:
         st = Stage("classify", ["--model", model] if model else [], Path(d))
@@ -232,7 +233,7 @@ def bench_classify(n: int, warmup: int, faces_per_job: int, model: str | None) -
 
 
 def bench_composite(n: int, warmup: int, size: tuple[int, int]) -> dict[str, float]:
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context = zmq.Context.instance()
     img = demo_frames(size, 1)[0]
     from dogfilter.common.vision.crops import face_crop
     from dogfilter.common.vision.detectors import HaarDetector
@@ -272,7 +273,7 @@ def bench_composite(n: int, warmup: int, size: tuple[int, int]) -> dict[str, flo
 
 
 def bench_capture(n: int, warmup: int, size: tuple[int, int]) -> dict[str, float]:
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context = zmq.Context.instance()
     with tempfile.TemporaryDirectory() as d:
         st = Stage("capture", ["--source", "demo", "--size", f"{size[0]}x{size[1]}"], Path(d))
         dealer = make_socket(ctx, zmq.DEALER)
@@ -295,7 +296,7 @@ def bench_capture(n: int, warmup: int, size: tuple[int, int]) -> dict[str, float
 
 
 def bench_display(n: int, warmup: int, size: tuple[int, int]) -> dict[str, float]:
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context = zmq.Context.instance()
     img = demo_frames(size, 1)[0]
     with tempfile.TemporaryDirectory() as d:
         stats = Path(d) / "stats.json"
@@ -336,7 +337,7 @@ def bench_display(n: int, warmup: int, size: tuple[int, int]) -> dict[str, float
 def bench_transport(size: tuple[int, int], n: int, addr_kind: str) -> dict[str, float]:
     """One hop PUSH→PULL of a frame: the product's wire (header + zero-copy pixels, validated decode) vs raw pyzmq
     (the bytes alone, zero-copy)."""
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context = zmq.Context.instance()
     img = demo_frames(size, 1)[0]
     res = {}
     with tempfile.TemporaryDirectory() as d:
@@ -352,14 +353,14 @@ def bench_transport(size: tuple[int, int], n: int, addr_kind: str) -> dict[str, 
                 ts = time.perf_counter()
                 if name == "raw":
                     push.send(img, copy=False)
-                    got = np.frombuffer(pull.recv(copy=False).buffer, np.uint8).reshape(img.shape)
+                    got: np.ndarray | None = np.frombuffer(pull.recv(copy=False).buffer, np.uint8).reshape(img.shape)
                 else:
                     m = wire.Message("frame", "bench", i, 1, image=img)
                     m.stamp("capture")
                     send(push, m, block=True)
                     got = wire.decode(pull.recv_multipart(copy=False)).image
                 lat.append(1000 * (time.perf_counter() - ts))
-                assert got.shape == img.shape
+                assert got is not None and got.shape == img.shape
             res[f"{name}_per_s"] = n / (time.perf_counter() - t0)
             res[f"{name}_p50_ms"] = pct(lat, 50)
             push.close()
@@ -401,7 +402,7 @@ def bench_e2e(mode: str, size: tuple[int, int], seconds: float, n_classify: int,
         stats = Path(d) / "stats.json"
         if mode == "file":
             clip = Path(d) / "clip.avi"
-            w = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30, size)
+            w = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"MJPG"), 30, size)
             for f in demo_frames(size, file_frames):
                 w.write(f)
             w.release()
@@ -481,7 +482,7 @@ def bench_oneshot(runs: int) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as d:
         clip = Path(d) / "clip.avi"
-        w = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
+        w = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"MJPG"), 30, (640, 480))
         for f in demo_frames((640, 480), 60):
             w.write(f)
         w.release()
@@ -560,11 +561,11 @@ def section_stages(run: Run) -> list[str]:
     for size in run.sizes:
         tag = f"{size[0]}×{size[1]}"
         runs = {
-            f"capture (demo source) {tag}": repeat(lambda s=size: bench_capture(n, warm, s), r),
+            f"capture (demo source) {tag}": repeat(partial(bench_capture, n, warm, size), r),
             f"detect ({det or 'default'}) {tag}": repeat(
-                lambda s=size: bench_detect(n // 2 if not run.quick else n, warm, s, det), r),
-            f"composite (3 faces) {tag}": repeat(lambda s=size: bench_composite(n, warm, s), r),
-            f"display (recording) {tag}": repeat(lambda s=size: bench_display(n, warm, s), r),
+                partial(bench_detect, n // 2 if not run.quick else n, warm, size, det), r),
+            f"composite (3 faces) {tag}": repeat(partial(bench_composite, n, warm, size), r),
+            f"display (recording) {tag}": repeat(partial(bench_display, n, warm, size), r),
         }
         if size == run.sizes[0]:
             runs["classify (3 faces/job)"] = repeat(lambda: bench_classify(n, warm, 3, None), r)
@@ -581,7 +582,7 @@ def section_transport(run: Run) -> list[str]:
     tr, rows = {}, []
     for size in [(640, 480), (1280, 720)]:
         for kind in ("ipc", "tcp"):
-            v = repeat(lambda s=size, k=kind: bench_transport(s, 50 if run.quick else 400, k), run.repeats)
+            v = repeat(partial(bench_transport, size, 50 if run.quick else 400, kind), run.repeats)
             tr[f"{size[0]}x{size[1]} {kind}"] = v
             rows.append([f"{size[0]}×{size[1]}", kind, fmt(med(v, "wire_per_s"), 0), fmt(med(v, "raw_per_s"), 0),
                          fmt(med(v, "ratio"), 2), fmt(med(v, "wire_p50_ms"), 3), fmt(med(v, "raw_p50_ms"), 3)])
@@ -606,8 +607,7 @@ def section_classifier(run: Run) -> list[str]:
         for dev, engine in setups + ([("cpu", "onnxruntime")] if has_export else []):
             cells = []
             for b in (1, 8, 64, 256):
-                v = repeat(lambda p=path, b=b, d=dev, e=engine: bench_classifier(p, b, 0.2 if run.quick else 1.0,
-                                                                                  d, e), run.repeats)
+                v = repeat(partial(bench_classifier, path, b, 0.2 if run.quick else 1.0, dev, engine), run.repeats)
                 cl[f"{name} {dev} {engine} {b}"] = v
                 cells.append(fmt(med(v, "faces_per_s"), 0))
             ms = med(cl[f"{name} {dev} {engine} 64"], "ms_per_face")
@@ -629,8 +629,8 @@ def section_e2e(run: Run) -> list[str]:
     rows = []
     for mode, size, ncl, ndet, fps in configs:
         key = f"{mode} {size[0]}x{size[1]} src{fps:g} det{ndet} cls{ncl}"
-        v = repeat(lambda m=mode, s=size, c=ncl, d=ndet, f=fps:
-                   bench_e2e(m, s, secs, c, d, f, 120 if run.quick else 300), run.repeats)  # >1 s of file mode
+        v = repeat(partial(bench_e2e, mode, size, secs, ncl, ndet, fps, 120 if run.quick else 300),
+                   run.repeats)  # >1 s of file mode
         e2e[key] = v
         rows.append([mode, f"{size[0]}×{size[1]}", "as fast as read" if mode == "file" else f"{fps:g}", str(ndet),
                      str(ncl), fmt(med(v, "fps")), fmt(med(v, "p50_ms")), fmt(med(v, "p99_ms"))])
@@ -644,7 +644,7 @@ def section_tutorial(run: Run) -> list[str]:
     log("tutorial loop…")
     tut, rows, e2e = {}, [], run.out.get("e2e", {})
     for size in run.sizes:
-        v = repeat(lambda s=size: bench_tutorial_loop(s, 10 if run.quick else 60, None), run.repeats)
+        v = repeat(partial(bench_tutorial_loop, size, 10 if run.quick else 60, None), run.repeats)
         tut[f"{size[0]}x{size[1]}"] = v
         key = f"live {size[0]}x{size[1]} src1000 det2 cls1"
         t = med(v, "fps")

@@ -30,6 +30,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -37,6 +38,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+if TYPE_CHECKING:  # imported where used: the demo scene and the detectors load only when a bench needs them
+    from dogfilter.common.media.demo import DemoSource, _Sprite
+    from dogfilter.common.vision.detectors import Detector
 
 Box = tuple[float, float, float, float]
 
@@ -48,11 +53,11 @@ class Scene:
     rolls: list[float]  # degrees, per face (positive: clockwise on screen)
 
 
-def _sprites():  # noqa: ANN202
+def _sprites() -> list[tuple[_Sprite, ...]]:
     from dogfilter.common.media import demo
 
     neutral = demo.EXPRESSIONS.index("neutral")  # the photo's own expression: group photos are of calm faces
-    return [person[neutral] for person in demo._people()]  # noqa: SLF001 - the demo's people, with their Haar boxes
+    return [person[neutral] for person in demo._people()]  # the demo's people, with their Haar boxes
 
 
 def paste_face(img: np.ndarray, person: int, cx: float, cy: float, width: float, roll_deg: float = 0.0,
@@ -109,13 +114,13 @@ def group_photo(width: int = 640, height: int = 480, seed: int = 0, n: int | Non
 
 def demo_scene(width: int, height: int, t: float) -> Scene:
     src = _demo_source(width, height)
-    return Scene(src.render(t), [tuple(map(float, b)) for b in src.face_boxes(t)], [])
+    return Scene(src.render(t), [(float(x), float(y), float(w), float(h)) for x, y, w, h in src.face_boxes(t)], [])
 
 
-_DEMO: dict[tuple[int, int], object] = {}
+_DEMO: dict[tuple[int, int], DemoSource] = {}
 
 
-def _demo_source(width: int, height: int):  # noqa: ANN202
+def _demo_source(width: int, height: int) -> DemoSource:
     from dogfilter.common.media.demo import DemoSource
 
     if (width, height) not in _DEMO:
@@ -171,7 +176,7 @@ def _ort_version() -> str:
         return "not installed"
 
 
-def make_detector(spec: str):  # noqa: ANN201
+def make_detector(spec: str) -> Detector:
     """``haar``, ``blazeface`` or ``blazeface:OPTION=VALUE,...`` (e.g. ``blazeface:model=short``)."""
     from dogfilter.common.vision.detectors import create_detector
 
@@ -199,9 +204,9 @@ def run(detectors: list[str], sizes: list[tuple[int, int]], n: int, min_iou: flo
                 det.detect(sc[0].image)  # warm-up (first call builds caches)
                 times, cpu, hits, false, total = [], [], 0, 0, 0
                 for i, s in enumerate(sc):
-                    video = {"stream": (spec, w, h), "frame": i} if name == "video" else {}
+                    video = name == "video"  # a clip: followed from frame to frame; photos: each on its own
                     t0, c0 = time.perf_counter(), time.thread_time()
-                    faces = det.detect(s.image, **video)
+                    faces = det.detect(s.image, (spec, w, h) if video else None, i if video else None)
                     times.append(1000 * (time.perf_counter() - t0))
                     cpu.append(1000 * (time.thread_time() - c0))
                     a, b, _ = match([f.box for f in faces], s.boxes, min_iou)
@@ -238,7 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    sizes = [tuple(int(v) for v in s.split("x")) for s in a.sizes]
+    sizes: list[tuple[int, int]] = []
+    for s in a.sizes:
+        w, h = (int(v) for v in s.split("x"))
+        sizes.append((w, h))
     print(machine())
     print(f"{a.n} frames per scene and size; found = ground-truth faces matched at IoU ≥ {a.iou}; "
           "false = boxes matching no face\n")

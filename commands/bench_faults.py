@@ -118,7 +118,7 @@ class Watch:
 
 def peer_socket(kind: int, addr: str, ident: bytes | None = None) -> zmq.Socket:
     """A bare socket connected to a stage's port, as a foreign (hostile or broken) peer would open one."""
-    s = zmq.Context.instance().socket(kind)
+    s: zmq.Socket = zmq.Context.instance().socket(kind)
     s.setsockopt(zmq.LINGER, 0)
     if ident:
         s.setsockopt(zmq.ROUTING_ID, ident)
@@ -399,7 +399,7 @@ def demo_clip(path: Path, n: int, w: int = 640, h: int = 480) -> Path:
     from dogfilter.common.media.demo import DemoSource
 
     scene = DemoSource(w, h)
-    wr = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (w, h))
+    wr = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 30, (w, h))
     for i in range(n):
         wr.write(scene.render(i / 30))
     wr.release()
@@ -438,7 +438,7 @@ def file_with_kills(d: Path, n: int) -> dict[str, Any]:
 
     clip = d / "clip.avi"
     scene = DemoSource(320, 240)
-    wr = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
+    wr = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"MJPG"), 30, (320, 240))
     for i in range(n):
         f = scene.render(i / 30)
         f[-8:, :] = 0
@@ -494,8 +494,9 @@ def run(quick: bool, log: Callable[[str], None]) -> tuple[list[str], dict[str, A
             ("a worker of another local user (nobody) on frames + classify, 5 s", other_user),
         ]
         churn = f"browser tab churn × {50 if quick else 500} sessions"
-        setup = {BOMBS.format(n=2 * bombs): {"web_port": _free_port()}, NO_WORKER.format(s=idle): {"n_classify": 0},
-                 churn: {"web_port": _free_port()}}
+        setup: dict[str, dict[str, Any]] = {
+            BOMBS.format(n=2 * bombs): {"web_port": _free_port()}, NO_WORKER.format(s=idle): {"n_classify": 0},
+            churn: {"web_port": _free_port()}}
         if quick:  # a smoke run: one of each kind of fault
             live = [f for f in live if f[0].startswith(("kill -9 + restart detect", "SIGSTOP display", "malformed",
                                                         "hostile", "JPEG bombs", "no classify",

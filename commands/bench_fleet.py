@@ -87,9 +87,9 @@ def run_config(k: int, m: int, seconds: float, log: Callable[[str], None]) -> di
         "faces_late", 0) for h in hosts}
     shown = {h: s1[h]["faces"] - s0[h]["faces"] for h in hosts}
     stage_ms: dict[str, float] = {}  # a pipeline host's CPU per delivered frame, by stage
-    for n, c in hcpu.items():
+    for n, spent in hcpu.items():
         stage = n.split(".", 1)[1]
-        stage_ms[stage] = stage_ms.get(stage, 0.0) + 1000 * c / max(1.0, sum(fps.values()) * dt)
+        stage_ms[stage] = stage_ms.get(stage, 0.0) + 1000 * spent / max(1.0, sum(fps.values()) * dt)
     lat = [s1[h]["latency_ms"].get("capture→display", {}).get("p50") or float("nan") for h in hosts]
     return {"hosts": k, "workers": m, "per_worker": per_worker, "fps": fps, "jobs_per_s": {h: jobs[h] / dt
                                                                                           for h in hosts},

@@ -104,6 +104,7 @@ def browser_round_trip(seconds: float, d: Path) -> dict[str, float]:
                 i += 1
                 try:
                     data = ws.recv(timeout=2)
+                    assert isinstance(data, bytes)  # the page's reply: a binary message
                     rtts.append(time.perf_counter() * 1000 - struct.unpack(">d", data[:8])[0])
                 except TimeoutError:
                     pass
@@ -138,8 +139,8 @@ def run(quick: bool, log: Callable[[str], None]) -> tuple[list[str], dict[str, A
                   "| size | streams | " + " | ".join(stages) + " | all |", "|---|---|" + "---|" * (len(stages) + 1)]
         for key, r in out.items():
             if r["together"]:
-                size, n = key.split()[:2]
-                lines.append(f"| {size.replace('x', '×')} | {n} | " + " | ".join(
+                size_text, n_text = key.split()[:2]
+                lines.append(f"| {size_text.replace('x', '×')} | {n_text} | " + " | ".join(
                     f"{r['stage_ms'].get(st, 0.0):.2f}" for st in stages) + f" | {sum(r['stage_ms'].values()):.2f} |")
         log("streams: the browser camera's round trip…")
         d = Path(tmp) / "web"

@@ -253,6 +253,7 @@ def bench_hop(seconds: float, fps: float = 30.0) -> dict[str, float]:
             t, start, cpu0 = time.monotonic(), 0.0, (0.0, 0.0, 0)
             while time.monotonic() < end:
                 if not start and consumer.times:
+                    assert cam.proc is not None  # frames came: the writer started it
                     start = time.monotonic()
                     cpu0 = (cpu_s(cam.proc.pid), cpu_s(os.getpid(), cam.tid), cam.counts["frames_sent"])
                 i += 1
@@ -262,6 +263,7 @@ def bench_hop(seconds: float, fps: float = 30.0) -> dict[str, float]:
                 t += 1 / fps
                 time.sleep(max(0.0, t - time.monotonic()))
             frames_out = cam.counts["frames_sent"] - cpu0[2]
+            assert cam.proc is not None
             child = (cpu_s(cam.proc.pid) - cpu0[0]) / max(1, frames_out) * 1000
             writer = (cpu_s(os.getpid(), cam.tid) - cpu0[1]) / max(1, frames_out) * 1000
             lat = latencies(sent, consumer, start + 0.5)

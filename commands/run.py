@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -82,7 +83,7 @@ def stage_groups(stage: str) -> list[tuple[str, Sequence[Option]]]:
     return stage_module(stage).GROUPS
 
 
-def launcher_options(exclude: set[str] = frozenset()) -> list[tuple[str, list[Option]]]:
+def launcher_options(exclude: AbstractSet[str] = frozenset()) -> list[tuple[str, list[Option]]]:
     """The options a user sets on ``dogfilter file|image|live``: every stage's options marked ``launcher``."""
     groups, seen = [], set(exclude)
     for stage in ("capture", "detect", "classify", "composite", "display", "pipeline"):
@@ -160,6 +161,7 @@ class Pipeline:
 
     def _tell_janitor(self, line: str | None) -> None:
         """A stage's pid for the janitor; None: we stop cleanly (it finds nothing left and ends)."""
+        assert self.janitor.stdin is not None  # started with stdin=PIPE
         try:
             if line is None:
                 self.janitor.stdin.close()
@@ -368,9 +370,9 @@ def _main(argv: list[str] | None) -> int:
         ids = [f"cam{i}" for i in range(len(ins))] if len(ins) > 1 else ["cam0"]
         values["source"] = ins
         values["output"] = [f"{s}={p}" for s, p in zip(ids, outs, strict=True)] if len(ins) > 1 else outs
-        extra = {"display": [f"--exit-after={s}" for s in ids]}
+        display_args = [f"--exit-after={s}" for s in ids]
     else:
-        ids, extra = [], {}
+        ids, display_args = [], []
         camera = f", browser camera: http://127.0.0.1:{a.web_port}/" if a.web_port else ""
         camera += ", virtual camera: dogfilter" if a.virtual_camera else ""
         print(f"browser view: http://127.0.0.1:{a.http_port}/{camera}  (Ctrl-C stops)", file=sys.stderr)
@@ -380,7 +382,8 @@ def _main(argv: list[str] | None) -> int:
         from dogfilter.commands.progress import Progress
 
         counts = [inline.frames_in(s) for s in values["source"]]
-        progress = Progress(None if None in counts else sum(counts))  # type: ignore[arg-type]
+        known = [n for n in counts if n is not None]
+        progress = Progress(sum(known) if len(known) == len(counts) else None)
     if a.cmd != "live" and _inline(a, values["source"]):
         from dogfilter.commands import inline
 
@@ -391,7 +394,7 @@ def _main(argv: list[str] | None) -> int:
                 progress.close()
     else:
         p = Pipeline(mode="live" if a.cmd == "live" else "file", n_detect=a.detect, n_classify=a.classify,
-                     values=values, **extra)
+                     values=values, display=display_args)
         if progress is not None and not p.values.get("stats_out"):
             p.values["stats_out"] = str(p.dir / "stats.json")  # the display's count of frames done
         try:

@@ -68,7 +68,7 @@ def metrics_text(stage: str) -> str:
     for name, (help_text, kind, read) in sorted(_gauges.items()):
         try:
             value = float(read())
-        except Exception:  # noqa: BLE001 - a gauge that cannot be read is left out, never a failed scrape
+        except Exception:  # a gauge that cannot be read is left out, never a failed scrape
             continue
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f'{name}{{stage="{stage}"}} {value:.6g}']
     return "\n".join(lines) + "\n"
@@ -81,7 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "dogfilter"
     sys_version = ""
 
-    def do_GET(self) -> None:  # noqa: N802 - the http.server name
+    def do_GET(self) -> None:  # http.server's name
         if not self.slots.acquire(blocking=False):
             self._send(503, "busy\n")
             return

@@ -17,7 +17,7 @@ import os
 import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from dogfilter.common.errors import DogfilterError
 
@@ -198,7 +198,7 @@ def links(*names: str) -> tuple[Option, ...]:
 class Parser(argparse.ArgumentParser):
     """argparse, with its errors as a DogfilterError: one line and exit code 2, like every other user error."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise DogfilterError(message)
 
 

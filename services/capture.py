@@ -147,8 +147,9 @@ class FileFeed(Feed):
 class DemoFeed(Feed):
     """Live demo: the frame of the instant that is due, rendered only when a worker can take it."""
 
-    def __init__(self, *args: object, fps: float, offset_s: float = 0.0, **kw: object) -> None:
-        super().__init__(*args, **kw)  # type: ignore[arg-type]
+    def __init__(self, stream: str, source: Source, epoch: int, limit: int = 0, *, fps: float,
+                 offset_s: float = 0.0) -> None:
+        super().__init__(stream, source, epoch, limit)
         self.fps, self.t0, self.last_due = fps, time.monotonic(), -1
         self.first = int(offset_s * fps)  # several demo streams start at other moments of the scene
 
@@ -174,8 +175,9 @@ class DemoFeed(Feed):
 class ReaderFeed(Feed):
     """Live camera or file: a thread reads at the source's pace into a one-frame slot (the newest frame wins)."""
 
-    def __init__(self, *args: object, fps: float, wake: Callable[[], None], **kw: object) -> None:
-        super().__init__(*args, **kw)  # type: ignore[arg-type]
+    def __init__(self, stream: str, source: Source, epoch: int, limit: int = 0, *, fps: float,
+                 wake: Callable[[], None]) -> None:
+        super().__init__(stream, source, epoch, limit)
         self.period, self.wake = 1.0 / fps, wake
         self.lock = threading.Lock()
         self.slot: np.ndarray | None = None
@@ -359,17 +361,18 @@ def open_feeds(o: argparse.Namespace, wake: Callable[[], None] | None) -> tuple[
     if len(set(ids)) != len(ids) or not all(STREAM_RE.fullmatch(s) for s in ids):
         raise DogfilterError(f"stream ids must be distinct short names (letters, digits, . _ : @ -): {ids}")
     size, epoch = parse_size(o.size), int(time.time() * 1000)
-    feeds, rates = [], {}
+    feeds: list[Feed] = []
+    rates: dict[str, float] = {}
     for stream, spec in zip(ids, o.source, strict=True):
         src = open_source(spec, size, o.fps or 30.0, o.loop, o.max_pixels)
         fps = rates[stream] = o.fps or src.fps or 30.0
-        common = {"stream": stream, "source": src, "epoch": epoch, "limit": o.frames}
         if o.mode == "file":
-            feeds.append(FileFeed(**common))
+            feeds.append(FileFeed(stream, src, epoch, o.frames))
         elif isinstance(src, DemoSource):
-            feeds.append(DemoFeed(**common, fps=fps, offset_s=7.3 * len(feeds)))
+            feeds.append(DemoFeed(stream, src, epoch, o.frames, fps=fps, offset_s=7.3 * len(feeds)))
         else:
-            feeds.append(ReaderFeed(**common, fps=fps, wake=wake))
+            assert wake is not None  # live: the loop's waker
+            feeds.append(ReaderFeed(stream, src, epoch, o.frames, fps=fps, wake=wake))
     return feeds, rates
 
 
@@ -446,12 +449,12 @@ def loop(capture: Capture, pool: Dispatcher, s: Sockets, camera: CameraServer | 
             if redo:
                 pool.submit(redo.pop(0))
                 continue
-            msg = capture.next_message(time.monotonic())
-            if msg is None:
+            frame = capture.next_message(time.monotonic())
+            if frame is None:
                 break
-            job = Job(msg)
+            job = Job(frame)
             if pool.submit(job):
-                capture.sent_to(msg, job.worker)
+                capture.sent_to(frame, job.worker)
         capture.forget_ended()
         if exit_on_eos and capture.finished() and not redo and not any(p.jobs for p in pool.peers.values()):
             return 0

@@ -26,7 +26,7 @@ from dogfilter.common.transport.metrics import Counters
 from dogfilter.common.transport.protocol import HEARTBEAT_S, WorkerLink, poll_links
 from dogfilter.common.transport.sockets import Links, worker_identity
 from dogfilter.common.transport.wire import Message
-from dogfilter.common.vision.classifier import load_classifier
+from dogfilter.common.vision.classifier import Classifier, load_classifier
 
 STAGE = "classify"
 OPTIONS = (
@@ -71,20 +71,20 @@ class BusyMeter:
 class Classify:
     """The stage without its sockets: jobs in, one reply per job out, one forward pass for all of them."""
 
-    def __init__(self, classifier: object, counters: Counters, worker: str) -> None:
+    def __init__(self, classifier: Classifier, counters: Counters, worker: str) -> None:
         self.clf, self.counters, self.worker = classifier, counters, worker
 
     def process(self, jobs: list[Message]) -> list[Message]:
         if not jobs:
             return []
-        probs = self.clf.predict_proba(np.concatenate([j.crops for j in jobs]))  # type: ignore[attr-defined]
+        probs = self.clf.predict_proba(np.concatenate([j.crops for j in jobs if j.crops is not None]))
         self.counters["batches"] += 1
         self.counters["faces"] += len(probs)
         replies, i = [], 0
         for job in jobs:
             faces = [{"box": f["box"], "probs": [round(float(p), 5) for p in probs[i + k]]}
                      for k, f in enumerate(job.faces)]
-            i += len(job.crops)
+            i += _faces(job)
             reply = Message("emotions", job.stream, job.frame, job.epoch, faces=faces,
                             meta={"job": job.meta["job"], "worker": self.worker})
             reply.stats(STAGE, self.counters)
@@ -142,6 +142,11 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
         links.close()
 
 
+def _faces(job: Message) -> int:
+    """How many faces a job asks about (a crops message carries its crops: wire.PARTS)."""
+    return 0 if job.crops is None else len(job.crops)
+
+
 def _collect(hosts: list[WorkerLink], max_faces: int, wait_s: float) -> list[tuple[WorkerLink, Message]]:
     """The jobs waiting on every host; once one came, up to ``wait_s`` more for others (faces of other frames,
     streams and hosts batch together), unless ``max_faces`` are there already."""
@@ -150,7 +155,7 @@ def _collect(hosts: list[WorkerLink], max_faces: int, wait_s: float) -> list[tup
         return []
     jobs = poll_links(hosts, HEARTBEAT_S)
     deadline = time.monotonic() + wait_s
-    while jobs and wait_s > 0 and sum(len(j.crops) for _, j in jobs) < max_faces:
+    while jobs and wait_s > 0 and sum(_faces(j) for _, j in jobs) < max_faces:
         left = deadline - time.monotonic()
         if left <= 0:
             break
@@ -163,7 +168,7 @@ def _batches(jobs: list[tuple[WorkerLink, Message]], max_faces: int) -> list[lis
     out: list[list[tuple[WorkerLink, Message]]] = []
     n = 0
     for item in jobs:
-        k = len(item[1].crops)
+        k = _faces(item[1])
         if not out or n + k > max_faces:
             out.append([])
             n = 0

@@ -103,7 +103,7 @@ class Reorder:
     def pop_ready(self, now: float, last: int | None = None) -> list[Entry]:
         """Frames ready to leave, in order; ``last``: the stream's last frame, when its end is known (frames
         missing before it are waited for like any gap)."""
-        out = []
+        out: list[Entry] = []
         while True:
             if self.next is None:
                 if not self.entries:
@@ -215,6 +215,7 @@ class Composite:
             entry.asked, entry.asked_at = self._to_ask(st, msg.faces, now), now
             self.counters["faces_read_earlier"] += len(msg.faces) - len(entry.asked)
         if entry.asked:
+            assert msg.crops is not None  # detections carry their faces' crops (wire.PARTS)
             entry.waiting = True
             if self.s.live and all(st.faces.known(f["box"]) for f in msg.faces):
                 entry.deadline, entry.known = min(entry.deadline, now + self.s.known_deadline_s), True
@@ -313,7 +314,7 @@ class Composite:
                     self.counters.log.error("stream %s: frames %d..%d never arrived; going on without them", name, a, b)
             st.reorder.lost, st.reorder.lost_frames = 0, []
             done = st.eos is not None and st.reorder.next is not None and st.reorder.next > st.eos.meta["last"]
-            if done or (st.eos is not None and not st.reorder.entries and st.reorder.next is None):
+            if st.eos is not None and (done or (not st.reorder.entries and st.reorder.next is None)):
                 out.append(st.eos.derive("eos"))
                 del self.streams[name]
                 self.counters.log.info("stream %s finished at frame %s", name, st.eos.meta["last"])
@@ -447,11 +448,11 @@ def loop(comp: Composite, pool: Dispatcher, pull: zmq.Socket, router: zmq.Socket
         for job in pool.take_back():
             comp.job_lost(job)
         while pool.free() > 0:
-            job = comp.next_job()
-            if job is None:
+            nxt = comp.next_job()
+            if nxt is None:
                 break
-            if not pool.submit(job):
-                comp.queue.appendleft(job)
+            if not pool.submit(nxt):
+                comp.queue.appendleft(nxt)
                 break
         workers = pool.summary()
         for out in comp.ready(time.monotonic()):

@@ -73,6 +73,7 @@ class Detect:
             out = msg.derive("skip", image=None, meta={**msg.meta, "reason": "stale"})
         else:
             msg.stamp("detect_in")
+            assert msg.image is not None  # a frame carries one (wire.PARTS)
             faces = detect_at_most(self.detector, msg.image, self.detect_size,
                                    None if msg.meta.get("still") else video, msg.frame)  # photos: each on its own
             out = msg.derive("detections", faces=[f.to_wire() for f in faces],
@@ -123,6 +124,14 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
     if o.connect and (out_port is None or any(discovery.port_of(a) is None for a in o.connect)):
         raise DogfilterError("--connect takes tcp://HOST:PORT (a host's frames link), and --detections-addr must be "
                              "tcp://...:PORT: detections go to the same host at that port")
+
+    def out_of(addr: str) -> str:
+        """Where the detections of the frames from ``addr`` go."""
+        if not o.connect:
+            return o.detections_addr
+        assert out_port is not None  # checked above
+        return discovery.with_port(addr, out_port)
+
     counters = Counters(STAGE, log)
     handler = make_handler(o, counters)
     detector = handler.detector
@@ -132,8 +141,7 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
 
     def open_host(addr: str) -> Host:
         frames = links.connect(zmq.DEALER, addr, routing_id=me)
-        out = links.connect(zmq.DEALER, discovery.with_port(addr, out_port) if o.connect else o.detections_addr,
-                            routing_id=me)
+        out = links.connect(zmq.DEALER, out_of(addr), routing_id=me)
         link = WorkerLink(frames, 1 if live else 2, {"detector": detector.name}, counters, accepts=("frame", "eos"))
         link.announce()
         return Host(addr, link, out, Confirmations(out, counters))  # file mode: capture hears "done" once
@@ -144,8 +152,7 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
         links.discard(h.out)
 
     def sockets_of(addr: str, h: Host) -> list[tuple[str, zmq.Socket]]:
-        return [(addr, h.link.sock), (discovery.with_port(addr, out_port) if o.connect else o.detections_addr,
-                                      h.out)]
+        return [(addr, h.link.sock), (out_of(addr), h.out)]
 
     wanted = o.connect or [o.frames_addr]
     hosts = discovery.Hosts(discovery.Resolver(wanted, o.resolve_s, log, counters).start(), open_host, close_host,

@@ -258,6 +258,7 @@ def loop(o: argparse.Namespace, display: Display, pull: zmq.Socket, returns: zmq
                 if view is not None:
                     view.forget(gone)
             if shown is not None:
+                assert shown.image is not None  # a painted frame carries one (wire.PARTS)
                 if vcam is not None and vcam.wants(msg.stream):
                     vcam.put(shown.image, float(shown.meta.get("fps", 30.0)))
                 record(recorders, shown)
@@ -280,6 +281,7 @@ def record(recorders: dict[str | None, Recorder], msg: Message) -> None:
     """Write a shown frame to its stream's recording (or the one recording of every stream)."""
     rec = recorders.get(msg.stream) or recorders.get(None)
     if rec is not None:
+        assert msg.image is not None  # a painted frame carries one (wire.PARTS)
         rec.write(msg.image, float(msg.meta.get("fps", 30.0)))
 
 

@@ -15,8 +15,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dogfilter.common.media import demo  # noqa: E402
-from dogfilter.common.media.demo import EXPRESSIONS, LOOP_SECONDS, DemoSource  # noqa: E402
+from dogfilter.common.media import demo
+from dogfilter.common.media.demo import EXPRESSIONS, LOOP_SECONDS, DemoSource
 
 
 @functools.cache

@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dogfilter.common.media.demo import LOOP_SECONDS, DemoSource  # noqa: E402
+from dogfilter.common.media.demo import LOOP_SECONDS, DemoSource
 
 Box = tuple[int, int, int, int]
 

@@ -43,7 +43,7 @@ def roll_of(kp: list[tuple[float, float]]) -> float:
     return math.degrees(math.atan2(ly - ry, lx - rx))
 
 
-def assert_keypoints_in_place(face, upright: bool = True) -> None:  # noqa: ANN001
+def assert_keypoints_in_place(face, upright: bool = True) -> None:
     x, y, w, h = face.box
     kp = np.asarray(face.keypoints)
     assert kp.shape == (6, 2)

@@ -69,10 +69,10 @@ def walk(parser: argparse.ArgumentParser) -> Iterator[tuple[argparse.ArgumentPar
         if id(p) in seen:
             continue
         seen.add(id(p))
-        for action in p._actions:  # noqa: SLF001 - argparse has no public list of a parser's actions
-            if isinstance(action, argparse._HelpAction):  # noqa: SLF001
+        for action in p._actions:  # argparse has no public list of a parser's actions
+            if isinstance(action, argparse._HelpAction):
                 continue
-            if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            if isinstance(action, argparse._SubParsersAction):
                 todo.extend(action.choices.values())
                 continue
             yield p, action
@@ -80,7 +80,7 @@ def walk(parser: argparse.ArgumentParser) -> Iterator[tuple[argparse.ArgumentPar
 
 def shown_help(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
     """The action's help as ``--help`` prints it (the formatter's additions and %(default)s expanded)."""
-    return parser._get_formatter()._expand_help(action)  # noqa: SLF001
+    return parser._get_formatter()._expand_help(action)
 
 
 def renderings(default: object) -> set[str]:
@@ -155,7 +155,7 @@ def test_the_check_catches_gaps() -> None:
     PARSERS["x"] = lambda: p
     try:
         assert [(o, why.split(":")[0]) for _, o, why in problems("x")] == [("--bare", "no help text")]
-        p._actions[-3].help = "count"  # noqa: SLF001 - --bare, now with a help text but no default shown
+        p._actions[-3].help = "count"  # --bare, now with a help text but no default shown
         assert [o for _, o, _ in problems("x")] == ["--bare"]
     finally:
         del PARSERS["x"]

@@ -189,7 +189,7 @@ def test_regions_past_the_frame_edge_read_as_black_and_find_the_face_inside(room
 
 
 @pytest.mark.timeout(30)
-def test_bad_engine_or_model_is_one_clear_error(tmp_path) -> None:  # noqa: ANN001
+def test_bad_engine_or_model_is_one_clear_error(tmp_path) -> None:
     with pytest.raises(DogfilterError, match="unknown BlazeFace engine"):
         blazeface.load_engine("short", "tensorrt")
     bad = tmp_path / "bad.onnx"

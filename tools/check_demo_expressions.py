@@ -30,13 +30,9 @@ import numpy as np
 from dogfilter.commands.bench_detect import match
 from dogfilter.common.media import demo
 from dogfilter.common.media.demo import EXPRESSIONS, LOOP_SECONDS, DemoSource
+from dogfilter.common.vision.crops import face_crop
 from dogfilter.common.vision.detectors import create_detector
 from dogfilter.common.vision.models import EmotionClassifier
-
-try:
-    from dogfilter.common.vision.crops import face_crop
-except ImportError:  # older layout: the crop lived with the models
-    from dogfilter.common.vision.models import face_crop  # type: ignore[attr-defined,no-redef]
 
 LOG = logging.getLogger(__name__)
 

@@ -43,6 +43,7 @@ import tempfile
 import textwrap
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from dogfilter.common.vision import blazeface, blazeface_nets  # noqa: E402
+from dogfilter.common.vision import blazeface, blazeface_nets  # noqa: E402 - after sys.path: it runs as a script
 
 PACKAGE, VERSION = "mediapipe", "0.10.21"
 WHEEL = f"{PACKAGE}-{VERSION}-cp311-cp311-manylinux_2_28_x86_64.whl"
@@ -121,7 +122,7 @@ def tool_path(cache: Path, name: str, reqs: list[str]) -> Path:
 # ----------------------------------------------------------------------------------------------- 3. convert
 
 
-def _densify(tensor, values: np.ndarray, shape: tuple[int, ...], tfl) -> np.ndarray:  # noqa: ANN001
+def _densify(tensor: Any, values: np.ndarray, shape: tuple[int, ...], tfl: Any) -> np.ndarray:
     """TFLite sparse tensor (dense + CSR dimensions, no blocks) → dense array."""
     sp = tensor.Sparsity()
     order = list(sp.TraversalOrderAsNumpy())
@@ -130,7 +131,7 @@ def _densify(tensor, values: np.ndarray, shape: tuple[int, ...], tfl) -> np.ndar
     vec_types = {tfl.SparseIndexVector.Int32Vector: tfl.Int32Vector, tfl.SparseIndexVector.Uint16Vector:
                  tfl.Uint16Vector, tfl.SparseIndexVector.Uint8Vector: tfl.Uint8Vector}
 
-    def vector(kind: int, table) -> np.ndarray:  # noqa: ANN001
+    def vector(kind: int, table: Any) -> np.ndarray:
         v = vec_types[kind]()
         v.Init(table.Bytes, table.Pos)
         return v.ValuesAsNumpy()

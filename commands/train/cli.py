@@ -148,9 +148,9 @@ def cmd_cnn(a: argparse.Namespace) -> None:
     out = Path(a.out)
     save_checkpoint(net, out, meta)
     clf = EmotionClassifier(out)
-    meta["accuracy"] = {"train": round(accuracy(clf, train), 4), "test": round(accuracy(clf, test), 4)}
+    meta["accuracy"] = acc = {"train": round(accuracy(clf, train), 4), "test": round(accuracy(clf, test), 4)}
     save_checkpoint(net, out, meta)
-    print(json.dumps({"out": str(out), **meta["accuracy"], "train_seconds": meta["train_seconds"]}))
+    print(json.dumps({"out": str(out), **acc, "train_seconds": meta["train_seconds"]}))
 
 
 def param_count(net: torch.nn.Module | str | Path) -> int:
@@ -343,7 +343,8 @@ def cmd_table(a: argparse.Namespace) -> None:
             classes: list[str], note: str) -> None:
         tr = report.scores_from_proba(P_train, classes, train)
         te = report.scores_from_proba(P_test, classes, test)
-        ne = report.scores_from_proba(P_neutral, classes, neutral) if neutral is not None else {}
+        ne = (report.scores_from_proba(P_neutral, classes, neutral) if neutral is not None and P_neutral is not None
+              else {})
         rows.append({"method": label, "train": tr.get("accuracy"), "test": te.get("accuracy"),
                      "tutorial": TUTORIAL.get(key or ""), "neutral": ne.get("mask"), "note": note})
         if figs is not None:
@@ -359,6 +360,7 @@ def cmd_table(a: argparse.Namespace) -> None:
     linear_models = [("OLS, first 100 pixels", "ols", linear.fit_ols_pixels(train, 100)),
                      ("OLS, d=100 random features", "rf-ols", linear.fit_rf(train, 100, a.seed)),
                      ("ridge, d=1000, lam=1e10", "ridge", linear.fit_rf(train, 1000, a.seed, 1e10))]
+    key: str | None  # the tutorial's row to compare with, where it has one
     for label, key, m in linear_models:
         add(label, key, m.proba(train.X), m.proba(test.X), m.proba(neutral.X) if neutral is not None else None,
             m.classes, f"fitted now (seed {a.seed})")

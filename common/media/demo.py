@@ -147,7 +147,7 @@ def _head_cutout() -> tuple[np.ndarray, np.ndarray]:
     bgd = np.zeros((1, 65), np.float64)
     fgd = np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(12345)  # GrabCut's GMM initialisation uses OpenCV's RNG
-    cv2.grabCut(small, mask, None, bgd, fgd, 3, cv2.GC_INIT_WITH_MASK)
+    cv2.grabCut(small, mask, (0, 0, 0, 0), bgd, fgd, 3, cv2.GC_INIT_WITH_MASK)  # the rect: unused with a mask
     fg = np.where((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD), 255, 0)
     fg = cv2.resize(fg.astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))
@@ -219,7 +219,7 @@ def _restyle(bgr: np.ndarray, alpha: np.ndarray, style: int) -> np.ndarray:
         skin_gain = np.array([0.55, 0.68, 0.86], np.float32)
 
     # Cap cloth: the new colour, shaded like the original cloth.
-    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    grey: np.ndarray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32)
     grey = cv2.GaussianBlur(grey, (0, 0), 1.2)
     shade = np.clip(grey / 32.0, 0.4, 1.4)[..., None]
     col_cap = cap_bgr * shade

@@ -66,5 +66,5 @@ class DisplayCollector:
 
 def metrics_route(display: Any) -> Callable[[], tuple[bytes, str]]:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(DisplayCollector(display))  # type: ignore[arg-type]
+    registry.register(DisplayCollector(display))
     return lambda: (generate_latest(registry), CONTENT_TYPE_LATEST)

@@ -127,7 +127,7 @@ class Recorder:
     def _open_video(self, img: np.ndarray, fps: float) -> None:
         assert self.tmp is not None
         self.size = w, h = img.shape[1], img.shape[0]
-        fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[self.ext])
+        fourcc = cv2.VideoWriter.fourcc(*VIDEO_CODECS[self.ext])
         if (w % 2 or h % 2) and self.ext == ".avi":  # FFmpeg's writer rounds odd sides down; OpenCV's own keeps them
             self.writer = cv2.VideoWriter(str(self.tmp), cv2.CAP_OPENCV_MJPEG, fourcc, fps, self.size)
         else:

@@ -54,6 +54,7 @@ def too_big(shape: tuple[int, ...], max_pixels: int) -> str | None:
 
 class DemoSource(Source):
     kind = "demo"
+    fps: float  # always has one
 
     def __init__(self, size: tuple[int, int] | None, fps: float) -> None:
         from dogfilter.common.media.demo import DemoSource as Scene

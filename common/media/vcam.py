@@ -63,7 +63,7 @@ def pipewire_running(env: dict[str, str] | None = None) -> bool:
     if remote.startswith("/"):
         return Path(remote).exists()
     runtime = env.get("PIPEWIRE_RUNTIME_DIR") or env.get("XDG_RUNTIME_DIR")
-    return bool(runtime) and Path(runtime, remote).exists()
+    return runtime is not None and runtime != "" and Path(runtime, remote).exists()
 
 
 def loopback_devices() -> list[str]:
@@ -193,9 +193,9 @@ class VirtualCamera:
                 now = time.monotonic()
                 fresh = self.seq != self.sent_seq
                 due = last_sent + self.period * (1.0 if repeated else 1.5)  # the first repeat waits for a late frame
-                if fresh and now - last_sent >= self.period / 2:
+                if fresh and self.current is not None and now - last_sent >= self.period / 2:
                     self.sent_seq = self.seq
-                    return self.current, False  # type: ignore[return-value]
+                    return self.current, False
                 if self.current is not None and now >= due:
                     return self.current, True
                 wait = (last_sent + self.period / 2 - now) if fresh else due - now
@@ -218,6 +218,7 @@ class VirtualCamera:
                     if self.closed:
                         return
                 self._start()
+            assert self.proc is not None  # _start made one
             try:
                 self._write(img)
             except OSError:  # the child is gone: started again on the next frame
@@ -254,7 +255,7 @@ class VirtualCamera:
 
     def _write(self, img: np.ndarray) -> None:
         assert self.proc is not None and self.proc.stdin is not None
-        view = memoryview(np.ascontiguousarray(img)).cast("B")
+        view = np.ascontiguousarray(img).data.cast("B")
         fd = self.proc.stdin.fileno()
         while view:
             n = os.write(fd, view)

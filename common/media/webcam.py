@@ -92,7 +92,7 @@ class WebTab:
             try:
                 self.connection.send(data)  # blocks while the tab does not read
                 self.counts["results_out"] += 1
-            except Exception:  # noqa: BLE001 - the tab went away: its receiving side ends the stream
+            except Exception:  # the tab went away: its receiving side ends the stream
                 return
             with self.lock:
                 self.unread_since = time.monotonic() if self.result is not None else None
@@ -271,7 +271,7 @@ class CameraServer:
                     continue
                 tab.put_frame(*got)
                 self.notify()
-        except Exception:  # noqa: BLE001 - a tab that drops the connection ends its stream like a closed one
+        except Exception:  # a tab that drops the connection ends its stream like a closed one
             pass
         finally:
             tab.close()

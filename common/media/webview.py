@@ -104,7 +104,7 @@ class WebView:
             daemon_threads = True
             request_queue_size = 64
 
-            def handle_error(server, request: Any, client_address: Any) -> None:  # noqa: N805
+            def handle_error(server, request: Any, client_address: Any) -> None:
                 self.client_errors += 1  # a client that went away or sent junk: counted, never a traceback
 
         try:
@@ -232,7 +232,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:  # http.server's name
         view = self.view
         why = foreign_request(self.headers.get("Host"), self.headers.get("Origin"), view.names)
         if why:  # first: a DNS rebinding or a page of another site learns nothing, not even whether a token is set

@@ -132,6 +132,7 @@ class Confirmations:
         """Jobs that are through: (job, True) confirmed, (job, False) given up."""
         out, now = [], time.monotonic()
         for m in drain(self.sock, self.counters) if self.pending else []:
+            # a missing job id (None) finds nothing, as an unknown one does
             u = self.pending.get(m.meta.get("job"))  # type: ignore[arg-type]
             if m.kind != "done" or u is None:
                 continue
@@ -286,6 +287,7 @@ class Dispatcher:
         if msg.kind == "heartbeat":
             return None
         if msg.kind == "done" and msg.meta.get("retry"):  # handed back: it could not be delivered for now
+            # a missing job id (None) finds nothing, as an unknown one does
             job = peer.jobs.pop(msg.meta.get("job"), None)  # type: ignore[arg-type]
             if job is not None:
                 self._remember_reassigned(job.id)

@@ -46,7 +46,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import msgpack
@@ -440,13 +440,13 @@ def decode(frames: list[Any], keep_jpeg: bool = False, admit: Callable[[Message]
     if not isinstance(parts, list) or len(parts) != len(frames) - 1:
         raise WireError(f"header describes {len(parts) if isinstance(parts, list) else '?'} parts, "
                         f"message has {len(frames) - 1}")
-    msg = Message(kind=kind, stream=stream, frame=frame_no, epoch=epoch, ts=ts, meta=meta)
+    msg = Message(kind=kind, stream=stream, frame=cast(int, frame_no), epoch=epoch, ts=ts, meta=meta)  # checked above
     if admit is not None and not keep_jpeg and any(isinstance(i, dict) and i.get("enc") == "jpeg" for i in parts):
         admit(msg)  # decoding costs: the receiver refuses what it would drop anyway first
-    frame_hw = None
+    frame_hw: tuple[int, int] | None = None
     for info, fr in zip(parts, frames[1:], strict=True):
         shape = _decode_part(msg, info, fr, keep_jpeg)
-        frame_hw = shape[:2] if info.get("name") == "image" else frame_hw
+        frame_hw = (shape[0], shape[1]) if info.get("name") == "image" else frame_hw
     have = {name for name in PART_NAMES if getattr(msg, name) is not None} | ({"image"} if msg.jpeg else set())
     if have != PARTS.get(kind, set()):
         raise WireError(f"a {kind} message carries {sorted(have) or 'no parts'}, not {sorted(PARTS.get(kind, ()))}")

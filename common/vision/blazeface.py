@@ -215,7 +215,7 @@ class OnnxEngine:
         try:
             self.session = ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
             (inp,), outs = self.session.get_inputs(), self.session.get_outputs()
-        except Exception as e:  # noqa: BLE001 - any failure is "this file is not our model"
+        except Exception as e:  # any failure is "this file is not our model"
             raise DogfilterError(f"cannot load BlazeFace ONNX model {p}: {type(e).__name__}: {str(e)[:160]}") from None
         if [o.name for o in outs] != ["regressors", "logits"]:
             raise DogfilterError(f"{p} is not a BlazeFace export (outputs {[o.name for o in outs]})")
@@ -244,7 +244,7 @@ def load_engine(kind: str, engine: str = "auto", weights: str | Path | None = No
             engine = "onnxruntime" if str(weights).endswith(".onnx") else "torch"
         else:
             try:
-                import onnxruntime  # noqa: F401
+                import onnxruntime  # noqa: F401 - only whether it imports
                 engine = "onnxruntime" if ONNX[kind].is_file() else "torch"
             except ImportError:
                 engine = "torch"
@@ -359,6 +359,7 @@ class BlazeFace:
             side = max(8, int(round(side)))
             x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
             cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(W, x0 + side), min(H, y0 + side)
+            crop: np.ndarray
             if cx1 <= cx0 or cy1 <= cy0:
                 crop = np.zeros((side, side, 3), np.uint8)
             else:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F  # noqa: N812
+from torch.nn import functional as F
 
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.vision.blazeface import SPECS, WEIGHTS
@@ -206,7 +206,7 @@ def load_network(kind: str, path: str | Path | None = None) -> nn.Module:
         obj: Any = torch.load(p, map_location="cpu", weights_only=True)
         net = NETWORKS[kind]()
         net.load_state_dict({k: v.float() for k, v in obj["state_dict"].items()})
-    except Exception as e:  # noqa: BLE001 - any failure is "this file is not our weights"
+    except Exception as e:  # any failure is "this file is not our weights"
         raise DogfilterError(f"cannot load BlazeFace weights {p}: {type(e).__name__}: {str(e)[:160]}") from None
     return net.eval()
 
@@ -217,7 +217,8 @@ class TorchEngine:
     name = "torch"
 
     def __init__(self, kind: str, weights: str | Path | None = None) -> None:
-        self.net = load_network(kind, weights).to(memory_format=torch.channels_last)
+        # Module.to takes memory_format at run time (documented), but torch's stubs list no overload with it
+        self.net = load_network(kind, weights).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """N×3×H×W float32 → regressors N×A×16, logits N×A."""

@@ -17,7 +17,7 @@ def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area + areas - inter, 1e-9)
 
 
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
+def iou(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
     """IoU of two (x0, y0, x1, y1) boxes: plain floats (one pair is called for per face per frame: numpy's cost
     per call on four numbers is twenty times the arithmetic)."""
     ax0, ay0, ax1, ay1 = (float(v) for v in a[:4])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -22,6 +22,18 @@ from dogfilter.common.errors import DogfilterError
 
 DEFAULT_MODEL = ASSETS / "models" / "fer4_fernet.pth"
 ENGINES = ("auto", "onnxruntime", "torch")
+
+
+class Classifier(Protocol):
+    """What load_classifier returns: OnnxClassifier, or models.EmotionClassifier (PyTorch)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def classes(self) -> list[str]: ...
+    @property
+    def engine(self) -> str: ...
+    def predict_proba(self, crops: np.ndarray) -> np.ndarray: ...
 
 
 class OnnxClassifier:
@@ -35,7 +47,7 @@ class OnnxClassifier:
         so.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
-        except Exception as e:  # noqa: BLE001 - any failure is "this file is not our export"
+        except Exception as e:  # any failure is "this file is not our export"
             raise DogfilterError(f"cannot load {onnx_path}: {type(e).__name__}: {str(e)[:160]}") from None
         self.name, self.classes = str(info["name"]), list(info["classes"])
 
@@ -60,7 +72,7 @@ def _export_of(path: Path) -> tuple[Path, dict[str, Any]] | None:
 
 
 def load_classifier(path: str | Path | None = None, device: str = "cpu", engine: str = "auto",
-                    threads: int = 1) -> Any:
+                    threads: int = 1) -> Classifier:
     if engine not in ENGINES:
         raise DogfilterError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
     p = Path(path) if path else DEFAULT_MODEL
@@ -70,7 +82,7 @@ def load_classifier(path: str | Path | None = None, device: str = "cpu", engine:
                              "tools.export_classifier --model PATH makes one)")
     if export is not None:
         try:
-            import onnxruntime  # noqa: F401
+            import onnxruntime  # noqa: F401 - only whether it imports
         except ImportError:
             export = None
     if export is not None:
@@ -88,6 +100,4 @@ def load_classifier(path: str | Path | None = None, device: str = "cpu", engine:
     from dogfilter.common.vision.models import EmotionClassifier
 
     torch.set_num_threads(max(1, threads))
-    clf = EmotionClassifier(p, device)
-    clf.engine = "torch"
-    return clf
+    return EmotionClassifier(p, device)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import cv2
+import cv2.data  # the cascades' folder: a submodule that OpenCV's stubs (cv2/__init__.pyi) do not declare
 import numpy as np
 
 from dogfilter.common.errors import DogfilterError

@@ -111,6 +111,7 @@ class FaceTracker:
     def _changed(self, st: StreamState, j: int, thumb: np.ndarray) -> bool:
         """Has the picture changed, outside the followed faces, since pass j last ran?"""
         ref, then = st.seen.get(j, (None, []))
+        assert self.change_level is not None  # the gate is on: the caller checked
         if ref is None or ref.shape != thumb.shape:
             return True
         moved = cv2.absdiff(thumb, ref) > self.change_level

@@ -98,7 +98,7 @@ class FaceIdentities:
             return
         a = self.smooth
         labels = (set(track.probs) | set(new))
-        probs = {k: a * track.probs.get(k, 0.0) + (1 - a) * new.get(k, 0.0) for k in labels}
-        if len(probs) > MAX_LABELS:  # bounded whatever labels workers announce: the least likely go
-            probs = dict(sorted(probs.items(), key=lambda kv: -kv[1])[:MAX_LABELS])
-        track.probs = probs
+        mixed = {k: a * track.probs.get(k, 0.0) + (1 - a) * new.get(k, 0.0) for k in labels}
+        if len(mixed) > MAX_LABELS:  # bounded whatever labels workers announce: the least likely go
+            mixed = dict(sorted(mixed.items(), key=lambda kv: -kv[1])[:MAX_LABELS])
+        track.probs = mixed

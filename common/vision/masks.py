@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -58,9 +59,10 @@ class Mask:
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
+        a: np.ndarray  # float alpha, 0..1
         if self.alpha is None:  # the tutorial: resize (bilinear), then keep the pixels that are not near-white
             bgr = cv2.resize(self.bgr, (w, h))
-            a = (bgr < WHITE_THRESHOLD).all(axis=2).astype(np.float32)
+            a = np.asarray((bgr < WHITE_THRESHOLD).all(axis=2), np.float32)
             bgra = cv2.merge([bgr, (a * 255.0 + 0.5).astype(np.uint8)])
         else:  # area-average from the smallest halving still at least this size: never from far larger pixels
             src = self.level(w, h, 1.0)
@@ -149,11 +151,11 @@ def paint(frame: np.ndarray, box: tuple[int, int, int, int] | list[int], mask: M
     return True
 
 
-def roll_from_keypoints(kp: object) -> float:
+def roll_from_keypoints(kp: Any) -> float:
     """Head roll in degrees from a detector's keypoints (BlazeFace: [right eye, left eye, ...] as [x, y]; the
     subject's right eye is on the image's left). 0 when there are none or they are unusable."""
     try:
-        (rx, ry), (lx, ly) = kp[0][:2], kp[1][:2]  # type: ignore[index]
+        (rx, ry), (lx, ly) = kp[0][:2], kp[1][:2]
         roll = float(np.degrees(np.arctan2(float(ly) - float(ry), float(lx) - float(rx))))
     except (TypeError, ValueError, IndexError, KeyError):
         return 0.0

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F  # noqa: N812
+from torch.nn import functional as F
 
 from dogfilter.common.errors import DogfilterError
-from dogfilter.common.vision.classifier import DEFAULT_MODEL  # noqa: F401 - the default lives with the loader
+from dogfilter.common.vision.classifier import DEFAULT_MODEL  # the default lives with the loader
 from dogfilter.common.vision.crops import CROP
 
 TUTORIAL_CLASSES = ["happy", "sad", "surprise"]
@@ -57,9 +57,9 @@ class BasicBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
+        self.bn1: nn.Module = nn.BatchNorm2d(c_out)  # nn.Identity once fused
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
+        self.bn2: nn.Module = nn.BatchNorm2d(c_out)
         self.short: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
             self.short = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
@@ -75,9 +75,10 @@ class BasicBlock(nn.Module):
             self.short = _fuse(self.short[0], self.short[1])
 
 
-def _fuse(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+def _fuse(conv: nn.Module, bn: nn.Module) -> nn.Conv2d:
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+    assert isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d), "fused twice?"
     return fuse_conv_bn_eval(conv.eval(), bn.eval())
 
 
@@ -110,8 +111,10 @@ class FerNet(nn.Module):
         self.eval()
         self.stem = nn.Sequential(_fuse(self.stem[0], self.stem[1]), nn.ReLU(inplace=True))
         for b in self.blocks:
+            assert isinstance(b, BasicBlock)
             b.fuse()
-        return self.to(memory_format=torch.channels_last)
+        # Module.to takes memory_format at run time (documented), but torch's stubs list no overload with it
+        return self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {"tutorial": TutorialNet, "fernet": FerNet}
@@ -143,7 +146,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if not isinstance(obj, dict) or not isinstance(obj.get("state_dict"), dict):
         raise DogfilterError(f"cannot load model {p}: no 'state_dict' in it (the tutorial's format is "
                              "{'state_dict': ...})")
-    meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
+    meta = obj.get("meta")
+    if not isinstance(meta, dict):
+        meta = {}
     return Checkpoint(obj["state_dict"], meta)
 
 
@@ -189,12 +194,14 @@ def normalise(x: torch.Tensor, norm: dict[str, Any]) -> torch.Tensor:
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
         std = x.std(dim=(1, 2, 3), keepdim=True).clamp_min(1.0)  # a flat crop stays flat instead of exploding
         return (x - mean) / std
-    mean, std = float(norm.get("mean", 0.0)), float(norm.get("std", 1.0))
-    return (x - mean) / std if mean or std != 1.0 else x
+    m, s = float(norm.get("mean", 0.0)), float(norm.get("std", 1.0))
+    return (x - m) / s if m or s != 1.0 else x
 
 
 class EmotionClassifier:
     """Batched inference: N×48×48 uint8 crops in, N×C probabilities out."""
+
+    engine = "torch"
 
     def __init__(self, path: str | Path | None = None, device: str = "cpu") -> None:
         self.path = Path(path) if path else DEFAULT_MODEL
@@ -209,7 +216,7 @@ class EmotionClassifier:
         self.norm = check_norm(ckpt.meta.get("norm"), str(self.path))  # the tutorial feeds raw 0..255 pixels
         self.tta = ckpt.meta.get("tta") == "hflip"  # average the crop's and its mirror image's probabilities
         net = build_model(ckpt, str(self.path))
-        if hasattr(net, "fuse"):  # FerNet: BatchNorm folded into the convolutions, channels-last (~30 % faster)
+        if isinstance(net, FerNet):  # FerNet: BatchNorm folded into the convolutions, channels-last (~30 % faster)
             net = net.fuse()
         self.net = net.to(self.device)
         self.mean = float(self.norm.get("mean", 0.0))
