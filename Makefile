@@ -1,11 +1,12 @@
 # make demo : set everything up and run the live demo (browser view at http://127.0.0.1:8080/)
-# make test : set everything up and run the tests (what CI runs)
+# make test : set everything up and run the tests (what CI runs): ruff, mypy, every test
+# make check: ruff, mypy and the unit tests only (in-process, fast): the check to run while editing
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 # The CPU build of PyTorch; on a CUDA box use e.g. `make setup TORCH=torch`
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test lint masks clean
+.PHONY: setup demo test check lint masks clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -22,6 +23,11 @@ test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
+
+check: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(PY) -m pytest -q -m unit
 
 masks: setup
 	$(PY) -m tools.make_masks

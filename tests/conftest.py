@@ -48,6 +48,36 @@ def fer_dir() -> Path:
     return need(FER)
 
 
+# ------------------------------------------------------------------------------------------------ levels
+# Every test has exactly one level: pytest.mark.unit (in-process, well under a second each: `make check` runs them
+# all in seconds) or pytest.mark.system (starts processes, opens sockets between them, makes network namespaces,
+# drives a browser, builds an image, or works for seconds in-process: training, scanning many pictures). A module
+# gives its tests one with `pytestmark`; a module with both kinds marks each test. `make test` (CI) runs both. A
+# test with no level, or with both, fails collection; a unit test that starts a process fails (the fixture below).
+LEVELS = ("unit", "system")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects anything: every collected test is checked
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wrong = [f"{item.nodeid} ({', '.join(levels) or 'none'})" for item in items
+             if len(levels := sorted({m.name for m in item.iter_markers() if m.name in LEVELS})) != 1]
+    if wrong:
+        raise pytest.UsageError("every test needs exactly one level, pytest.mark.unit or pytest.mark.system "
+                                f"(tests/conftest.py says which is which); these have: {'; '.join(wrong[:20])}")
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_stay_in_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A unit test that starts a process fails, saying so: what `make check` runs stays in-process and fast."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError(f"{request.node.nodeid} is marked unit but starts a process: mark it pytest.mark.system")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+
+
 BAR_BITS = 10
 BAR_H = 16
 

@@ -10,6 +10,8 @@ import pytest
 
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.system
+
 
 @pytest.mark.timeout(400)
 def test_quick_benchmark_prints_every_section_and_writes_json(tmp_path) -> None:

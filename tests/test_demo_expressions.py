@@ -30,6 +30,7 @@ def _schedule(faces: int, step: float = 0.05) -> list[list[str]]:
     return [src.expressions(k * step) for k in range(round(LOOP_SECONDS / step))]
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 def test_expressions_follow_the_face_boxes() -> None:
     src = _source()
@@ -45,6 +46,7 @@ def test_expressions_follow_the_face_boxes() -> None:
     assert seen == set(EXPRESSIONS)
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("faces", [1, 2, 3])
 def test_every_ten_seconds_show_all_expressions(faces: int) -> None:
@@ -59,6 +61,7 @@ def test_every_ten_seconds_show_all_expressions(faces: int) -> None:
         assert shown == set(EXPRESSIONS), (start * step, shown)
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 def test_each_expression_holds_long_enough() -> None:
     # Per face (its index in the paths, visible or not): runs of one intended expression last >= 1.5 s.
@@ -83,6 +86,7 @@ def test_each_expression_holds_long_enough() -> None:
         assert min(runs) * step >= 1.5, (face, runs)
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 def test_expression_warps_do_not_fold() -> None:
     """The smooth moves keep the face in one piece (positive Jacobian), and their inverse is exact."""
@@ -98,6 +102,7 @@ def test_expression_warps_do_not_fold() -> None:
         assert np.abs(px - xs).max() < 0.5 and np.abs(py - ys).max() < 0.5, name
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 def test_expressions_change_the_face_only() -> None:
     """Same head, same place: only the face inside it changes (hat, hair and outline stay)."""
@@ -114,6 +119,7 @@ def test_expressions_change_the_face_only() -> None:
             assert np.abs(a.astype(np.int16) - b.astype(np.int16)).mean() < 2.0  # the hat does not move
 
 
+@pytest.mark.system
 @pytest.mark.timeout(120)
 def test_models_read_the_intended_expressions() -> None:
     pytest.importorskip("onnxruntime")

@@ -48,6 +48,7 @@ def _iou(a: Box, b: Box) -> float:
     return inter / float(aw * ah + bw * bh - inter)
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 def test_render_is_deterministic() -> None:
     src = _source()
@@ -59,6 +60,7 @@ def test_render_is_deterministic() -> None:
     assert src.face_boxes(1.23) == src.face_boxes(1.23)
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 def test_different_times_give_different_frames() -> None:
     src = _source()
@@ -73,6 +75,7 @@ def test_different_times_give_different_frames() -> None:
     assert (diff.max(axis=2) > 40).mean() < 0.05
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("size", [(640, 480), (1280, 720), (320, 240),
                                   (480, 640)])
@@ -89,6 +92,7 @@ def test_shape_and_dtype(size: tuple[int, int]) -> None:
             assert x + w <= width and y + h <= height
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 def test_render_returns_a_fresh_array() -> None:
     src = _source()
@@ -97,6 +101,7 @@ def test_render_returns_a_fresh_array() -> None:
     assert src.render(2.0).any()
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 def test_animation_loops() -> None:
     src = _source()
@@ -106,6 +111,7 @@ def test_animation_loops() -> None:
     assert src.face_boxes(3.0) == src.face_boxes(3.0 + LOOP_SECONDS)
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 def test_faces_move_and_change_size() -> None:
     src = _source()
@@ -124,6 +130,7 @@ def test_faces_move_and_change_size() -> None:
     assert max(widths) > 180
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 def test_face_size_scales_with_frame() -> None:
     small, large = _source(640, 480), _source(1280, 720)
@@ -132,6 +139,7 @@ def test_face_size_scales_with_frame() -> None:
     assert w_large == pytest.approx(1.5 * w_small, rel=0.05)
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 def test_fewer_faces() -> None:
     for n in (0, 1, 2):
@@ -142,6 +150,7 @@ def test_fewer_faces() -> None:
         DemoSource(640, 480, faces=4)
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 def test_empty_room_has_no_faces() -> None:
     for size in ((640, 480), (1280, 720)):
@@ -149,6 +158,7 @@ def test_empty_room_has_no_faces() -> None:
         assert _detect(frame) == []
 
 
+@pytest.mark.system
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("size", [(640, 480), (1280, 720)])
 def test_haar_finds_the_real_faces(size: tuple[int, int]) -> None:

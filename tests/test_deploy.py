@@ -29,6 +29,7 @@ def by_id(docs: list[dict]) -> dict[str, dict]:
     return {f"{d['kind']}/{d['metadata']['name']}": d for d in docs}
 
 
+@pytest.mark.system
 @pytest.mark.timeout(120)
 def test_every_deployment_passes_its_schemas_and_the_range_checks() -> None:
     out = subprocess.run([sys.executable, str(ROOT / "deploy" / "check_manifests.py")], capture_output=True,
@@ -38,6 +39,7 @@ def test_every_deployment_passes_its_schemas_and_the_range_checks() -> None:
     assert len(lines) == len(cm.DEFAULTS) and all(line.startswith("ok ") for line in lines)
 
 
+@pytest.mark.system
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("kdir", ["base", "overlays/gpu"])
 def test_the_python_renderer_renders_what_kubectl_kustomize_renders(kdir: str) -> None:
@@ -47,6 +49,7 @@ def test_the_python_renderer_renders_what_kubectl_kustomize_renders(kdir: str) -
     assert by_id(ours) == by_id(theirs)
 
 
+@pytest.mark.system
 @pytest.mark.timeout(60)
 def test_the_manifests_say_what_the_issue_asks() -> None:
     base, gpu = by_id(cm.render(K8S / "base", "python")), by_id(cm.render(K8S / "overlays" / "gpu", "python"))
@@ -77,6 +80,7 @@ def test_the_manifests_say_what_the_issue_asks() -> None:
     assert {"name": "DOGFILTER_DEVICE", "value": "cuda"} in classify["env"]
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 def test_the_network_policies_open_only_the_ports_of_the_ports_table() -> None:
     table = (ROOT / "deploy" / "README.md").read_text().split("\n## Ports\n", 1)[1]
@@ -99,6 +103,7 @@ def _bad(tmp_path: Path, kdir: str, edit) -> list[str]:
     return problems
 
 
+@pytest.mark.system
 @pytest.mark.timeout(60)
 def test_bad_manifest_values_give_one_clear_line_each(tmp_path: Path) -> None:
     def replicas(docs):
@@ -124,6 +129,7 @@ def test_bad_manifest_values_give_one_clear_line_each(tmp_path: Path) -> None:
     assert line.endswith("HorizontalPodAutoscaler/dogfilter-classify: spec.maxReplicas: 0 is below minReplicas 1")
 
 
+@pytest.mark.system
 @pytest.mark.timeout(60)
 def test_bad_compose_values_give_one_clear_line_each(tmp_path: Path) -> None:
     doc = yaml.safe_load(COMPOSE.read_text())
@@ -161,6 +167,7 @@ def get(url: str) -> tuple[int, str]:
         return e.code, e.read().decode()
 
 
+@pytest.mark.system
 @pytest.mark.timeout(60)
 def test_a_worker_health_port_answers_probes_and_exports_its_busy_fraction(tmp_path: Path) -> None:
     port = free_port()
@@ -193,6 +200,7 @@ def test_a_worker_health_port_answers_probes_and_exports_its_busy_fraction(tmp_p
         proc.wait(10)
 
 
+@pytest.mark.system
 @pytest.mark.timeout(30)
 def test_a_bad_health_port_is_one_line() -> None:
     out = subprocess.run([sys.executable, "-m", "dogfilter.services.classify", "--health-port", "70000"],
@@ -211,6 +219,7 @@ def _pod_env(container: dict, subst: dict[str, str]) -> dict[str, str]:
     return {e["name"]: _sub(e["value"], subst) for e in container.get("env", [])}
 
 
+@pytest.mark.system
 @pytest.mark.timeout(120)
 def test_the_pipeline_pod_and_its_workers_run_as_the_manifests_configure_them(tmp_path: Path) -> None:
     """The base's pipeline pod (init copy, CURVE on TCP, ipc:// inside the pod, the secret) and a detect and a
@@ -269,6 +278,7 @@ def test_the_pipeline_pod_and_its_workers_run_as_the_manifests_configure_them(tm
         _stop(procs)
 
 
+@pytest.mark.system
 @pytest.mark.timeout(120)
 def test_the_compose_services_run_as_compose_configures_them(tmp_path: Path) -> None:
     """deploy/compose.yaml's services as processes with their own environment and commands (the `keys` one-shot

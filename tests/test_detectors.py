@@ -60,6 +60,7 @@ def assert_keypoints_in_place(face, upright: bool = True) -> None:
 # ----------------------------------------------------------------------------------------------- registry
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(30)
 def test_blazeface_is_registered_and_haar_keeps_the_tutorials_parameters() -> None:
     assert set(DETECTORS) >= {"haar", "blazeface"}
@@ -69,6 +70,7 @@ def test_blazeface_is_registered_and_haar_keeps_the_tutorials_parameters() -> No
     assert isinstance(b, BlazeFaceDetector) and b.name == "blazeface" and b.impl.kind == "short"
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 def test_detect_service_and_launcher_default_to_blazeface(monkeypatch) -> None:
 
@@ -84,6 +86,7 @@ def test_detect_service_and_launcher_default_to_blazeface(monkeypatch) -> None:
 # ----------------------------------------------------------------------------------------------- the weights
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 def test_converted_weights_load_weights_only_and_match_their_provenance() -> None:
     text = (blazeface.MODEL_DIR / "BLAZEFACE_PROVENANCE.md").read_text()
@@ -104,6 +107,7 @@ def test_converted_weights_load_weights_only_and_match_their_provenance() -> Non
     assert len(rows) == 16 and all(r[3] == "yes" for r in rows), rows
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(30)
 def test_anchors_follow_mediapipe_and_any_input_size() -> None:
     short, full = blazeface_nets.ShortRangeNet, blazeface_nets.FullRangeNet
@@ -117,6 +121,7 @@ def test_anchors_follow_mediapipe_and_any_input_size() -> None:
     assert reg.shape == (1, len(blazeface.anchors(short, 96, 128)), 16) and cls.shape[:2] == reg.shape[:2]
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(30)
 def test_weighted_nms_averages_a_cluster_and_keeps_separate_faces() -> None:
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], np.float32)
@@ -134,6 +139,7 @@ def test_weighted_nms_averages_a_cluster_and_keeps_separate_faces() -> None:
 # ----------------------------------------------------------------------------------------------- photos
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 def test_grace_hopper_one_face_in_the_same_place_for_both_detectors(haar, bf) -> None:
     photo = load_portrait()
@@ -149,6 +155,7 @@ def test_grace_hopper_one_face_in_the_same_place_for_both_detectors(haar, bf) ->
     assert d["box"] == list(f.box) and len(d["kp"]) == 6
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 def test_childs_photo_from_the_tutorial(haar, bf) -> None:
     img = cv2.imread(str(need(ASSETS / "child.png")))
@@ -158,6 +165,7 @@ def test_childs_photo_from_the_tutorial(haar, bf) -> None:
     assert_keypoints_in_place(f)
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(120)
 def test_demo_frames_blazeface_finds_every_face_and_nothing_else(bf) -> None:
     src = DemoSource(640, 480)
@@ -173,6 +181,7 @@ def test_demo_frames_blazeface_finds_every_face_and_nothing_else(bf) -> None:
     assert faces >= 60
 
 
+@pytest.mark.system
 @pytest.mark.timeout(240)
 def test_group_photos_blazeface_finds_what_haar_finds_and_more_with_no_more_false_boxes(haar, bf) -> None:
     """Rolled, turned and small (30-300 px) faces, 1-6 people: count faces found (IoU ≥ 0.5 with the truth)."""
@@ -200,6 +209,7 @@ def test_group_photos_blazeface_finds_what_haar_finds_and_more_with_no_more_fals
     assert np.mean(b_truth) >= np.mean(h_truth) - 0.02 and np.min(b_truth) > 0.6
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("case, blazeface_finds", [
     # measured (faces found of 2): Haar 0, 1, 2, 2, 1, 0 on the rolled ones; 0, 1, 2 on the 30, 36, 50 px ones
@@ -218,6 +228,7 @@ def test_rolled_turned_and_small_faces_blazeface_finds_at_least_what_haar_finds(
     assert b >= h and b >= blazeface_finds and b_false <= h_false, (h, b, h_false, b_false)
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("roll", [-20.0, -10.0, 10.0, 20.0])
 def test_roll_from_the_eyes_has_the_faces_sign(bf, roll: float) -> None:
@@ -228,6 +239,7 @@ def test_roll_from_the_eyes_has_the_faces_sign(bf, roll: float) -> None:
     assert roll_of(f.keypoints) == pytest.approx(roll, abs=6)
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 def test_composite_turns_the_mask_with_the_eyes(bf) -> None:
     """The composite stage's handler, without sockets: a face with keypoints gets its mask rolled; one without

@@ -12,7 +12,7 @@ from dogfilter.common.transport import discovery
 from dogfilter.common.transport.discovery import Hosts, Resolver
 from dogfilter.common.transport.metrics import Counters
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.system, pytest.mark.timeout(30)]
 
 
 class FakeDNS:

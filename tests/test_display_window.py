@@ -17,7 +17,7 @@ from dogfilter.common.transport.protocol import send
 from dogfilter.common.transport.seal import Sealer
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.system, pytest.mark.timeout(60)]
 
 
 def _x(display: str, *args: str) -> str:

@@ -27,7 +27,7 @@ from tests.conftest import rss_mb
 
 FPS = 5.0
 WHY = netns.unavailable()
-pytestmark = pytest.mark.skipif(WHY is not None, reason=f"no network namespaces: {WHY}")
+pytestmark = [pytest.mark.system, pytest.mark.skipif(WHY is not None, reason=f"no network namespaces: {WHY}")]
 FIGURES: dict[str, float] = {}
 
 

@@ -17,7 +17,7 @@ from dogfilter.common.vision.identity import FaceIdentities
 from dogfilter.services.capture import Capture, FileFeed
 from dogfilter.services.composite import Reorder
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]
 
 
 class Frames(Source):

@@ -133,12 +133,14 @@ def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(k)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", list(PARSERS))
 def test_every_option_has_help_and_shows_its_default(name: str) -> None:
     found = problems(name)
     assert not found, "\n".join(f"{prog} {opt}: {why}" for prog, opt, why in found)
 
 
+@pytest.mark.unit
 def test_sub_commands_are_walked() -> None:
     progs = {p.prog for p, _ in walk(_train())}
     assert {f"dogfilter-train {c}" for c in ("ols", "rf-ols", "ridge", "sweep", "cnn", "fernet", "evaluate",
@@ -147,6 +149,7 @@ def test_sub_commands_are_walked() -> None:
     assert {f"dogfilter {c}" for c in ("file", "image", "live", "keys")} <= progs
 
 
+@pytest.mark.unit
 def test_the_check_catches_gaps() -> None:
     p = argparse.ArgumentParser(prog="x")
     p.add_argument("--bare", type=int, default=3)
@@ -169,6 +172,7 @@ COMMANDS = [("dogfilter.commands.run", (), False), ("dogfilter.commands.run", ("
             ("dogfilter.commands.bench", (), True), ("dogfilter.commands.bench_detect", (), True)]
 
 
+@pytest.mark.system
 def test_help_runs_as_a_process() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOGFILTER_")}
     procs = {(m, *args, "--help"): (subprocess.Popen([sys.executable, "-m", m, *args, "--help"], text=True, env=env,

@@ -9,7 +9,7 @@ import pytest
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.vision import masks
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]
 
 
 def tutorial_apply_mask(face: np.ndarray, mask: np.ndarray) -> np.ndarray:

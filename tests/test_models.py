@@ -26,6 +26,7 @@ def _face(assets, name: str) -> np.ndarray:
     return cv2.imread(str(assets / name), cv2.IMREAD_GRAYSCALE)
 
 
+@pytest.mark.unit
 def test_tutorial_checkpoint_reads_happy_and_surprise(assets) -> None:
     clf = EmotionClassifier(assets / "model_best.pth")
     probs = clf.predict_proba(np.stack([_face(assets, "0_28809.png"), _face(assets, "2_1028.png")]))
@@ -33,6 +34,7 @@ def test_tutorial_checkpoint_reads_happy_and_surprise(assets) -> None:
     assert np.allclose(probs.sum(1), 1, atol=1e-5)
 
 
+@pytest.mark.unit
 def test_batched_and_single_inference_agree(assets) -> None:
     clf = EmotionClassifier(assets / "model_best.pth")
     faces = np.stack([_face(assets, f) for f in ("0_28809.png", "1_25803.png", "2_1028.png")])
@@ -41,6 +43,7 @@ def test_batched_and_single_inference_agree(assets) -> None:
     assert np.allclose(batch, single, atol=1e-5)
 
 
+@pytest.mark.unit
 def test_committed_tutorial_net_has_provenance() -> None:
     ckpt = load_checkpoint(TUTORIAL_MODEL)
     assert ckpt.arch == "tutorial" and ckpt.classes == ["happy", "sad", "surprise"]
@@ -50,6 +53,7 @@ def test_committed_tutorial_net_has_provenance() -> None:
     assert EmotionClassifier(TUTORIAL_MODEL).predict_proba(np.zeros((5, 48, 48), np.uint8)).shape == (5, 3)
 
 
+@pytest.mark.unit
 def test_default_model_loads_with_its_provenance() -> None:
     ckpt = load_checkpoint(DEFAULT_MODEL)
     assert {"happy", "sad", "surprise"} <= set(ckpt.classes)
@@ -60,6 +64,7 @@ def test_default_model_loads_with_its_provenance() -> None:
     assert p.shape == (5, len(clf.classes)) and np.allclose(p.sum(1), 1, atol=1e-5)
 
 
+@pytest.mark.unit
 def test_default_model_reads_real_faces_above_chance(fer_dir) -> None:
     with np.load(fer_dir / "fer2013_test.npz") as d:
         X, Y = d["X"][:600].reshape(-1, 48, 48), d["Y"][:600]
@@ -67,6 +72,7 @@ def test_default_model_reads_real_faces_above_chance(fer_dir) -> None:
     assert acc > 0.5
 
 
+@pytest.mark.unit
 def test_face_crop_is_the_tutorials_input_and_clips_at_the_edge() -> None:
     img = np.zeros((100, 100, 3), np.uint8)
     img[10:50, 20:60] = 255
@@ -75,6 +81,7 @@ def test_face_crop_is_the_tutorials_input_and_clips_at_the_edge() -> None:
     assert face_crop(img, (-20, -20, 50, 50)).shape == (48, 48)
 
 
+@pytest.mark.unit
 def test_bad_model_files_give_one_clear_error(tmp_path) -> None:
     with pytest.raises(DogfilterError, match="model file not found"):
         EmotionClassifier(tmp_path / "missing.pth")
@@ -94,12 +101,14 @@ class Evil:
     """Any object that is not plain weights: unpickling it could run code."""
 
 
+@pytest.mark.unit
 def test_pickled_objects_are_refused(tmp_path) -> None:
     torch.save({"state_dict": {}, "obj": Evil()}, tmp_path / "evil.pth")
     with pytest.raises(DogfilterError, match="weights-only"):
         EmotionClassifier(tmp_path / "evil.pth")
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 def test_the_default_models_onnx_export_gives_pytorchs_answers_on_real_faces(assets) -> None:
     """tools/export_classifier: the whole of predict_proba in one ONNX graph, run without PyTorch."""
@@ -114,6 +123,7 @@ def test_the_default_models_onnx_export_gives_pytorchs_answers_on_real_faces(ass
     assert np.abs(a - b).max() < 1e-4 and (a.argmax(1) == b.argmax(1)).all()
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 def test_an_export_made_from_another_checkpoint_is_not_used(tmp_path) -> None:
     import shutil
@@ -129,6 +139,7 @@ def test_an_export_made_from_another_checkpoint_is_not_used(tmp_path) -> None:
         load_classifier(tmp_path / "m.pth", engine="onnxruntime")
 
 
+@pytest.mark.system
 @pytest.mark.timeout(60)
 def test_the_default_detect_and_classify_paths_never_load_pytorch() -> None:
     import subprocess

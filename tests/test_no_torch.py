@@ -14,6 +14,8 @@ import pytest
 
 from tests.conftest import ASSETS, make_clip, read_video
 
+pytestmark = pytest.mark.system
+
 HINT = ("needs PyTorch, which this install does not have: pip install 'dogfilter[torch]' (from a checkout: make "
         "setup; CPU-only boxes: pip install torch --index-url https://download.pytorch.org/whl/cpu first)")
 

@@ -27,6 +27,7 @@ def _declared() -> dict[str, options.Option]:
     return out
 
 
+@pytest.mark.unit
 def test_each_option_is_declared_in_one_place_and_the_launcher_reuses_it() -> None:
     declared = _declared()
     for stage in STAGES:  # a stage's own options are its own; shared ones live in PIPELINE / LINKS
@@ -37,6 +38,7 @@ def test_each_option_is_declared_in_one_place_and_the_launcher_reuses_it() -> No
             assert declared[opt.name] is opt  # the very same declaration: same name, default and help
 
 
+@pytest.mark.system
 def test_env_file_sets_only_declared_options_and_documents_every_one() -> None:
     text = (ROOT / ".env").read_text()
     names = {o.env for o in _declared().values()}
@@ -48,6 +50,7 @@ def test_env_file_sets_only_declared_options_and_documents_every_one() -> None:
     assert all(f"#{n}=" in generated for n in names)
 
 
+@pytest.mark.system
 def test_values_from_the_environment_are_typed_checked_and_overridden_by_flags(monkeypatch) -> None:
     from dogfilter.services import capture
 

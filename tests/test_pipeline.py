@@ -25,6 +25,8 @@ from dogfilter.common.vision.detectors import HaarDetector
 from dogfilter.common.vision.masks import mask_region
 from tests.conftest import ROOT, free_port, make_clip, read_index, read_stats, read_video, run_cli, wait_for
 
+pytestmark = pytest.mark.system
+
 MAGENTA = (255, 0, 255)
 
 

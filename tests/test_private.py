@@ -32,6 +32,8 @@ from dogfilter.common.transport.seal import Sealer
 from dogfilter.common.transport.wire import Message
 from tests.conftest import ROOT, free_port, read_index, read_stats, stamp_index, wait_for
 
+pytestmark = pytest.mark.system
+
 STAGES = ("display", "composite", "classify", "detect", "capture")
 TOKEN = "sesame"
 

@@ -16,6 +16,7 @@ class Terminal(io.StringIO):
         return True
 
 
+@pytest.mark.unit
 def test_a_terminal_gets_a_bar_with_frames_rate_and_time_left() -> None:
     from dogfilter.commands.progress import Progress
 
@@ -29,6 +30,7 @@ def test_a_terminal_gets_a_bar_with_frames_rate_and_time_left() -> None:
     assert "120/200" in text and "frame/s" in text and re.search(r"<\d\d:\d\d", text), text  # done, rate, left
 
 
+@pytest.mark.unit
 def test_elsewhere_one_plain_line_every_few_seconds(monkeypatch) -> None:
     from dogfilter.commands import progress
 
@@ -45,6 +47,7 @@ def test_elsewhere_one_plain_line_every_few_seconds(monkeypatch) -> None:
                                              lines[0]), lines
 
 
+@pytest.mark.system
 @pytest.mark.timeout(180)
 def test_a_long_job_says_how_far_it_is(tmp_path) -> None:
     clip = tmp_path / "clip.avi"

@@ -17,6 +17,8 @@ from dogfilter.commands.run import Pipeline
 from dogfilter.common.media.demo import DemoSource
 from tests.conftest import free_port, make_clip, read_index, read_stats, read_video, run_cli, wait_for
 
+pytestmark = pytest.mark.system
+
 MAGENTA = (255, 0, 255)
 
 

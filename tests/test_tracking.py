@@ -27,6 +27,7 @@ def room() -> np.ndarray:
     return DemoSource(640, 480, faces=0).render(0.0)
 
 
+@pytest.mark.system
 @pytest.mark.timeout(120)
 def test_video_tracking_finds_what_full_scans_find_with_fewer_network_passes(bf: BlazeFaceDetector) -> None:
     scenes = [demo_scene(640, 480, i / 30) for i in range(48)]  # 1.6 s of the demo at 30 fps
@@ -49,6 +50,7 @@ def test_video_tracking_finds_what_full_scans_find_with_fewer_network_passes(bf:
     assert c["scan_passes"] + c["scans_skipped"] <= 2 * (48 // 8) and c["scans_skipped"] >= c["scan_passes"], c
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(120)
 def test_a_stream_seen_every_few_frames_is_followed_not_rescanned(bf: BlazeFaceDetector) -> None:
     """Two detect workers share a stream and a busy source skips frames: one worker sees frame numbers 1 to 14
@@ -69,6 +71,7 @@ def test_a_stream_seen_every_few_frames_is_followed_not_rescanned(bf: BlazeFaceD
     # a seek (a jump of more than max_gap) is still scanned at once: test_streams_are_independent_and_a_jump...
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 def test_a_face_that_walks_in_is_found_within_rescan_frames_and_one_that_leaves_leaves_no_box(
         bf: BlazeFaceDetector, room: np.ndarray) -> None:
@@ -87,6 +90,7 @@ def test_a_face_that_walks_in_is_found_within_rescan_frames_and_one_that_leaves_
     assert all(not s for s in seen[17:]), seen[17:]  # gone at once: no stale mask on an empty room
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 def test_the_gate_skips_scans_of_a_still_picture_but_not_of_a_changing_one(room: np.ndarray) -> None:
     det = BlazeFaceDetector(rescan=4)
@@ -115,6 +119,7 @@ def test_the_gate_skips_scans_of_a_still_picture_but_not_of_a_changing_one(room:
     assert off.tracker.counts["scans_skipped"] == 0 and off.tracker.counts["scan_passes"] >= 5
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 def test_a_face_lost_by_following_is_looked_for_at_the_next_scan_even_in_a_still_picture(
         room: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -135,6 +140,7 @@ def test_a_face_lost_by_following_is_looked_for_at_the_next_scan_even_in_a_still
     assert len(faces) == 1 and iou(faces[0].box, truth) > 0.6
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 def test_streams_are_independent_and_a_jump_in_frame_numbers_rescans(bf: BlazeFaceDetector,
                                                                      room: np.ndarray) -> None:
@@ -156,6 +162,7 @@ def test_streams_are_independent_and_a_jump_in_frame_numbers_rescans(bf: BlazeFa
         assert len(faces) == 1 and iou(faces[0].box, ta) > 0.6, (i, img.shape)
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(60)
 def test_both_engines_give_the_same_faces(room: np.ndarray) -> None:
     img = room.copy()
@@ -172,6 +179,7 @@ def test_both_engines_give_the_same_faces(room: np.ndarray) -> None:
         assert np.abs(np.subtract(a.keypoints, b.keypoints)).max() < 0.5
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(30)
 def test_regions_past_the_frame_edge_read_as_black_and_find_the_face_inside(room: np.ndarray) -> None:
     img = room.copy()
@@ -188,6 +196,7 @@ def test_regions_past_the_frame_edge_read_as_black_and_find_the_face_inside(room
     assert truth[0] < got.keypoints[2, 0] < truth[0] + truth[2]  # nose tip inside the face
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(30)
 def test_bad_engine_or_model_is_one_clear_error(tmp_path) -> None:
     with pytest.raises(DogfilterError, match="unknown BlazeFace engine"):

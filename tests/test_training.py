@@ -53,6 +53,7 @@ def _run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 # ----------------------------------------------------------------------------------------------- readers
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(20)
 def test_npz_reader_tutorial_and_kaggle_codes(tmp_path) -> None:
     X = _faces(6)
@@ -73,6 +74,7 @@ def test_npz_reader_tutorial_and_kaggle_codes(tmp_path) -> None:
     assert three.fingerprint == fer.load(tmp_path / "three.npz").fingerprint != neutral.fingerprint
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(20)
 def test_csv_reader_keeps_the_tutorials_classes_and_the_split(tmp_path) -> None:
     rows = [(3, _px(10), "Training"), (4, _px(20), "Training"), (5, _px(30), "PublicTest"),
@@ -90,6 +92,7 @@ def test_csv_reader_keeps_the_tutorials_classes_and_the_split(tmp_path) -> None:
     assert list(fer.load(tmp_path / "nousage.csv").Y) == [0, 1]  # no Usage column: every row
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(20)
 def test_reader_errors_are_one_clear_line(tmp_path) -> None:
     with pytest.raises(DogfilterError, match="data file not found"):
@@ -134,6 +137,7 @@ def test_reader_errors_are_one_clear_line(tmp_path) -> None:
         fer.load(tmp_path / "none.csv")
 
 
+@pytest.mark.system
 @pytest.mark.timeout(30)
 def test_cli_errors_are_one_line_and_exit_2(tmp_path, capsys) -> None:
     (tmp_path / "junk.npz").write_bytes(b"garbage")
@@ -149,6 +153,7 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, capsys) -> None:
 # ----------------------------------------------------------------------------------------------- least squares
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(20)
 def test_solvers_are_the_closed_forms_without_an_inverse() -> None:
     rng = np.random.default_rng(0)
@@ -165,6 +170,7 @@ def test_solvers_are_the_closed_forms_without_an_inverse() -> None:
     assert not np.array_equal(W, linear.random_matrix(50, seed=4))
 
 
+@pytest.mark.system
 @pytest.mark.timeout(60)
 def test_least_squares_methods_learn_on_real_faces(fer_dir) -> None:
     tr = _slice(fer_dir / "fer2013_train.npz", 6000)
@@ -181,6 +187,7 @@ def test_least_squares_methods_learn_on_real_faces(fer_dir) -> None:
     assert linear.accuracy(ridge, tr) > acc["ridge"] - 0.02  # a train score, as the tutorial prints
 
 
+@pytest.mark.system
 @pytest.mark.timeout(60)
 def test_sweep_command_writes_the_accuracy_vs_d_figures(fer_dir, tmp_path, capsys) -> None:
     rc, out, err = _run_cli(capsys, "sweep", "--train", str(fer_dir / "fer2013_train.npz"), "--test",
@@ -195,6 +202,7 @@ def test_sweep_command_writes_the_accuracy_vs_d_figures(fer_dir, tmp_path, capsy
     assert ols[200]["train"] > ols[10]["train"]  # more features fit the training faces better
 
 
+@pytest.mark.system
 @pytest.mark.timeout(60)
 def test_linear_cli_prints_train_and_test_accuracy(fer_dir, tmp_path, capsys) -> None:
     rc, out, err = _run_cli(capsys, "ridge", "--train", str(fer_dir / "fer2013_train.npz"), "--test",
@@ -210,6 +218,7 @@ def test_linear_cli_prints_train_and_test_accuracy(fer_dir, tmp_path, capsys) ->
 # ----------------------------------------------------------------------------------------------- networks
 
 
+@pytest.mark.system
 @pytest.mark.timeout(60)
 def test_tutorial_cnn_recipe_learns(fer_dir) -> None:
     """Step 7's recipe (raw pixels, SGD lr 0.01, batch 32), two epochs on 3000 faces: well above chance, though
@@ -226,6 +235,7 @@ def test_tutorial_cnn_recipe_learns(fer_dir) -> None:
     assert info["best_epoch"] in (1, 2) and 0.3 < info["val_accuracy"] <= 1
 
 
+@pytest.mark.system
 @pytest.mark.timeout(60)
 def test_fernet_recipe_learns_and_checkpoint_round_trips(fer_dir, tmp_path, capsys) -> None:
     """The default recipe, briefly (a narrow net, a slice, a few epochs), through the command line: the checkpoint
@@ -261,6 +271,7 @@ def test_fernet_recipe_learns_and_checkpoint_round_trips(fer_dir, tmp_path, caps
     assert rc == 0 and "accuracy_all" in stdout and "mask" in stdout
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(30)
 def test_tutorial_checkpoint_format_round_trips(tmp_path) -> None:
     from dogfilter.common.vision.models import TutorialNet
@@ -291,6 +302,7 @@ def test_tutorial_checkpoint_format_round_trips(tmp_path) -> None:
         EmotionClassifier(tmp_path / "args.pth")
 
 
+@pytest.mark.system
 @pytest.mark.timeout(30)
 def test_evaluate_accepts_the_tutorials_own_checkpoint(fer_dir, assets, capsys, tmp_path) -> None:
     rc, out, err = _run_cli(capsys, "evaluate", str(assets / "model_best.pth"), "--data",
@@ -304,6 +316,7 @@ def test_evaluate_accepts_the_tutorials_own_checkpoint(fer_dir, assets, capsys, 
 # ----------------------------------------------------------------------------------------------- the default model
 
 
+@pytest.mark.system
 @pytest.mark.timeout(60)
 def test_default_model_reaches_85_percent_on_the_test_file(fer_dir) -> None:
     clf = EmotionClassifier()
@@ -315,6 +328,7 @@ def test_default_model_reaches_85_percent_on_the_test_file(fer_dir) -> None:
     assert neutral["mask"] > 0.7, neutral  # neutral faces get the dalmatian (read as neutral, or as sad)
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(30)
 def test_default_model_meta_and_classes_fit_the_masks() -> None:
     ckpt = load_checkpoint(DEFAULT_MODEL)
@@ -329,6 +343,7 @@ def test_default_model_meta_and_classes_fit_the_masks() -> None:
     assert 150_000 < train.param_count(DEFAULT_MODEL) < 700_000
 
 
+@pytest.mark.system
 @pytest.mark.timeout(60)
 def test_default_model_cpu_cost_is_reported(capsys) -> None:
     """A benchmark, not an assertion: milliseconds per face, one CPU thread, batches of 64 (shared CI boxes vary)."""
@@ -344,6 +359,7 @@ def test_default_model_cpu_cost_is_reported(capsys) -> None:
     assert res["ms_per_face_median"] > 0
 
 
+@pytest.mark.system
 @pytest.mark.timeout(90)
 def test_table_command_puts_every_method_beside_the_tutorial(fer_dir, tmp_path, capsys) -> None:
     small = tmp_path / "fer"

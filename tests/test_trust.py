@@ -44,6 +44,8 @@ from tests.conftest import (
     wait_for,
 )
 
+pytestmark = pytest.mark.system
+
 
 def _flowing(p: Pipeline, n: int = 15, timeout: float = 30) -> dict:
     """Video still flows: ``n`` more frames reach the display."""

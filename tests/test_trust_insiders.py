@@ -76,6 +76,7 @@ def _series(port: int) -> list[str]:
 # ----------------------------------------------------------------------------------------------- workers
 
 
+@pytest.mark.system
 @pytest.mark.timeout(90)
 def test_a_worker_claiming_more_credit_gets_no_more_frames_than_the_real_one(live) -> None:
     """The issue's thief: a detect worker asking for 4 frames at once (the real one asks 1) that says each is done
@@ -104,6 +105,7 @@ def test_a_worker_claiming_more_credit_gets_no_more_frames_than_the_real_one(liv
     assert shown > 0.3 * 15 * 6
 
 
+@pytest.mark.system
 @pytest.mark.timeout(90)
 def test_counter_names_a_detect_worker_invents_never_become_metrics_series(live) -> None:
     """A detect worker (here one holding the pipeline's secret, the strongest insider) attaching 64 new counter names
@@ -139,6 +141,7 @@ def test_counter_names_a_detect_worker_invents_never_become_metrics_series(live)
     assert len(events) <= bound * len(streams), len(events)
 
 
+@pytest.mark.system
 @pytest.mark.timeout(90)
 def test_a_classify_worker_whose_replies_have_the_wrong_shape_is_benched(live) -> None:
     """It asks for 64 jobs at once and answers each at once with no face (the job had some): it used to get most
@@ -183,6 +186,7 @@ def test_a_classify_worker_whose_replies_have_the_wrong_shape_is_benched(live) -
     assert inventor_jobs == 0 and c.get("refused_worker", 0) >= 1  # invented classes: not a worker here
 
 
+@pytest.mark.unit
 def test_a_face_keeps_at_most_max_labels_whatever_labels_it_is_taught() -> None:
     faces = FaceIdentities()
     (track,) = faces.assign(0, [[10, 10, 50, 50]])
@@ -191,6 +195,7 @@ def test_a_face_keeps_at_most_max_labels_whatever_labels_it_is_taught() -> None:
     assert track.probs is not None and len(track.probs) <= MAX_LABELS
 
 
+@pytest.mark.system
 @pytest.mark.timeout(120)
 def test_identities_holding_every_worker_slot_do_not_lock_out_a_genuine_worker(tmp_path) -> None:
     """64 identities take all 64 classify slots and give back every job they get (they never stall, so they are
@@ -242,6 +247,7 @@ def test_identities_holding_every_worker_slot_do_not_lock_out_a_genuine_worker(t
 # ----------------------------------------------------------------------------------------------- browser tabs
 
 
+@pytest.mark.system
 @pytest.mark.timeout(150)
 def test_500_browser_tab_sessions_in_a_row_and_the_501st_still_gets_frames_back(live) -> None:
     """Each tab ends its stream: every stage forgets it (it used to stop after 63 tabs: the display kept every
@@ -263,6 +269,7 @@ def test_500_browser_tab_sessions_in_a_row_and_the_501st_still_gets_frames_back(
     assert s["counters"]["display"].get("too_many_streams", 0) == 0 and s["streams"]["cam0"]["ended"] is False
 
 
+@pytest.mark.system
 @pytest.mark.timeout(90)
 def test_tabs_that_never_read_do_not_keep_a_tab_that_reads_out(live) -> None:
     """Eight tabs (every slot) send frames and never read what comes back: each is closed once idle for
@@ -311,6 +318,7 @@ def test_tabs_that_never_read_do_not_keep_a_tab_that_reads_out(live) -> None:
 # ----------------------------------------------------------------------------------------------- vocabulary
 
 
+@pytest.mark.unit
 def test_every_counter_a_stage_counts_is_in_its_vocabulary() -> None:
     """A counter missing from ``metrics.EVENTS`` would never be shown: the sources' counter names, checked."""
     counters = re.compile(r'counters\[\s*"(\w+)"|\.drop\(\s*"(\w+)"|counters\["\w+" if [\w.]+ else "(\w+)"')

@@ -27,6 +27,8 @@ from dogfilter.common.transport.seal import Sealer
 from dogfilter.common.transport.wire import Message
 from tests.conftest import free_port, live_pipeline, make_clip, read_stats, read_video, rss_mb, run_cli, wait_for
 
+pytestmark = pytest.mark.system
+
 BOMBS = [bomb_jpeg(60000, 60000), bomb_jpeg(32767, 32767)]
 
 

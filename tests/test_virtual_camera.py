@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import ROOT, read_video, wait_for
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="PipeWire is Linux only")
+pytestmark = [pytest.mark.system, pytest.mark.skipif(sys.platform != "linux", reason="PipeWire is Linux only")]
 
 
 @pytest.fixture

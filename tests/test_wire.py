@@ -14,7 +14,7 @@ from dogfilter.commands.bench_faults import bomb_jpeg
 from dogfilter.common.transport import imagehead, wire
 from dogfilter.common.transport.protocol import send
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]
 
 
 def _frame(h: int = 48, w: int = 64) -> np.ndarray:
