@@ -97,9 +97,9 @@ def fmt(x: dict[str, float], digits: int = 1) -> str:
 
 
 def demo_frames(size: tuple[int, int], n: int) -> list[np.ndarray]:
-    from dogfilter.common.media.demo import DemoSource
+    from dogfilter.common.scene import DemoScene
 
-    scene = DemoSource(*size)
+    scene = DemoScene(*size)
     return [scene.render(i / 30) for i in range(n)]
 
 

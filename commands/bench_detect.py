@@ -4,7 +4,7 @@
     python -m dogfilter.commands.bench_detect -n 100 --detectors haar blazeface blazeface:model=full --sizes 640x480
 
 Scenes (all made here from what is installed, no photo files):
-``demo``   frames of the built-in demo scene (``common.media.demo.DemoSource``): three real faces moving, rolling ±12°
+``demo``   frames of the built-in demo scene (``common.scene.DemoScene``): three real faces moving, rolling ±12°
            and turning (squashed); its ``face_boxes(t)`` are the ground truth.
 ``video``  consecutive frames of the demo scene at 30 fps, given to the detector as one stream (frame numbers):
            BlazeFace follows the faces it found between spread-out scans (``common/vision/facetrack.py``); Haar, as in
@@ -40,7 +40,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 if TYPE_CHECKING:  # imported where used: the demo scene and the detectors load only when a bench needs them
-    from dogfilter.common.media.demo import DemoSource, _Sprite
+    from dogfilter.common.scene import DemoScene
+    from dogfilter.common.scene.sprites import Sprite
     from dogfilter.common.vision.detectors import Detector
 
 Box = tuple[float, float, float, float]
@@ -53,11 +54,12 @@ class Scene:
     rolls: list[float]  # degrees, per face (positive: clockwise on screen)
 
 
-def _sprites() -> list[tuple[_Sprite, ...]]:
-    from dogfilter.common.media import demo
+def _sprites() -> list[tuple[Sprite, ...]]:
+    from dogfilter.common.scene import EXPRESSIONS
+    from dogfilter.common.scene.sprites import people
 
-    neutral = demo.EXPRESSIONS.index("neutral")  # the photo's own expression: group photos are of calm faces
-    return [person[neutral] for person in demo._people()]  # the demo's people, with their Haar boxes
+    neutral = EXPRESSIONS.index("neutral")  # the photo's own expression: group photos are of calm faces
+    return [person[neutral] for person in people()]  # the demo's people, with their Haar boxes
 
 
 def paste_face(img: np.ndarray, person: int, cx: float, cy: float, width: float, roll_deg: float = 0.0,
@@ -86,10 +88,10 @@ def group_photo(width: int = 640, height: int = 480, seed: int = 0, n: int | Non
     """A synthetic group photo: ``n`` (1–6, random if None) of the demo's people on the demo's room, face widths
     log-uniform in ``sizes`` (pixels at 640×480, scaled with the frame), no two heads overlapping; a third of the
     faces rolled up to ±``max_roll``°, a third turned (squashed down to ``turn``).  Deterministic in ``seed``."""
-    from dogfilter.common.media.demo import DemoSource
+    from dogfilter.common.scene import DemoScene
 
     rng = np.random.default_rng(seed)
-    img = DemoSource(width, height, faces=0).render(0.0)
+    img = DemoScene(width, height, faces=0).render(0.0)
     unit = min(width / 640, height / 480)
     n = int(n or rng.integers(1, 7))
     placed: list[tuple[float, float, float]] = []
@@ -117,14 +119,14 @@ def demo_scene(width: int, height: int, t: float) -> Scene:
     return Scene(src.render(t), [(float(x), float(y), float(w), float(h)) for x, y, w, h in src.face_boxes(t)], [])
 
 
-_DEMO: dict[tuple[int, int], DemoSource] = {}
+_DEMO: dict[tuple[int, int], DemoScene] = {}
 
 
-def _demo_source(width: int, height: int) -> DemoSource:
-    from dogfilter.common.media.demo import DemoSource
+def _demo_source(width: int, height: int) -> DemoScene:
+    from dogfilter.common.scene import DemoScene
 
     if (width, height) not in _DEMO:
-        _DEMO[(width, height)] = DemoSource(width, height)
+        _DEMO[(width, height)] = DemoScene(width, height)
     return _DEMO[(width, height)]
 
 

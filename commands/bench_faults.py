@@ -362,9 +362,9 @@ def tab_churn(w: Watch, n: int) -> dict[str, Any]:
     more: how long until its frame comes back."""
     import cv2
 
-    from dogfilter.common.media.demo import DemoSource
+    from dogfilter.common.scene import DemoScene
 
-    jpeg = cv2.imencode(".jpg", DemoSource(320, 240).render(0.0))[1].tobytes()
+    jpeg = cv2.imencode(".jpg", DemoScene(320, 240).render(0.0))[1].tobytes()
     d0, t0 = w.dropped(), time.monotonic()
     answered = sum(tab_session(w.p.values["web_port"], jpeg) for _ in range(n))
     t1 = time.monotonic()
@@ -396,9 +396,9 @@ def huge_image(d: Path) -> dict[str, Any]:
 
 def demo_clip(path: Path, n: int, w: int = 640, h: int = 480) -> Path:
     """``n`` frames of the demo scene as an MJPG .avi."""
-    from dogfilter.common.media.demo import DemoSource
+    from dogfilter.common.scene import DemoScene
 
-    scene = DemoSource(w, h)
+    scene = DemoScene(w, h)
     wr = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 30, (w, h))
     for i in range(n):
         wr.write(scene.render(i / 30))
@@ -434,10 +434,10 @@ def full_disk(d: Path) -> dict[str, Any]:
 def file_with_kills(d: Path, n: int) -> dict[str, Any]:
     import cv2
 
-    from dogfilter.common.media.demo import DemoSource
+    from dogfilter.common.scene import DemoScene
 
     clip = d / "clip.avi"
-    scene = DemoSource(320, 240)
+    scene = DemoScene(320, 240)
     wr = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"MJPG"), 30, (320, 240))
     for i in range(n):
         f = scene.render(i / 30)

@@ -81,14 +81,14 @@ def browser_round_trip(seconds: float, d: Path) -> dict[str, float]:
     import cv2
     from websockets.sync.client import connect
 
-    from dogfilter.common.media.demo import DemoSource
+    from dogfilter.common.scene import DemoScene
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     p = Pipeline(mode="live", values={"source": ["demo"], "size": "640x480", "fps": 30.0, "web_port": port,
                                       "stats_out": str(d / "web.json")})
-    scene = DemoSource(640, 480)
+    scene = DemoScene(640, 480)
     frames = [cv2.imencode(".jpg", scene.render(i / 30), [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
               for i in range(60)]
     rtts: list[float] = []

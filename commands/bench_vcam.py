@@ -126,9 +126,9 @@ class PrivatePipeWire:
 
 def face_frames(n: int, size: tuple[int, int] = (640, 480), fps: float = 30.0) -> list[np.ndarray]:
     """n frames of the demo scene (three faces that change expression)."""
-    from dogfilter.common.media.demo import DemoSource
+    from dogfilter.common.scene import DemoScene
 
-    scene = DemoSource(*size)
+    scene = DemoScene(*size)
     return [scene.render(i / fps) for i in range(n)]
 
 

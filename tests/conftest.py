@@ -99,9 +99,9 @@ def read_index(frame: np.ndarray) -> int:
 
 def make_clip(path: Path, n: int = 24, size: tuple[int, int] = (640, 480), fps: float = 15.0) -> list[np.ndarray]:
     """A short clip of the built-in demo scene (real faces), each frame numbered by a barcode."""
-    from dogfilter.common.media.demo import DemoSource
+    from dogfilter.common.scene import DemoScene
 
-    scene = DemoSource(*size)
+    scene = DemoScene(*size)
     w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
     frames = []
     for i in range(n):

@@ -1,4 +1,4 @@
-"""The demo source's faces change expression, and the real models read them as intended (common/media/demo.py).
+"""The demo source's faces change expression, and the real models read them as intended (common/scene/).
 
 The measurement is ``tools/check_demo_expressions.py`` (BlazeFace finds the faces in still frames, the default
 emotion model classifies its crops); run it for the full table.
@@ -7,21 +7,19 @@ emotion model classifies its crops); run it for the full table.
 from __future__ import annotations
 
 import functools
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from dogfilter.common.media import demo
-from dogfilter.common.media.demo import EXPRESSIONS, LOOP_SECONDS, DemoSource
+from dogfilter.common.scene import EXPRESSIONS, LOOP_SECONDS, DemoScene
+from dogfilter.common.scene.expressions import EXPRESSION_SPECS, invert_pushes, push_field
+from dogfilter.common.scene.motion import expression_at
+from dogfilter.common.scene.sprites import people
 
 
 @functools.cache
-def _source(faces: int = 3) -> DemoSource:
-    return DemoSource(640, 480, faces)
+def _source(faces: int = 3) -> DemoScene:
+    return DemoScene(640, 480, faces)
 
 
 def _schedule(faces: int, step: float = 0.05) -> list[list[str]]:
@@ -70,7 +68,7 @@ def test_each_expression_holds_long_enough() -> None:
     for face in range(3):
         names = []
         for k in range(n):
-            current, previous, mix = demo._expression_at(face, k * step)
+            current, previous, mix = expression_at(face, k * step)
             names.append(current if mix >= 0.5 else previous)
         # Rotate so that the sequence starts at a switch, then measure the runs.
         first = next(k for k in range(n) if names[k] != names[k - 1])
@@ -92,13 +90,13 @@ def test_expression_warps_do_not_fold() -> None:
     """The smooth moves keep the face in one piece (positive Jacobian), and their inverse is exact."""
     ys, xs = np.mgrid[0:420:2, 100:430:2].astype(np.float64)
     for name in EXPRESSIONS:
-        pushes = demo._EXPRESSION_SPECS[name].pushes
+        pushes = EXPRESSION_SPECS[name].pushes
         if not pushes:
             continue
-        dx, dy, dxx, dxy, dyx, dyy = demo._push_field(xs, ys, pushes)
+        dx, dy, dxx, dxy, dyx, dyy = push_field(xs, ys, pushes)
         det = (1.0 + dxx) * (1.0 + dyy) - dxy * dyx
         assert det.min() > 0.2, name
-        px, py = demo._invert_pushes(xs + dx, ys + dy, pushes)
+        px, py = invert_pushes(xs + dx, ys + dy, pushes)
         assert np.abs(px - xs).max() < 0.5 and np.abs(py - ys).max() < 0.5, name
 
 
@@ -106,8 +104,7 @@ def test_expression_warps_do_not_fold() -> None:
 @pytest.mark.timeout(60)
 def test_expressions_change_the_face_only() -> None:
     """Same head, same place: only the face inside it changes (hat, hair and outline stay)."""
-    people = demo._people()
-    for pyramids in people:
+    for pyramids in people():
         neutral = pyramids[0][-1]
         for other in pyramids[1:]:
             sprite = other[-1]

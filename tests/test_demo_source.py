@@ -1,27 +1,23 @@
-"""Tests for the built-in demo video source (common/media/demo.py)."""
+"""Tests for the built-in demo video source (common/scene/)."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from dogfilter.common.media.demo import LOOP_SECONDS, DemoSource
+from dogfilter.common.scene import LOOP_SECONDS, DemoScene
 
 Box = tuple[int, int, int, int]
 
 
 @functools.cache
-def _source(width: int = 640, height: int = 480, faces: int = 3) -> DemoSource:
+def _source(width: int = 640, height: int = 480, faces: int = 3) -> DemoScene:
     """Shared sources (building one cuts the head out and draws the room)."""
-    return DemoSource(width, height, faces)
+    return DemoScene(width, height, faces)
 
 
 @functools.lru_cache(maxsize=1)
@@ -57,7 +53,7 @@ def test_render_is_deterministic() -> None:
     b = src.render(1.23)
     assert np.array_equal(a, b)
     # A freshly built source renders the very same frame.
-    assert np.array_equal(a, DemoSource(640, 480).render(1.23))
+    assert np.array_equal(a, DemoScene(640, 480).render(1.23))
     assert src.face_boxes(1.23) == src.face_boxes(1.23)
 
 
@@ -170,18 +166,18 @@ def test_face_size_scales_with_frame() -> None:
 @pytest.mark.timeout(60)
 def test_fewer_faces() -> None:
     for n in (0, 1, 2):
-        src = DemoSource(640, 480, faces=n)
+        src = DemoScene(640, 480, faces=n)
         assert len(src.face_boxes(5.0)) == n
         assert src.render(5.0).shape == (480, 640, 3)
     with pytest.raises(ValueError):
-        DemoSource(640, 480, faces=4)
+        DemoScene(640, 480, faces=4)
 
 
 @pytest.mark.unit
 @pytest.mark.timeout(60)
 def test_empty_room_has_no_faces() -> None:
     for size in ((640, 480), (1280, 720)):
-        frame = DemoSource(*size, faces=0).render(0.0)
+        frame = DemoScene(*size, faces=0).render(0.0)
         assert _detect(frame) == []
 
 

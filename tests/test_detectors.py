@@ -18,13 +18,13 @@ import pytest
 import torch
 
 from dogfilter.commands.bench_detect import group_photo, iou, match, paste_face
-from dogfilter.common.media.demo import DemoSource, load_portrait
+from dogfilter.common.scene import DemoScene, load_portrait
 from dogfilter.common.transport import wire
 from dogfilter.common.vision import blazeface, blazeface_nets, masks
 from dogfilter.common.vision.detectors import DETECTORS, BlazeFaceDetector, HaarDetector, create_detector
 from tests.conftest import ASSETS, need
 
-GRACE_HAAR_BOX = (140, 96, 249, 249)  # hand-checked: mid-forehead to chin, ears to ears (see common/media/demo.py)
+GRACE_HAAR_BOX = (140, 96, 249, 249)  # hand-checked: mid-forehead to chin, ears to ears (see common/scene/)
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +168,7 @@ def test_childs_photo_from_the_tutorial(haar, bf) -> None:
 @pytest.mark.unit
 @pytest.mark.timeout(120)
 def test_demo_frames_blazeface_finds_every_face_and_nothing_else(bf) -> None:
-    src = DemoSource(640, 480)
+    src = DemoScene(640, 480)
     faces = 0
     for t in np.linspace(0, 20, 24, endpoint=False):
         truth = src.face_boxes(t)
@@ -219,7 +219,7 @@ def test_group_photos_blazeface_finds_what_haar_finds_and_more_with_no_more_fals
 ])
 def test_rolled_turned_and_small_faces_blazeface_finds_at_least_what_haar_finds(haar, bf, case: dict,
                                                                                blazeface_finds: int) -> None:
-    img = DemoSource(640, 480, faces=0).render(0.0)
+    img = DemoScene(640, 480, faces=0).render(0.0)
     case = {"width": 110, **case}
     places = ((2, 320, 250),) if case.pop("one", False) else ((0, 160, 240), (1, 480, 240))
     truth = [paste_face(img, p, cx, cy, **case) for p, cx, cy in places]
@@ -233,7 +233,7 @@ def test_rolled_turned_and_small_faces_blazeface_finds_at_least_what_haar_finds(
 @pytest.mark.parametrize("roll", [-20.0, -10.0, 10.0, 20.0])
 def test_roll_from_the_eyes_has_the_faces_sign(bf, roll: float) -> None:
     """Positive roll = clockwise on screen, as ``masks.paint`` turns the mask and as the demo rolls its faces."""
-    img = DemoSource(640, 480, faces=0).render(0.0)
+    img = DemoScene(640, 480, faces=0).render(0.0)
     paste_face(img, 0, 320, 240, 160, roll_deg=roll)
     (f,) = bf.detect(img)
     assert roll_of(f.keypoints) == pytest.approx(roll, abs=6)
@@ -249,7 +249,7 @@ def test_composite_turns_the_mask_with_the_eyes(bf) -> None:
     from dogfilter.common.vision.masks import Painter, load_masks
     from dogfilter.services.composite import Composite, Settings
 
-    img = DemoSource(640, 480, faces=0).render(0.0)
+    img = DemoScene(640, 480, faces=0).render(0.0)
     paste_face(img, 0, 320, 240, 160, roll_deg=20)
     (f,) = bf.detect(img)
     sealer = Sealer(b"k" * 32)

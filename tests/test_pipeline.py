@@ -105,9 +105,9 @@ def test_image_mode_paints_the_default_masks_and_boxes_mode_draws_the_tutorials_
 def test_a_folder_of_photos_gets_a_mask_on_every_photos_face(tmp_path) -> None:
     """Photos are not video: each is searched in full (a face is not looked for where the last photo had one)."""
     from dogfilter.commands.bench_detect import paste_face
-    from dogfilter.common.media.demo import DemoSource
+    from dogfilter.common.scene import DemoScene
 
-    room = DemoSource(640, 480, faces=0).render(0.0)
+    room = DemoScene(640, 480, faces=0).render(0.0)
     photos, truths = tmp_path / "photos", []
     photos.mkdir()
     for k, (cx, cy, w) in enumerate(((150, 200, 90), (480, 300, 110), (320, 150, 70), (500, 120, 80))):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from dogfilter.commands.run import Pipeline
-from dogfilter.common.media.demo import DemoSource
+from dogfilter.common.scene import DemoScene
 from tests.conftest import free_port, make_clip, read_index, read_stats, read_video, run_cli, wait_for
 
 pytestmark = pytest.mark.system
@@ -70,7 +70,7 @@ def test_an_overloaded_pipeline_shares_its_drops_fairly(tmp_path) -> None:
     assert min(dropped) > 0  # every stream loses some, at the source
 
 
-def _tab(port: int, frames: int, scene: DemoSource, first: int = 0) -> list[float]:
+def _tab(port: int, frames: int, scene: DemoScene, first: int = 0) -> list[float]:
     """A browser tab played by a WebSocket client: sends frames, returns the round trips of the results."""
     from websockets.sync.client import connect
 
@@ -104,7 +104,7 @@ def camera(tmp_path):
 
 @pytest.mark.timeout(120)
 def test_browser_tabs_come_and_go_as_streams_of_their_own(camera) -> None:
-    scene = DemoSource(640, 480)
+    scene = DemoScene(640, 480)
     rtts = _tab(camera.port, 40, scene)
     assert len(rtts) >= 35  # the filtered frames came back, with the tab's own clock
     s = wait_for(camera.stats, lambda x: x["streams"].get("web-1", {}).get("ended"))
@@ -165,7 +165,7 @@ def test_the_browser_camera_page_in_headless_chromium_gets_filtered_frames_back(
         pytest.skip("Chromium is not installed (apt-get install chromium): no browser to test the camera page with")
     sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
     clip = tmp_path / "camera.y4m"  # the fake webcam: the demo scene, as Chromium reads it (YUV4MPEG2)
-    scene = DemoSource(640, 480)
+    scene = DemoScene(640, 480)
     with clip.open("wb") as f:
         f.write(b"YUV4MPEG2 W640 H480 F30:1 Ip A1:1 C420jpeg\n")
         for i in range(60):

@@ -12,7 +12,7 @@ import pytest
 
 from dogfilter.commands.bench_detect import demo_scene, iou, match, paste_face
 from dogfilter.common.errors import DogfilterError
-from dogfilter.common.media.demo import DemoSource
+from dogfilter.common.scene import DemoScene
 from dogfilter.common.vision import blazeface
 from dogfilter.common.vision.detectors import BlazeFaceDetector
 
@@ -24,7 +24,7 @@ def bf() -> BlazeFaceDetector:
 
 @pytest.fixture(scope="module")
 def room() -> np.ndarray:
-    return DemoSource(640, 480, faces=0).render(0.0)
+    return DemoScene(640, 480, faces=0).render(0.0)
 
 
 @pytest.mark.system

@@ -24,7 +24,7 @@ import zmq
 
 from dogfilter.commands.bench_faults import peer_socket, tab_session
 from dogfilter.commands.run import Pipeline
-from dogfilter.common.media.demo import DemoSource
+from dogfilter.common.scene import DemoScene
 from dogfilter.common.transport import wire
 from dogfilter.common.transport.metrics import EVENTS
 from dogfilter.common.transport.protocol import send
@@ -252,7 +252,7 @@ def test_identities_holding_every_worker_slot_do_not_lock_out_a_genuine_worker(t
 def test_500_browser_tab_sessions_in_a_row_and_the_501st_still_gets_frames_back(live) -> None:
     """Each tab ends its stream: every stage forgets it (it used to stop after 63 tabs: the display kept every
     stream it saw, the 64th on was refused)."""
-    jpeg = cv2.imencode(".jpg", DemoSource(160, 120).render(0.0))[1].tobytes()
+    jpeg = cv2.imencode(".jpg", DemoScene(160, 120).render(0.0))[1].tobytes()
     t0 = time.monotonic()
     answered = sum(tab_session(live.web, jpeg) for _ in range(500))
     took = time.monotonic() - t0
@@ -277,7 +277,7 @@ def test_tabs_that_never_read_do_not_keep_a_tab_that_reads_out(live) -> None:
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
-    frame = cv2.imencode(".jpg", DemoSource(320, 240).render(0.0))[1].tobytes()
+    frame = cv2.imencode(".jpg", DemoScene(320, 240).render(0.0))[1].tobytes()
     stop, closed = threading.Event(), []
 
     def mute_tab() -> None:

@@ -225,10 +225,10 @@ def test_a_stateful_stage_killed_in_file_mode_leaves_nothing_at_the_output_path(
 
 @pytest.mark.timeout(120)
 def test_an_odd_frame_size_is_kept_in_avi_and_named_when_mp4_rounds_it(tmp_path) -> None:
-    from dogfilter.common.media.demo import DemoSource
+    from dogfilter.common.scene import DemoScene
 
     src = tmp_path / "odd.avi"
-    scene = DemoSource(641, 479)
+    scene = DemoScene(641, 479)
     w = cv2.VideoWriter(str(src), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*"MJPG"), 15, (641, 479))
     for i in range(8):
         w.write(scene.render(i / 15))

@@ -4,8 +4,8 @@
     python -m tools.check_demo_expressions --detector blazeface --step 0.05
     python -m tools.check_demo_expressions --sheet /tmp/expressions.png   # also: every person x expression, to look at
 
-The built-in demo (``common/media/demo.py``) animates three people whose faces change expression on a fixed
-schedule (``DemoSource.expressions(t)``).  This script renders the whole loop, finds the faces with a real detector
+The built-in demo (``common/scene/``) animates three people whose faces change expression on a fixed
+schedule (``DemoScene.expressions(t)``).  This script renders the whole loop, finds the faces with a real detector
 (every frame a still photo: a full scan), matches each detection to a ground-truth face by IoU, classifies the
 detector's crop with the default emotion model and tabulates, per intended expression: how many faces were
 classified, the share read as each class (argmax of one frame; the pipeline smooths over frames, so what a viewer
@@ -28,8 +28,9 @@ import cv2
 import numpy as np
 
 from dogfilter.commands.bench_detect import match
-from dogfilter.common.media import demo
-from dogfilter.common.media.demo import EXPRESSIONS, LOOP_SECONDS, DemoSource
+from dogfilter.common.scene import EXPRESSIONS, LOOP_SECONDS, DemoScene
+from dogfilter.common.scene.sprites import LEVEL_WIDTHS
+from dogfilter.common.scene.sprites import people as demo_people
 from dogfilter.common.vision.crops import face_crop
 from dogfilter.common.vision.detectors import create_detector
 from dogfilter.common.vision.models import EmotionClassifier
@@ -83,7 +84,7 @@ def measure(detector: str = "blazeface", step: float = 0.1, size: tuple[int, int
     if missing:
         raise ValueError(f"the classifier {clf.name} has no class for {missing} (classes: {clf.classes})")
     det = create_detector(detector)
-    src = DemoSource(*size)
+    src = DemoScene(*size)
     tallies = {name: Tally(list(clf.classes)) for name in EXPRESSIONS}
     for k in range(round(LOOP_SECONDS / step)):
         t = k * step
@@ -134,13 +135,13 @@ def format_table(tallies: dict[str, Tally], title: str) -> str:
 
 def contact_sheet(face_width: int = 150) -> np.ndarray:
     """Every demo person (rows) with every expression (columns), faces ``face_width`` pixels wide, labelled (BGR)."""
-    people = demo._people()  # the sprites DemoSource draws, premultiplied BGRA
-    level = min(range(len(demo._LEVEL_WIDTHS)), key=lambda i: abs(demo._LEVEL_WIDTHS[i] - face_width)
-                if demo._LEVEL_WIDTHS[i] >= face_width else math.inf)
+    sprites = demo_people()  # the sprites DemoScene draws, premultiplied BGRA
+    level = min(range(len(LEVEL_WIDTHS)), key=lambda i: abs(LEVEL_WIDTHS[i] - face_width)
+                if LEVEL_WIDTHS[i] >= face_width else math.inf)
     tile_w, tile_h = round(1.45 * face_width), round(1.65 * face_width)
     background = np.array([150.0, 176.0, 200.0])
     rows = []
-    for person, pyramids in enumerate(people):
+    for person, pyramids in enumerate(sprites):
         tiles = []
         for name, levels in zip(EXPRESSIONS, pyramids, strict=True):
             sprite = levels[level]

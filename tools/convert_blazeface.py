@@ -299,7 +299,7 @@ def check_inputs(kind: str) -> dict[str, np.ndarray]:
     (384×288 and 128×96)."""
     import cv2
 
-    from dogfilter.common.media.demo import load_portrait
+    from dogfilter.common.scene import load_portrait
 
     net = blazeface_nets.NETWORKS[kind]
     size = net.default_input

@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 
 from dogfilter.commands.run import Pipeline
-from dogfilter.common.media.demo import DemoSource
+from dogfilter.common.scene import DemoScene
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -54,7 +54,7 @@ def screenshots(d: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     clip = d / "camera.y4m"
-    scene = DemoSource(640, 480)
+    scene = DemoScene(640, 480)
     with clip.open("wb") as f:
         f.write(b"YUV4MPEG2 W640 H480 F30:1 Ip A1:1 C420jpeg\n")
         for i in range(300):

@@ -53,15 +53,17 @@ def too_big(shape: tuple[int, ...], max_pixels: int) -> str | None:
 
 
 class DemoSource(Source):
+    """The built-in demo scene (``common/scene``) as a source: frame i is the scene at i / fps seconds."""
+
     kind = "demo"
     fps: float  # always has one
 
     def __init__(self, size: tuple[int, int] | None, fps: float) -> None:
-        from dogfilter.common.media.demo import DemoSource as Scene
+        from dogfilter.common.scene import DemoScene
 
         super().__init__()
         w, h = size or (640, 480)
-        self.scene = Scene(w, h)
+        self.scene = DemoScene(w, h)
         self.fps = fps
         self.i = 0
 
