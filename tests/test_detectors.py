@@ -1,7 +1,7 @@
 """Face detectors on real photos: the tutorial's Haar cascade and BlazeFace (the default), side by side.
 
 Photos: matplotlib's Grace Hopper portrait; the demo scene (three real faces moving, rolling ±12°, turning) with its
-ground truth; synthetic group photos (tools/bench_detect.group_photo: 1–6 people, faces 30–300 px, some rolled
+ground truth; synthetic group photos (common/scene/group.py: 1–6 people, faces 30–300 px, some rolled
 up to ±25° or turned); the tutorial's child photo from ../shared when it is there.
 """
 
@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 import torch
 
-from dogfilter.commands.bench_detect import group_photo, iou, match, paste_face
 from dogfilter.common.scene import DemoScene, load_portrait
+from dogfilter.common.scene.group import group_photo, paste_face
 from dogfilter.common.transport import wire
 from dogfilter.common.vision import blazeface, blazeface_nets, masks
+from dogfilter.common.vision.boxes import iou_xywh, match
 from dogfilter.common.vision.detectors import DETECTORS, BlazeFaceDetector, HaarDetector, create_detector
 from tests.conftest import ASSETS, need
 
@@ -148,7 +149,7 @@ def test_grace_hopper_one_face_in_the_same_place_for_both_detectors(haar, bf) ->
     faces = bf.detect(photo)
     assert len(faces) == 1
     (f,) = faces
-    assert f.score > 0.8 and iou(f.box, GRACE_HAAR_BOX) > 0.85, f.box
+    assert f.score > 0.8 and iou_xywh(f.box, GRACE_HAAR_BOX) > 0.85, f.box
     assert_keypoints_in_place(f)
     assert abs(roll_of(f.keypoints)) < 5
     d = f.to_wire()
@@ -161,7 +162,7 @@ def test_childs_photo_from_the_tutorial(haar, bf) -> None:
     img = cv2.imread(str(need(ASSETS / "child.png")))
     (h,) = haar.detect(img)
     (f,) = bf.detect(img)
-    assert iou(f.box, h.box) > 0.7, (f.box, h.box)
+    assert iou_xywh(f.box, h.box) > 0.7, (f.box, h.box)
     assert_keypoints_in_place(f)
 
 
@@ -197,9 +198,9 @@ def test_group_photos_blazeface_finds_what_haar_finds_and_more_with_no_more_fals
         haar_only += sum(p >= 0 > q for p, q in zip(hw, bw, strict=True))
         for p, q, t in zip(hw, bw, s.boxes, strict=True):
             if p >= 0 and q >= 0:
-                ious.append(iou(hb[p], bb[q]))
-                h_truth.append(iou(hb[p], t))
-                b_truth.append(iou(bb[q], t))
+                ious.append(iou_xywh(hb[p], bb[q]))
+                h_truth.append(iou_xywh(hb[p], t))
+                b_truth.append(iou_xywh(bb[q], t))
     # measured: 116 faces; Haar finds 83 (1 false box), BlazeFace all 116 (no false box); no face only Haar finds;
     # on the faces both find, the boxes overlap by IoU 0.88 on average, and BlazeFace's sit closer to the truth
     assert b_found >= h_found + 0.1 * total, (b_found, h_found, total)

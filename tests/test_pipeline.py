@@ -104,8 +104,8 @@ def test_image_mode_paints_the_default_masks_and_boxes_mode_draws_the_tutorials_
 @pytest.mark.timeout(180)
 def test_a_folder_of_photos_gets_a_mask_on_every_photos_face(tmp_path) -> None:
     """Photos are not video: each is searched in full (a face is not looked for where the last photo had one)."""
-    from dogfilter.commands.bench_detect import paste_face
     from dogfilter.common.scene import DemoScene
+    from dogfilter.common.scene.group import paste_face
 
     room = DemoScene(640, 480, faces=0).render(0.0)
     photos, truths = tmp_path / "photos", []

@@ -1,7 +1,7 @@
 """BlazeFace on video: faces followed between spread-out scans (common/vision/facetrack.py), and the two engines.
 
 Frames are real pictures made here: the built-in demo scene (three real faces moving, rolling and turning, with
-its ground truth) and faces pasted onto the demo's room (tools/bench_detect.paste_face).
+its ground truth) and faces pasted onto the demo's room (common/scene/group.py).
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from dogfilter.commands.bench_detect import demo_scene, iou, match, paste_face
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.scene import DemoScene
+from dogfilter.common.scene.group import demo_shot, paste_face
 from dogfilter.common.vision import blazeface
+from dogfilter.common.vision.boxes import iou_xywh, match
 from dogfilter.common.vision.detectors import BlazeFaceDetector
 
 
@@ -30,7 +31,7 @@ def room() -> np.ndarray:
 @pytest.mark.system
 @pytest.mark.timeout(120)
 def test_video_tracking_finds_what_full_scans_find_with_fewer_network_passes(bf: BlazeFaceDetector) -> None:
-    scenes = [demo_scene(640, 480, i / 30) for i in range(48)]  # 1.6 s of the demo at 30 fps
+    scenes = [demo_shot(640, 480, i / 30) for i in range(48)]  # 1.6 s of the demo at 30 fps
     before = dict(bf.tracker.counts)
     found = {"scan": 0, "video": 0}
     for i, s in enumerate(scenes):
@@ -40,7 +41,7 @@ def test_video_tracking_finds_what_full_scans_find_with_fewer_network_passes(bf:
             assert false == 0, (mode, i, [f.box for f in faces], s.boxes)
             found[mode] += hits
             if mode == "video":  # followed boxes are as good as scanned ones: the masks sit where they should
-                assert all(iou(faces[j].box, s.boxes[k]) > 0.7 for k, j in enumerate(which) if j >= 0)
+                assert all(iou_xywh(faces[j].box, s.boxes[k]) > 0.7 for k, j in enumerate(which) if j >= 0)
     total = sum(len(s.boxes) for s in scenes)
     assert found["scan"] >= total - 2 and found["video"] >= found["scan"], (found, total)
     c = {k: v - before.get(k, 0) for k, v in bf.tracker.counts.items()}
@@ -60,11 +61,11 @@ def test_a_stream_seen_every_few_frames_is_followed_not_rescanned(bf: BlazeFaceD
     n = hits = total = 0
     for g in [0, *gaps]:
         n += g
-        s = demo_scene(640, 480, n / 30)
+        s = demo_shot(640, 480, n / 30)
         faces = bf.detect(s.image, stream="shared", frame=n)
         found, false, which = match([f.box for f in faces], s.boxes, 0.5)
         assert false == 0, (n, [f.box for f in faces], s.boxes)
-        assert all(iou(faces[j].box, s.boxes[k]) > 0.7 for k, j in enumerate(which) if j >= 0), n
+        assert all(iou_xywh(faces[j].box, s.boxes[k]) > 0.7 for k, j in enumerate(which) if j >= 0), n
         hits, total = hits + found, total + len(s.boxes)
     assert hits == total
     assert bf.tracker.counts["full_scans"] - before["full_scans"] == 1  # the first frame only
@@ -86,7 +87,7 @@ def test_a_face_that_walks_in_is_found_within_rescan_frames_and_one_that_leaves_
     first = next(i for i, s in enumerate(seen) if s)
     assert 5 <= first < 5 + bf.tracker.rescan, seen
     for s in seen[first:17]:  # once found, followed on every frame
-        assert len(s) == 1 and iou(s[0], truth) > 0.6, s
+        assert len(s) == 1 and iou_xywh(s[0], truth) > 0.6, s
     assert all(not s for s in seen[17:]), seen[17:]  # gone at once: no stale mask on an empty room
 
 
@@ -137,7 +138,7 @@ def test_a_face_lost_by_following_is_looked_for_at_the_next_scan_even_in_a_still
     c = {k: v - before[k] for k, v in det.tracker.counts.items()}
     assert c["scan_passes"] >= 1 and c["scans_skipped"] == 0 and back <= 8, (back, c)
     faces = det.detect(img, stream="s", frame=back + 1)
-    assert len(faces) == 1 and iou(faces[0].box, truth) > 0.6
+    assert len(faces) == 1 and iou_xywh(faces[0].box, truth) > 0.6
 
 
 @pytest.mark.unit
@@ -150,16 +151,16 @@ def test_streams_are_independent_and_a_jump_in_frame_numbers_rescans(bf: BlazeFa
     for i in range(3):
         fa = bf.detect(a, stream="A", frame=i)
         fb = bf.detect(b, stream="B", frame=i)
-        assert len(fa) == 1 and iou(fa[0].box, ta) > 0.6 and len(fb) == 1 and iou(fb[0].box, tb) > 0.6
+        assert len(fa) == 1 and iou_xywh(fa[0].box, ta) > 0.6 and len(fb) == 1 and iou_xywh(fb[0].box, tb) > 0.6
     # stream A now shows B's picture after a seek (frame 100): it is scanned at once, not followed from A's face
     faces = bf.detect(b, stream="A", frame=100)
-    assert len(faces) == 1 and iou(faces[0].box, tb) > 0.6
+    assert len(faces) == 1 and iou_xywh(faces[0].box, tb) > 0.6
     # no stream: every picture is a photo of its own (folders of unrelated images)
     assert len(bf.detect(a)) == 1 and len(bf.detect(b)) == 1
     # grey and BGRA frames are followed too
     for i, img in enumerate((cv2.cvtColor(a, cv2.COLOR_BGR2GRAY), cv2.cvtColor(a, cv2.COLOR_BGR2BGRA)) * 6):
         faces = bf.detect(img, stream="formats", frame=i)
-        assert len(faces) == 1 and iou(faces[0].box, ta) > 0.6, (i, img.shape)
+        assert len(faces) == 1 and iou_xywh(faces[0].box, ta) > 0.6, (i, img.shape)
 
 
 @pytest.mark.unit
@@ -191,7 +192,7 @@ def test_regions_past_the_frame_edge_read_as_black_and_find_the_face_inside(room
     cx, cy, w = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, box[2] - box[0]
     (got, nothing) = det.detect_rois(img, [(cx + 5, cy - 5, 1.8 * w), (600.0, 60.0, 80.0)], 48, 0.5)
     assert got is not None and nothing is None
-    assert iou(tuple(got.box[:2]) + tuple(got.box[2:] - got.box[:2]),
+    assert iou_xywh(tuple(got.box[:2]) + tuple(got.box[2:] - got.box[:2]),
                tuple(box[:2]) + tuple(box[2:] - box[:2])) > 0.8
     assert truth[0] < got.keypoints[2, 0] < truth[0] + truth[2]  # nose tip inside the face
 

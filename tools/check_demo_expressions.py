@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from dogfilter.commands.bench_detect import match
 from dogfilter.common.scene import EXPRESSIONS, LOOP_SECONDS, DemoScene
 from dogfilter.common.scene.sprites import LEVEL_WIDTHS
 from dogfilter.common.scene.sprites import people as demo_people
+from dogfilter.common.vision.boxes import match
 from dogfilter.common.vision.crops import face_crop
 from dogfilter.common.vision.detectors import create_detector
 from dogfilter.common.vision.models import EmotionClassifier

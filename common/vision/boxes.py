@@ -31,3 +31,24 @@ def iou_xywh(a: Sequence[float], b: Sequence[float]) -> float:
     ax, ay, aw, ah = (float(v) for v in a[:4])
     bx, by, bw, bh = (float(v) for v in b[:4])
     return iou((ax, ay, ax + aw, ay + ah), (bx, by, bx + bw, by + bh))
+
+
+def match(found: Sequence[Sequence[float]], truth: Sequence[Sequence[float]],
+          min_iou: float = 0.5) -> tuple[int, int, list[int]]:
+    """Detections against ground truth, (x, y, w, h) boxes, greedy by IoU, one detection per true face.
+
+    Returns:
+        ``(faces found, false boxes, index of the detection matched to each true face or -1)``.
+    """
+    pairs = sorted(((iou_xywh(f, t), i, j) for i, f in enumerate(found) for j, t in enumerate(truth)), reverse=True)
+    used: set[int] = set()
+    which = [-1] * len(truth)
+    for v, i, j in pairs:
+        if v < min_iou:
+            break
+        if i in used or which[j] >= 0:
+            continue
+        used.add(i)
+        which[j] = i
+    hits = sum(w >= 0 for w in which)
+    return hits, len(found) - hits, which
