@@ -15,11 +15,9 @@ import secrets
 import time
 from typing import Any
 
-import cv2
-
 from dogfilter.common import options
 from dogfilter.common.media.sinks import finish
-from dogfilter.common.media.sources import IMAGE_EXTS
+from dogfilter.common.media.sources import source_class
 from dogfilter.common.transport import wire
 from dogfilter.common.transport.metrics import Counters
 from dogfilter.common.transport.protocol import Peer
@@ -30,20 +28,8 @@ log = logging.getLogger("dogfilter")
 
 
 def frames_in(spec: str) -> int | None:
-    """How many frames a file input has (None: unknown, or not a file: a camera, the demo)."""
-    from pathlib import Path
-
-    p = Path(spec)
-    if p.is_dir():
-        return sum(1 for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS)
-    if p.suffix.lower() in IMAGE_EXTS:
-        return 1
-    if p.is_file():
-        cap = cv2.VideoCapture(str(p))
-        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        cap.release()
-        return n or None
-    return None
+    """How many frames a file input has (None: unknown, or not a file: a camera, the demo): its kind says."""
+    return source_class(spec).frames_in(spec)
 
 
 def short(sources: list[str]) -> bool:

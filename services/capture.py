@@ -32,7 +32,7 @@ import zmq
 
 from dogfilter.common import health, options, service
 from dogfilter.common.errors import DogfilterError
-from dogfilter.common.media.sources import DemoSource, Source, open_source, parse_size
+from dogfilter.common.media.sources import Source, open_source, parse_size
 from dogfilter.common.media.webcam import CameraServer, WebSource, WebTab
 from dogfilter.common.options import Option, non_negative, positive
 from dogfilter.common.transport.metrics import Counters
@@ -165,7 +165,6 @@ class DemoFeed(Feed):
         due = self.due(now)
         self.counts["frames_dropped"] += max(0, due - self.last_due - 1)  # instants nobody was free to take
         self.last_due = due
-        assert isinstance(self.source, DemoSource)
         return self.source.render_at(self.first + due)
 
     def wait_s(self, now: float) -> float:
@@ -187,7 +186,7 @@ class ReaderFeed(Feed):
 
     def _read(self) -> None:
         n, next_t = 0, time.monotonic()
-        paced = self.source.kind != "camera"  # a camera paces itself
+        paced = not self.source.paces_itself
         try:
             while not self.limit or n < self.limit:
                 if paced:
@@ -300,8 +299,7 @@ class Capture:
         return None
 
     def _frame(self, feed: Feed, img: np.ndarray) -> Message:
-        own_size = feed.source.kind in ("demo", "browser")  # rendered at --size / the tab's own camera size
-        if self.size is not None and not own_size and (img.shape[1], img.shape[0]) != self.size:
+        if self.size is not None and not feed.source.own_size and (img.shape[1], img.shape[0]) != self.size:
             import cv2
 
             img = cv2.resize(img, self.size, interpolation=cv2.INTER_AREA)
@@ -368,7 +366,7 @@ def open_feeds(o: argparse.Namespace, wake: Callable[[], None] | None) -> tuple[
         fps = rates[stream] = o.fps or src.fps or 30.0
         if o.mode == "file":
             feeds.append(FileFeed(stream, src, epoch, o.frames))
-        elif isinstance(src, DemoSource):
+        elif src.on_demand:
             feeds.append(DemoFeed(stream, src, epoch, o.frames, fps=fps, offset_s=7.3 * len(feeds)))
         else:
             assert wake is not None  # live: the loop's waker

@@ -1,6 +1,11 @@
 """Frame sources for capture: a webcam index, a PipeWire camera, a video file, an image, a folder of images, or the
 built-in demo.
 
+Each kind of source is one class, registered in :data:`SOURCES`: the class says which ``--source`` specs it reads
+(``claims``), opens one (``open``), and what capture needs to know of it (``own_size``, ``paces_itself``,
+``on_demand``, ``frames_in``).  A new kind is one class and one entry; capture, the launcher and the one-shot path
+ask the registry (:func:`source_class`, :func:`open_source`), never the spec's spelling.
+
 ``read()`` returns the next BGR frame, or None at the end.  Every source refuses frames bigger than
 ``max_pixels`` (one clear line for a single file; a skipped and counted file in a folder), says when an image file
 is truncated (counted; what decoded is still used), and counts the files of a folder it could not use.
@@ -14,7 +19,9 @@ import select
 import shutil
 import subprocess
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -27,18 +34,50 @@ IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 log = logging.getLogger("sources")
 
 
+@dataclass(frozen=True)
+class Opening:
+    """What capture's options say about opening a source, whatever its kind."""
+
+    size: tuple[int, int] | None = None  # --size: what the demo renders at (others are resized by capture)
+    fps: float = 30.0  # the rate of a source that has none of its own (the demo)
+    loop: bool = False  # start a file again at its end
+    max_pixels: int = 50_000_000  # refuse bigger frames
+
+
 class Source:
     """``read()`` returns the next BGR frame, or None at the end; ``counts`` holds what it skipped and why."""
 
     fps: float | None = None  # the source's own rate, when it has one
-    kind = "source"
+    kind: ClassVar[str] = "source"  # its name in logs and the registry
     still = False  # unrelated pictures (photos), not frames of one video
+    own_size: ClassVar[bool] = False  # made at its own size (--size, a tab's camera): capture does not resize it
+    paces_itself: ClassVar[bool] = False  # a camera: frames come when they come (a file is read at --fps)
+    on_demand: ClassVar[bool] = False  # live: any frame rendered when due (render_at), no reader thread
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
 
+    @classmethod
+    def claims(cls, spec: str) -> bool:
+        """Whether a ``--source`` spec names a source of this kind (the registry asks each kind in turn)."""
+        return False
+
+    @classmethod
+    def open(cls, spec: str, how: Opening) -> Source:
+        """The source a spec this kind claims names; DogfilterError saying why not."""
+        raise NotImplementedError
+
+    @classmethod
+    def frames_in(cls, spec: str) -> int | None:
+        """How many frames the spec's source has, known without opening it (None: unknown, or endless)."""
+        return None
+
     def read(self) -> np.ndarray | None:
         raise NotImplementedError
+
+    def render_at(self, i: int) -> np.ndarray:
+        """Frame ``i``, made directly (only an ``on_demand`` source can)."""
+        raise NotImplementedError(f"a {self.kind} source cannot make frame {i} on demand")
 
     def close(self) -> None:
         pass
@@ -57,6 +96,8 @@ class DemoSource(Source):
 
     kind = "demo"
     fps: float  # always has one
+    own_size = True
+    on_demand = True
 
     def __init__(self, size: tuple[int, int] | None, fps: float) -> None:
         from dogfilter.common.scene import DemoScene
@@ -66,6 +107,14 @@ class DemoSource(Source):
         self.scene = DemoScene(w, h)
         self.fps = fps
         self.i = 0
+
+    @classmethod
+    def claims(cls, spec: str) -> bool:
+        return spec == "demo"
+
+    @classmethod
+    def open(cls, spec: str, how: Opening) -> Source:
+        return cls(how.size, how.fps)
 
     def read(self) -> np.ndarray:
         frame = self.scene.render(self.i / self.fps)
@@ -78,17 +127,19 @@ class DemoSource(Source):
 
 
 class VideoSource(Source):
+    """A video file (anything no other kind claims), or with an index, a camera OpenCV opens (:class:`CameraSource`)."""
+
+    kind = "video"
+
     def __init__(self, spec: str | int, loop: bool = False, max_pixels: int = 50_000_000) -> None:
         super().__init__()
         self.spec, self.loop = spec, loop
         if isinstance(spec, int):
-            self.kind = "camera"
             self.cap = cv2.VideoCapture(spec)
             if not self.cap.isOpened():
                 raise DogfilterError(f"cannot open camera {spec}: no such camera, or it is busy")
             self._first: np.ndarray | None = None
         else:
-            self.kind = "video"
             p = Path(spec)
             if not p.is_file():
                 raise DogfilterError(f"video not found: {p}")
@@ -103,6 +154,24 @@ class VideoSource(Source):
         fps = self.cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if fps and 1 <= fps <= 1000 else None
 
+    @classmethod
+    def claims(cls, spec: str) -> bool:
+        return True  # the last kind asked: a path that is nothing else is a video (or says why not)
+
+    @classmethod
+    def open(cls, spec: str, how: Opening) -> Source:
+        return cls(spec, how.loop, how.max_pixels)
+
+    @classmethod
+    def frames_in(cls, spec: str) -> int | None:
+        p = Path(spec)
+        if not p.is_file():
+            return None
+        cap = cv2.VideoCapture(str(p))
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        cap.release()
+        return n or None
+
     @staticmethod
     def _probe(p: Path) -> tuple[int, int]:
         cap = cv2.VideoCapture(str(p))
@@ -116,13 +185,28 @@ class VideoSource(Source):
             f, self._first = self._first, None
             return f
         ok, frame = self.cap.read()
-        if not ok and self.loop and self.kind == "video":
+        if not ok and self.loop and isinstance(self.spec, str):
             self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
             ok, frame = self.cap.read()
         return frame if ok else None
 
     def close(self) -> None:
         self.cap.release()
+
+
+class CameraSource(VideoSource):
+    """A camera by its index (``--source 0``), opened by OpenCV."""
+
+    kind = "camera"
+    paces_itself = True
+
+    @classmethod
+    def claims(cls, spec: str) -> bool:
+        return spec.isdigit()
+
+    @classmethod
+    def open(cls, spec: str, how: Opening) -> Source:
+        return cls(int(spec), how.loop, how.max_pixels)
 
 
 def pipewire_cameras() -> list[dict] | None:
@@ -148,6 +232,7 @@ class PipeWireSource(Source):
     another) on a pipe this source reads.  The camera paces itself; the newest frame wins in capture's reader."""
 
     kind = "camera"
+    paces_itself = True
     OWN = "dogfilter"  # our own virtual camera: never read back as "the first camera" (a loop of ourselves)
 
     def __init__(self, target: str, max_pixels: int = 50_000_000, timeout_s: float = 15.0) -> None:
@@ -201,6 +286,14 @@ class PipeWireSource(Source):
         self.fps = fps if 1 <= fps <= 1000 else None
         self.frame_bytes = self.w * self.h * 3 // 2
         log.info("PipeWire camera %s: %dx%d at %g frames/s", self.name, self.w, self.h, round(fps, 2))
+
+    @classmethod
+    def claims(cls, spec: str) -> bool:
+        return spec.startswith("pipewire:")
+
+    @classmethod
+    def open(cls, spec: str, how: Opening) -> Source:
+        return cls(spec.split(":", 1)[1], how.max_pixels)
 
     def read(self) -> np.ndarray | None:
         line = self.out.readline()  # FRAME[ params]
@@ -275,7 +368,34 @@ class ImagesSource(Source):
                  first: np.ndarray | None = None) -> None:
         super().__init__()
         self.paths, self.loop, self.max_pixels, self.i = paths, loop, max_pixels, 0
-        self._first = first  # the first picture, decoded already (open_source checked it)
+        self._first = first  # the first picture, decoded already (open checked it)
+
+    @classmethod
+    def claims(cls, spec: str) -> bool:
+        p = Path(spec)
+        return p.is_dir() or p.suffix.lower() in IMAGE_EXTS
+
+    @classmethod
+    def open(cls, spec: str, how: Opening) -> Source:
+        p = Path(spec)
+        if not p.is_dir():
+            first = read_image(p, how.max_pixels)  # fail now, with the reason, not at the first frame
+            return cls([p], how.loop, how.max_pixels, first)
+        entries = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+        files = [f for f in entries if f.suffix.lower() in IMAGE_EXTS]
+        if not files:
+            raise DogfilterError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) in folder {p}")
+        src = cls(files, how.loop, how.max_pixels)
+        if len(entries) > len(files):
+            src.counts["files_skipped"] += len(entries) - len(files)
+            log.warning("folder %s: %d files are not images (%s), skipped", p, len(entries) - len(files),
+                        ", ".join(sorted(IMAGE_EXTS)))
+        return src
+
+    @classmethod
+    def frames_in(cls, spec: str) -> int | None:
+        p = Path(spec)
+        return sum(1 for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS) if p.is_dir() else 1
 
     def read(self) -> np.ndarray | None:
         if self._first is not None:
@@ -308,30 +428,26 @@ class ImagesSource(Source):
                         self.counts["files_truncated"])
 
 
+#: Every kind of source, in the order a ``--source`` spec is tried against them (the first that claims it wins;
+#: a video file last, as anything else).  A new kind: a Source subclass with ``claims`` and ``open``, one entry here.
+SOURCES: dict[str, type[Source]] = {
+    "demo": DemoSource,
+    "pipewire": PipeWireSource,
+    "camera": CameraSource,
+    "images": ImagesSource,
+    "video": VideoSource,
+}
+
+
+def source_class(spec: str) -> type[Source]:
+    """The kind of source a ``--source`` spec names."""
+    return next(cls for cls in SOURCES.values() if cls.claims(spec))
+
+
 def open_source(spec: str, size: tuple[int, int] | None = None, fps: float = 30.0, loop: bool = False,
                 max_pixels: int = 50_000_000) -> Source:
-    if spec == "demo":
-        return DemoSource(size, fps)
-    if spec.startswith("pipewire:"):
-        return PipeWireSource(spec.split(":", 1)[1], max_pixels)
-    if spec.isdigit():
-        return VideoSource(int(spec), loop, max_pixels)
-    p = Path(spec)
-    if p.is_dir():
-        entries = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
-        files = [f for f in entries if f.suffix.lower() in IMAGE_EXTS]
-        if not files:
-            raise DogfilterError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) in folder {p}")
-        src = ImagesSource(files, loop, max_pixels)
-        if len(entries) > len(files):
-            src.counts["files_skipped"] += len(entries) - len(files)
-            log.warning("folder %s: %d files are not images (%s), skipped", p, len(entries) - len(files),
-                        ", ".join(sorted(IMAGE_EXTS)))
-        return src
-    if p.suffix.lower() in IMAGE_EXTS:
-        first = read_image(p, max_pixels)  # fail now, with the reason, not at the first frame
-        return ImagesSource([p], loop, max_pixels, first)
-    return VideoSource(spec, loop, max_pixels)
+    """Open the source a ``--source`` spec names (DogfilterError saying why not)."""
+    return source_class(spec).open(spec, Opening(size, fps, loop, max_pixels))
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:

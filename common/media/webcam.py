@@ -140,6 +140,7 @@ class WebSource(Source):
     """What capture knows of a tab as a source (its frames come through :class:`WebTab`)."""
 
     kind = "browser"
+    own_size = True  # the tab's own camera size
 
 
 class CameraServer:
