@@ -9,7 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
+from dogfilter.common.media.sources import DemoSource
 from dogfilter.common.scene import LOOP_SECONDS, DemoScene
+from dogfilter.common.scene.cache import CachedScene
 
 Box = tuple[int, int, int, int]
 
@@ -202,3 +204,49 @@ def test_haar_finds_the_real_faces(size: tuple[int, int]) -> None:
             with_two += 1
     assert with_one >= 0.9 * n, with_one
     assert with_two >= 0.5 * n, with_two
+
+
+@pytest.mark.unit
+@pytest.mark.timeout(60)
+def test_kept_frames_are_the_painted_frames() -> None:
+    """The render cache (common/scene/cache.py) gives the very pixels of painting, kept or not, in a new array."""
+    scene = _source()
+    cached = CachedScene(scene)
+    for t in (0.0, 1.5, 2.6, 7.77, 13.4, 19.9, 1.5 + LOOP_SECONDS):
+        first, again = cached.render(t), cached.render(t)
+        assert np.array_equal(first, scene.render(t)) and np.array_equal(again, first), t
+        again[:] = 0  # the caller's own array: what is kept does not change
+        assert np.array_equal(cached.render(t), first)
+    assert cached.misses == 6 and cached.hits == 15  # 1.5 s and a loop later: one frame
+    assert 0 < cached.nbytes < 6 * 640 * 480 * 3 // 2  # the faces' patches, not whole frames
+
+
+@pytest.mark.unit
+@pytest.mark.timeout(60)
+def test_the_cache_keeps_to_its_budget() -> None:
+    scene = _source(320, 240)
+    cached = CachedScene(scene, budget_bytes=200_000)
+    times = [k / 10 for k in range(40)]
+    for t in times * 2:
+        assert np.array_equal(cached.render(t), scene.render(t)), t
+    assert cached.full and 0 < cached.nbytes <= 200_000 and cached.hits > 0
+
+
+@pytest.mark.unit
+@pytest.mark.timeout(60)
+def test_a_demo_source_shows_the_loop_again_and_warms_it_live() -> None:
+    src = DemoSource((160, 120), fps=2.0)  # 40 frames a loop
+    assert src.per_loop == round(LOOP_SECONDS * 2)
+    scene = src.scene.scene
+    frames = [src.read() for _ in range(src.per_loop + 3)]
+    for i in (0, 1, 17, src.per_loop - 1):
+        assert np.array_equal(frames[i], scene.render(i / 2.0)), i
+    for i in range(3):
+        assert np.array_equal(frames[src.per_loop + i], frames[i])
+    live = DemoSource((160, 120), fps=2.0)
+    assert live.scene is src.scene  # one cache per size in a process, shared by its demo streams
+    assert np.array_equal(live.render_at(5 + src.per_loop), frames[5])
+    assert src.scene._warming is not None
+    src.scene._warming.join(30)
+    assert len(src.scene._frames) == src.per_loop
+    assert DemoSource((160, 120), fps=29.97).per_loop == 0  # frames never repeat: painted, not kept

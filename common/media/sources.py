@@ -13,6 +13,7 @@ is truncated (counted; what decoded is still used), and counts the files of a fo
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import select
@@ -21,7 +22,7 @@ import subprocess
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import cv2
 import numpy as np
@@ -29,6 +30,9 @@ import numpy as np
 from dogfilter.common import children
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.transport import imagehead
+
+if TYPE_CHECKING:
+    from dogfilter.common.scene.cache import CachedScene
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 log = logging.getLogger("sources")
@@ -92,7 +96,12 @@ def too_big(shape: tuple[int, ...], max_pixels: int) -> str | None:
 
 
 class DemoSource(Source):
-    """The built-in demo scene (``common/scene``) as a source: frame i is the scene at i / fps seconds."""
+    """The built-in demo scene (``common/scene``) as a source: frame i is the scene at i / fps seconds.
+
+    The scene loops, so where a loop holds a whole number of frames, frame i is taken at (i mod frames per loop) /
+    fps and the frames are kept once made (``common/scene/cache.py``: bounded, shared by every demo stream of this
+    size in the process); live, the first ``render_at`` makes the rest of the loop in the background.
+    """
 
     kind = "demo"
     fps: float  # always has one
@@ -100,13 +109,13 @@ class DemoSource(Source):
     on_demand = True
 
     def __init__(self, size: tuple[int, int] | None, fps: float) -> None:
-        from dogfilter.common.scene import DemoScene
-
         super().__init__()
         w, h = size or (640, 480)
-        self.scene = DemoScene(w, h)
+        self.scene = _cached_scene(w, h)
         self.fps = fps
         self.i = 0
+        per_loop = self.scene.scene.loop_seconds * fps
+        self.per_loop = round(per_loop) if abs(per_loop - round(per_loop)) < 1e-6 else 0  # 0: frames never repeat
 
     @classmethod
     def claims(cls, spec: str) -> bool:
@@ -117,13 +126,29 @@ class DemoSource(Source):
         return cls(how.size, how.fps)
 
     def read(self) -> np.ndarray:
-        frame = self.scene.render(self.i / self.fps)
+        frame = self._frame(self.i)
         self.i += 1
         return frame
 
     def render_at(self, i: int) -> np.ndarray:
         """Frame i of the scene at this source's rate, rendered directly (live mode skips what it drops)."""
-        return self.scene.render(i / self.fps)
+        if self.per_loop:
+            self.scene.warm(k / self.fps for k in range(self.per_loop))
+        return self._frame(i)
+
+    def _frame(self, i: int) -> np.ndarray:
+        if not self.per_loop:
+            return self.scene.scene.render(i / self.fps)
+        return self.scene.render((i % self.per_loop) / self.fps)
+
+
+@functools.cache
+def _cached_scene(width: int, height: int) -> CachedScene:
+    """One demo scene per frame size in a process, with what it kept (every demo stream of that size shares it)."""
+    from dogfilter.common.scene import DemoScene
+    from dogfilter.common.scene.cache import CachedScene
+
+    return CachedScene(DemoScene(width, height))
 
 
 class VideoSource(Source):

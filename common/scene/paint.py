@@ -78,17 +78,20 @@ def _region(frame: np.ndarray, layers: list[Layer]) -> tuple[int, int, int, int]
     return x0, y0, x1, y1
 
 
-def draw(frame: np.ndarray, layers: list[Layer]) -> None:
+def draw(frame: np.ndarray, layers: list[Layer]) -> tuple[int, int, int, int] | None:
     """Warp a head into its clipped region of ``frame`` and blend it there.
 
     Args:
         frame: the frame to draw on (BGR uint8, changed in place).
         layers: ``(sprite, homography, weight)`` of the head, or of two
             expressions of it that cross-fade (their weighted average).
+
+    Returns:
+        The region of ``frame`` it changed, ``(x0, y0, x1, y1)`` (None: it is outside the frame).
     """
     region = _region(frame, layers)
     if region is None:
-        return
+        return None
     x0, y0, x1, y1 = region
     shift = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0], [0.0, 0.0, 1.0]])
     size = (x1 - x0, y1 - y0)
@@ -104,3 +107,4 @@ def draw(frame: np.ndarray, layers: list[Layer]) -> None:
     roi = frame[y0:y1, x0:x1]
     kept = cv2.multiply(roi, cv2.merge((inv, inv, inv)), scale=1.0 / 255.0)
     roi[...] = cv2.add(kept, color)
+    return region

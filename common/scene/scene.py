@@ -14,10 +14,20 @@ from dogfilter.common.scene.paint import Layer, draw, homography, level_for
 from dogfilter.common.scene.room import background
 from dogfilter.common.scene.sprites import Sprite, people
 
-__all__ = ["DemoScene"]
+__all__ = ["DemoScene", "Patch", "paste"]
 
 Box = tuple[int, int, int, int]
 Rect = tuple[float, float, float, float]
+#: Part of a frame: its left and top column and row, and its pixels (BGR uint8).
+Patch = tuple[int, int, np.ndarray]
+
+
+def paste(background: np.ndarray, patches: tuple[Patch, ...]) -> np.ndarray:
+    """A new frame: ``background`` with ``patches`` laid on it in order."""
+    frame = background.copy()
+    for x0, y0, pixels in patches:
+        frame[y0:y0 + pixels.shape[0], x0:x0 + pixels.shape[1]] = pixels
+    return frame
 
 
 def overlap(a: Rect, b: Rect) -> float:
@@ -79,6 +89,28 @@ class DemoScene:
         for pose, level, _, _ in self._layout(t):
             draw(frame, self._layers(pose, level))
         return frame
+
+    def patches(self, t: float) -> tuple[Patch, ...]:
+        """The frame at ``t`` as what its faces change in the room: ``paste(room, patches(t)) == render(t)``.
+
+        Each face's region is taken just after it is drawn, so a later face's patch, laid on after it, holds
+        whatever that face covers of the earlier ones.
+        """
+        frame = self._background.copy()
+        out = []
+        for pose, level, _, _ in self._layout(t):
+            region = draw(frame, self._layers(pose, level))
+            if region is not None:
+                x0, y0, x1, y1 = region
+                out.append((x0, y0, frame[y0:y1, x0:x1].copy()))
+        return tuple(out)
+
+    @property
+    def room(self) -> np.ndarray:
+        """The empty room at this size (read-only: copy it to draw on it)."""
+        view = self._background.view()
+        view.flags.writeable = False
+        return view
 
     def __call__(self, t: float) -> np.ndarray:
         """Alias of :meth:`render`."""
