@@ -14,6 +14,7 @@ spread (min–max) beside it.  Ratios compare figures taken in the same run, sin
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import os
@@ -50,7 +51,7 @@ CLK = os.sysconf("SC_CLK_TCK")
 
 
 def machine() -> dict[str, Any]:
-    import msgpack
+    import msgspec
     import torch
 
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
@@ -64,7 +65,7 @@ def machine() -> dict[str, Any]:
         ort = "none"
     return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
             "torch": torch.__version__, "onnxruntime": ort, "opencv": cv2.__version__, "pyzmq": zmq.__version__,
-            "libzmq": zmq.zmq_version(), "msgpack": ".".join(map(str, msgpack.version)), "os": platform.platform()}
+            "libzmq": zmq.zmq_version(), "msgspec": msgspec.__version__, "os": platform.platform()}
 
 
 def proc_usage(pid: int) -> tuple[float, float]:
@@ -222,8 +223,9 @@ def bench_classify(n: int, warmup: int, faces_per_job: int, model: str | None) -
             router.poll(50)
             out = [1000 * (time.perf_counter() - job.ctx) for _, job, _ in pool.receive()]
             while pool.free():
-                pool.submit(Job(wire.Message("crops", "bench", j, 1, faces=[{"box": [0, 0, 48, 48]}] * faces_per_job,
-                                             crops=crops), ctx=time.perf_counter()))
+                job = wire.Message("crops", "bench", j, 1, faces=[wire.Face(box=(0, 0, 48, 48))] * faces_per_job,
+                                   crops=crops)
+                pool.submit(Job(job, ctx=time.perf_counter()))
                 j += 1
             return out
 
@@ -238,8 +240,8 @@ def bench_composite(n: int, warmup: int, size: tuple[int, int]) -> dict[str, flo
     from dogfilter.common.vision.crops import face_crop
     from dogfilter.common.vision.detectors import HaarDetector
 
-    faces = [f.to_wire() for f in HaarDetector().detect(img)]
-    crops = np.stack([face_crop(img, f["box"]) for f in faces])
+    faces = HaarDetector().detect(img)
+    crops = np.stack([face_crop(img, f.box) for f in faces])
     with tempfile.TemporaryDirectory() as d:
         st = Stage("composite", [], Path(d))
         feed, sink = make_socket(ctx, zmq.DEALER), make_socket(ctx, zmq.PULL)
@@ -257,11 +259,12 @@ def bench_composite(n: int, warmup: int, size: tuple[int, int]) -> dict[str, flo
             nonlocal i
             for job in link.receive():  # an instant classifier
                 link.reply(wire.Message("emotions", job.stream, job.frame, job.epoch,
-                                        faces=[{"box": f["box"], "probs": [0.8, 0.1, 0.1]} for f in job.faces],
+                                        faces=[wire.Face(box=f.box, probs=[0.8, 0.1, 0.1]) for f in job.faces],
                                         meta={"job": job.meta["job"]}))
             link.tick()
             if feed.poll(0, zmq.POLLOUT):
-                m = wire.Message("detections", "bench", i, 1, faces=[dict(f) for f in faces], image=img, crops=crops)
+                m = wire.Message("detections", "bench", i, 1, faces=[copy.copy(f) for f in faces], image=img,
+                                 crops=crops)
                 m.stamp("capture")
                 send(feed, st.sealer.seal(m), timeout_s=0)
                 i += 1

@@ -35,7 +35,7 @@ from dogfilter.commands.run import Pipeline
 from dogfilter.common.transport import wire
 from dogfilter.common.transport.protocol import send
 from dogfilter.common.transport.seal import Sealer
-from dogfilter.common.transport.wire import Message
+from dogfilter.common.transport.wire import Face, Message
 
 FPS = 30.0
 
@@ -324,10 +324,10 @@ def hostile_flood(w: Watch, n: int) -> dict[str, Any]:
     for i in range(n):
         send(disp, Message("eos", "cam0", 1, now, meta={"last": 0}), timeout_s=0.01)  # unsealed
         send(det, Message("detections", "cam0", i, now + 86_400_000, image=img, crops=crops[:0]), timeout_s=0.01)
-        send(det, sealer.seal(Message("detections", "x", i, now - 5, faces=[{"box": [0, 0, 8000, 8000]}],
+        send(det, sealer.seal(Message("detections", "x", i, now - 5, faces=[Face(box=(0, 0, 8000, 8000))],
                                       image=img, crops=crops)), timeout_s=0.01)
         send(rogue, Message("emotions", meta={"job": 10**9 + i, "worker": f"w{i}"}), timeout_s=0.01)
-        m = Message("composited", "labels", i, now - 5, faces=[{"box": [1, 1, 9, 9], "emotion": f"e{i}"}], image=img)
+        m = Message("composited", "labels", i, now - 5, faces=[Face(box=(1, 1, 9, 9), emotion=f"e{i}")], image=img)
         send(disp, sealer.seal(m), timeout_s=0.01)
     fps_during = w.fps_over(3)
     for s in (det, disp, rogue, thief):

@@ -130,7 +130,7 @@ def probe(bind: str, curve_dir: str, n: int) -> dict[str, float]:
     from dogfilter.common.transport.metrics import Counters
     from dogfilter.common.transport.protocol import Dispatcher, Job
     from dogfilter.common.transport.sockets import Links
-    from dogfilter.common.transport.wire import Message
+    from dogfilter.common.transport.wire import Face, Message
 
     links = Links(curve_dir)
     try:
@@ -147,7 +147,7 @@ def probe(bind: str, curve_dir: str, n: int) -> dict[str, float]:
         rtts: list[float] = []
         for i in range(n + 20):
             t = time.perf_counter()
-            if not pool.submit(Job(Message("crops", "probe", i, 1, faces=[{"box": [0, 0, 48, 48]}] * 3,
+            if not pool.submit(Job(Message("crops", "probe", i, 1, faces=[Face(box=(0, 0, 48, 48))] * 3,
                                            crops=crops))):
                 raise RuntimeError("the worker took no job")
             while not pool.receive():

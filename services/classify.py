@@ -25,7 +25,7 @@ from dogfilter.common.transport import discovery
 from dogfilter.common.transport.metrics import Counters
 from dogfilter.common.transport.protocol import HEARTBEAT_S, WorkerLink, poll_links
 from dogfilter.common.transport.sockets import Links, worker_identity
-from dogfilter.common.transport.wire import Message
+from dogfilter.common.transport.wire import Face, Message
 from dogfilter.common.vision.classifier import Classifier, load_classifier
 
 STAGE = "classify"
@@ -82,8 +82,7 @@ class Classify:
         self.counters["faces"] += len(probs)
         replies, i = [], 0
         for job in jobs:
-            faces = [{"box": f["box"], "probs": [round(float(p), 5) for p in probs[i + k]]}
-                     for k, f in enumerate(job.faces)]
+            faces = [Face(box=f.box, probs=[round(float(p), 5) for p in probs[i + k]]) for k, f in enumerate(job.faces)]
             i += _faces(job)
             reply = Message("emotions", job.stream, job.frame, job.epoch, faces=faces,
                             meta={"job": job.meta["job"], "worker": self.worker})

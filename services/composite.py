@@ -36,7 +36,7 @@ from dogfilter.common.transport.metrics import Counters
 from dogfilter.common.transport.protocol import HEARTBEAT_S, Dispatcher, Job, Peer, drain_confirming, send
 from dogfilter.common.transport.seal import Sealer
 from dogfilter.common.transport.sockets import Links
-from dogfilter.common.transport.wire import Message
+from dogfilter.common.transport.wire import Face, Message
 from dogfilter.common.vision.identity import FaceIdentities
 from dogfilter.common.vision.masks import Painter, load_masks
 
@@ -80,6 +80,7 @@ class Entry:
     emitted: bool = False
     asked: list[int] = field(default_factory=list)  # the faces (indices) sent to the classifier
     asked_at: float = 0.0
+    readings: dict[int, tuple[list[str], list[float]]] = field(default_factory=dict)  # face → (classes, probs)
 
 
 class Reorder:
@@ -217,11 +218,11 @@ class Composite:
         if entry.asked:
             assert msg.crops is not None  # detections carry their faces' crops (wire.PARTS)
             entry.waiting = True
-            if self.s.live and all(st.faces.known(f["box"]) for f in msg.faces):
+            if self.s.live and all(st.faces.known(f.box) for f in msg.faces):
                 entry.deadline, entry.known = min(entry.deadline, now + self.s.known_deadline_s), True
             some = len(entry.asked) < len(msg.faces)
             crops = Message("crops", msg.stream, msg.frame, msg.epoch,
-                            faces=[{"box": msg.faces[i]["box"]} for i in entry.asked],
+                            faces=[Face(box=msg.faces[i].box) for i in entry.asked],
                             crops=msg.crops[entry.asked] if some else msg.crops)
             self.queue.append(Job(crops, entry))
         if self.s.live and len(st.reorder.entries) > MAX_BUFFERED:  # never hold more than ~2 s of video
@@ -229,14 +230,14 @@ class Composite:
             self.counters["frames_dropped"] += 1
         return True
 
-    def _to_ask(self, st: StreamState, faces: list[dict[str, Any]], now: float) -> list[int]:
+    def _to_ask(self, st: StreamState, faces: list[Face], now: float) -> list[int]:
         """The faces of a frame to send to the classifier: every one, but in live mode not a followed face whose
         emotion is known and was asked about less than ``reclassify_s`` ago."""
         if not self.s.live or self.s.reclassify_s <= 0:
             return list(range(len(faces)))
         out = []
         for i, f in enumerate(faces):
-            track = st.faces.match(f["box"])
+            track = st.faces.match(f.box)
             if track is not None and track.probs and now - track.asked < self.s.reclassify_s:
                 continue
             if track is not None:
@@ -273,12 +274,13 @@ class Composite:
         if why:
             self.counters.drop("bad_reply", why, peer=peer.ident)
             return
-        faces = [entry.msg.faces[i] for i in entry.asked] if entry.msg is not None else []
+        faces = [(i, entry.msg.faces[i]) for i in entry.asked] if entry.msg is not None else []
         st = self.streams.get(job.msg.stream)
-        for face, res in zip(faces, reply.faces, strict=True):
-            face["probs"], face["classes"] = res["probs"], classes
-            if entry.emitted and st is not None and "track" in face:
-                st.faces.learn(face["track"], classes, res["probs"])  # too late for its frame: still teach the face
+        for (i, face), res in zip(faces, reply.faces, strict=True):
+            entry.readings[i] = classes, res.probs or []  # check_reply: one set of probabilities a face
+            track = face.track
+            if entry.emitted and st is not None and track is not None:
+                st.faces.learn(track, classes, res.probs or [])  # too late for its frame: still teach the face
         if entry.emitted:
             # known faces are painted at once by design: their replies update them; any other reply missed its frame
             self.counters["updated_after_paint" if entry.known else "late_results"] += 1
@@ -347,22 +349,22 @@ class Composite:
             self.counters["stale_frames"] += 1  # too old to show: live means live
             return None
         image = np.array(msg.image)  # our own writable copy of the received pixels
-        tracks = st.faces.assign(msg.frame, [f["box"] for f in msg.faces])
+        tracks = st.faces.assign(msg.frame, [f.box for f in msg.faces])
         for i, (face, track) in enumerate(zip(msg.faces, tracks, strict=True)):
-            face["track"] = track.id
+            face.track = track.id
             if i in entry.asked:  # a face seen first in this frame was asked about then
                 track.asked = max(track.asked, entry.asked_at)
-            probs, classes = face.pop("probs", None), face.pop("classes", None)
-            if probs is not None:
-                st.faces.teach(track, classes, probs)
+            reading = entry.readings.get(i)
+            if reading is not None:
+                st.faces.teach(track, *reading)
             best = track.emotion
             if best is not None:
-                face["emotion"], face["p"] = best[0], round(best[1], 3)
-                face["stale"] = probs is None and i in entry.asked  # asked, and the answer missed this frame
-                if face["stale"]:
+                face.emotion, face.p = best[0], round(best[1], 3)
+                face.stale = reading is None and i in entry.asked  # asked, and the answer missed this frame
+                if face.stale:
                     self.counters["faces_late"] += 1  # painted with its last reading
             else:
-                face["emotion"], face["stale"] = self.painter.default_emotion, True
+                face.emotion, face.stale = self.painter.default_emotion, True
                 self.counters["faces_unclassified"] += 1
         self.painter.paint(image, msg.faces)
         out = msg.derive("composited", image=image, crops=None)
@@ -396,7 +398,7 @@ def check_worker(info: dict[str, Any], vocabulary: frozenset[str] = EMOTIONS) ->
 def check_reply(peer: Peer, job: Job, reply: Message) -> str | None:
     """A reply must carry one set of probabilities per face of its job, each over the worker's classes."""
     classes = peer.info["classes"]
-    if len(reply.faces) != len(job.msg.faces) or any(len(f.get("probs") or ()) != len(classes)
+    if len(reply.faces) != len(job.msg.faces) or any(len(f.probs or ()) != len(classes)
                                                       for f in reply.faces):
         return "emotions do not match the job's faces or the worker's classes"
     return None

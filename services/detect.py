@@ -76,7 +76,7 @@ class Detect:
             assert msg.image is not None  # a frame carries one (wire.PARTS)
             faces = detect_at_most(self.detector, msg.image, self.detect_size,
                                    None if msg.meta.get("still") else video, msg.frame)  # photos: each on its own
-            out = msg.derive("detections", faces=[f.to_wire() for f in faces],
+            out = msg.derive("detections", faces=faces,
                              crops=face_crops(msg.image, [f.box for f in faces]))
             self.counters["frames"] += 1
             self.counters["faces"] += len(faces)

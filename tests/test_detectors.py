@@ -152,8 +152,9 @@ def test_grace_hopper_one_face_in_the_same_place_for_both_detectors(haar, bf) ->
     assert f.score > 0.8 and iou_xywh(f.box, GRACE_HAAR_BOX) > 0.85, f.box
     assert_keypoints_in_place(f)
     assert abs(roll_of(f.keypoints)) < 5
-    d = f.to_wire()
-    assert d["box"] == list(f.box) and len(d["kp"]) == 6
+    assert f.keypoints is not None and len(f.keypoints) == 6
+    crops = np.zeros((1, 48, 48), np.uint8)
+    assert wire.decode(wire.encode(wire.Message("crops", faces=[f], crops=crops))).faces == [f]
 
 
 @pytest.mark.unit
@@ -257,15 +258,15 @@ def test_composite_turns_the_mask_with_the_eyes(bf) -> None:
     painter = Painter(load_masks([]), default_emotion="happy")
     comp = Composite(painter, sealer, Counters("composite", logging.getLogger("test")), Settings(deadline_s=0.0))
     got = {}
-    for i, (name, face) in enumerate((("bf", f.to_wire()), ("haar", {"box": list(f.box)}))):
+    for i, (name, face) in enumerate((("bf", f), ("haar", wire.Face(box=f.box)))):
         msg = sealer.seal(wire.Message("detections", "cam0", i, 1, faces=[face], image=img.copy(),
                                        crops=np.zeros((1, 48, 48), np.uint8)))
         comp.on_detections(msg, now=0.0)
         (out,) = comp.ready(now=1.0)
         got[name] = out.image
     mask = painter.masks["happy"]
-    for name, roll in (("bf", roll_of(f.to_wire()["kp"])), ("haar", 0.0)):
+    for name, roll in (("bf", roll_of(f.keypoints)), ("haar", 0.0)):
         want = img.copy()
         masks.paint(want, f.box, mask, roll_deg=roll)
         assert np.array_equal(got[name], want), name
-    assert 14 < roll_of(f.to_wire()["kp"]) < 26 and not np.array_equal(got["bf"], got["haar"])
+    assert 14 < roll_of(f.keypoints) < 26 and not np.array_equal(got["bf"], got["haar"])

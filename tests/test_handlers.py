@@ -12,7 +12,7 @@ import pytest
 from dogfilter.common.media.sources import Source
 from dogfilter.common.transport.metrics import Counters
 from dogfilter.common.transport.seal import Sealer
-from dogfilter.common.transport.wire import Message
+from dogfilter.common.transport.wire import Face, Message
 from dogfilter.common.vision.identity import FaceIdentities
 from dogfilter.services.capture import Capture, FileFeed
 from dogfilter.services.composite import Reorder
@@ -99,19 +99,19 @@ def test_a_followed_face_is_read_again_every_reclassify_ms_live_and_every_frame_
     asked, painted = [], []
     for i in range(12):
         now = i * 0.033
-        boxes = [[40, 30, 50, 50]] + ([[200, 30, 40, 40]] if i >= 9 else [])  # a second face walks in at 9
-        msg = sealer.seal(Message("detections", "cam0", i, 1, faces=[{"box": b} for b in boxes],
+        boxes = [(40, 30, 50, 50)] + ([(200, 30, 40, 40)] if i >= 9 else [])  # a second face walks in at 9
+        msg = sealer.seal(Message("detections", "cam0", i, 1, faces=[Face(box=b) for b in boxes],
                                   image=np.zeros((120, 260, 3), np.uint8), crops=np.zeros((len(boxes), 48, 48),
                                                                                           np.uint8)))
         assert comp.on_detections(msg, now)
         job = comp.next_job()
         if job is not None:
-            asked.append((i, [f["box"][0] for f in job.msg.faces]))
+            asked.append((i, [f.box[0] for f in job.msg.faces]))
             assert len(job.msg.crops) == len(job.msg.faces)
             comp.on_emotions(worker, job, Message("emotions", "cam0", i, 1, faces=[
-                {"box": f["box"], "probs": [0.9, 0.05, 0.03, 0.02]} for f in job.msg.faces]))
+                Face(box=f.box, probs=[0.9, 0.05, 0.03, 0.02]) for f in job.msg.faces]))
         (out,) = comp.ready(now)
-        painted += [(f["emotion"], f["stale"]) for f in out.faces]
+        painted += [(f.emotion, f.stale) for f in out.faces]
     if live:  # 0: new; 4 and 8: 132 ms after it was last asked about; 9: the new face only
         assert asked == [(0, [40]), (4, [40]), (8, [40]), (9, [200])]
         assert comp.counters["faces_read_earlier"] == 6 + 1 + 4
@@ -154,16 +154,16 @@ def test_a_change_of_expression_reaches_the_mask_within_a_few_frames(reclassify_
                          Settings(live=True, reclassify_s=reclassify_s, deadline_s=1.0, max_age_s=1e9))
         worker = Peer(b"w", 8, {"classes": ["happy", "sad", "surprise", "neutral"]}, 0.0)
         for i in range(60):
-            face = {"box": [40, 30, 50, 50]}
+            face = Face(box=(40, 30, 50, 50))
             assert comp.on_detections(sealer.seal(Message("detections", "cam0", i, 1, faces=[face],
                                                           image=np.zeros((120, 160, 3), np.uint8),
                                                           crops=np.zeros((1, 48, 48), np.uint8))), i / 30)
             job = comp.next_job()
             if job is not None:
                 comp.on_emotions(worker, job, Message("emotions", "cam0", i, 1, faces=[
-                    {**face, "probs": surprise if i >= change else happy}]))
+                    Face(box=face.box, probs=surprise if i >= change else happy)]))
             (out,) = comp.ready(i / 30)
-            if i >= change and out.faces[0]["emotion"] == "surprise":
+            if i >= change and out.faces[0].emotion == "surprise":
                 lags.append(i - change)
                 break
     assert len(lags) == 8 and max(lags) <= most_frames, lags
@@ -181,14 +181,14 @@ def test_without_a_classify_worker_jobs_go_with_their_frames_and_the_queue_stays
     shown = 0
     for i in range(3000):
         now = i * 0.033
-        msg = sealer.seal(Message("detections", "cam0", i, 1, faces=[{"box": [10, 10, 40, 40]}],
+        msg = sealer.seal(Message("detections", "cam0", i, 1, faces=[Face(box=(10, 10, 40, 40))],
                                   image=np.zeros((120, 160, 3), np.uint8), crops=np.zeros((1, 48, 48), np.uint8)))
         comp.on_detections(msg, now)
         shown += len(comp.ready(now))
         assert len(comp.queue) <= 2
     assert shown >= 2990 and comp.counters["jobs_dropped"] >= 2990
     for i in range(3000, 3000 + 2 * MAX_BUFFERED):  # frames that never reach their deadline: the buffer drops them
-        msg = sealer.seal(Message("detections", "cam0", i, 1, faces=[{"box": [10, 10, 40, 40]}],
+        msg = sealer.seal(Message("detections", "cam0", i, 1, faces=[Face(box=(10, 10, 40, 40))],
                                   image=np.zeros((120, 160, 3), np.uint8), crops=np.zeros((1, 48, 48), np.uint8)))
         comp.on_detections(msg, 0.0)
         comp.ready(0.0)

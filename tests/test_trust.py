@@ -30,7 +30,7 @@ from dogfilter.commands.run import Pipeline
 from dogfilter.common.transport import wire
 from dogfilter.common.transport.protocol import send
 from dogfilter.common.transport.seal import Sealer
-from dogfilter.common.transport.wire import Message
+from dogfilter.common.transport.wire import Face, Message
 from tests.conftest import (
     ROOT,
     free_port,
@@ -95,7 +95,7 @@ def test_a_rogue_classify_worker_cannot_crash_confuse_or_bloat_the_composite(liv
     try:
         send(rogue, Message("ready", meta={"credit": 1000, "classes": ["happy", "sad"]}), block=True)
         bad = [
-            Message("emotions", faces=[{"box": [0, 0, 5, 5], "probs": [1.0, 0.0]}], meta={"job": 10**12}),
+            Message("emotions", faces=[Face(box=(0, 0, 5, 5), probs=[1.0, 0.0])], meta={"job": 10**12}),
             Message("ready", meta={"credit": 4, "classes": ["only-one"]}),  # a one-element class list
         ]
         for m in bad:
@@ -123,10 +123,10 @@ def test_oversized_boxes_are_refused_and_memory_stays_bounded(live) -> None:
     try:
         crops = np.zeros((3, 48, 48), np.uint8)
         for i in range(3):  # the attack: 8,000-pixel faces in a 320x240 frame
-            faces = [{"box": [0, 0, 8000, 8000]}] * 3
+            faces = [Face(box=(0, 0, 8000, 8000))] * 3
             send(sock, sealer.seal(_frame_msg("detections", "other", i, epoch, faces=faces, crops=crops)), block=True)
         for i in range(40):  # faces twice the frame: allowed, painted clipped, cache bounded
-            faces = [{"box": [-320 + 7 * i, -240, 640, 480]}] * 3
+            faces = [Face(box=(-320 + 7 * i, -240, 640, 480))] * 3
             m = _frame_msg("detections", "other", 3 + i, epoch, faces=faces, crops=crops)
             m.stamp("capture")
             send(sock, sealer.seal(m), block=True)
@@ -169,7 +169,7 @@ def test_hostile_frames_at_the_display_cannot_crash_it_or_grow_its_statistics(li
                   "parts": [{"name": "image", "shape": [2, 2, 3], "dtype": "uint8", "enc": "raw"}]}
         sock.send_multipart([msgpack.packb(header), bytes(12)])
         for i in range(2000):  # sealed (a peer with the secret), each with a new emotion label
-            m = _frame_msg("composited", "labels", i, epoch, faces=[{"box": [1, 1, 20, 20], "emotion": f"e{i}"}])
+            m = _frame_msg("composited", "labels", i, epoch, faces=[Face(box=(1, 1, 20, 20), emotion=f"e{i}")])
             send(sock, sealer.seal(m), block=True)
         s = wait_for(live.stats, lambda x: x["streams"].get("labels", {}).get("frames", 0) >= 2000)
         _flowing(live, 10)

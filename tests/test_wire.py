@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 
 import cv2
@@ -28,7 +29,7 @@ def _roundtrip(msg: wire.Message, **kw) -> wire.Message:
 def test_roundtrip_keeps_every_field_and_pixel() -> None:
     img = _frame()
     crops = np.random.default_rng(0).integers(0, 255, (2, 48, 48), dtype=np.uint8)
-    faces = [{"box": [1, 2, 30, 30], "score": 0.9}, {"box": [10, 5, 20, 20], "probs": [0.1, 0.2, 0.7]}]
+    faces = [wire.Face(box=(1, 2, 30, 30), score=0.9), wire.Face(box=(10, 5, 20, 20), probs=[0.1, 0.2, 0.7])]
     msg = wire.Message("detections", "camA", 41, 1234, ts={"capture": 1.5}, faces=faces, meta={"fps": 30.0},
                        image=img, crops=crops)
     out = _roundtrip(msg)
@@ -90,41 +91,59 @@ def test_the_browser_camera_refuses_a_bomb_undecoded() -> None:
                         4_000_000)[0].shape == (32, 32, 3)
 
 
-@pytest.mark.parametrize("frames, why", [
-    ([], "empty"),
-    ([b"\xc1garbage"], "not msgpack"),
-    ([msgpack.packb([1, 2, 3])], "not a map"),
-    ([_header(v=99), GOOD_PIXELS], "schema version"),
-    ([_header(kind="pickle"), GOOD_PIXELS], "unknown message kind"),
-    ([_header(frame=-1), GOOD_PIXELS], "frame number"),
-    ([_header(stream=""), GOOD_PIXELS], "stream id"),
-    ([_header()], "describes 1 parts"),
-    ([_header(), bytes(47)], "does not match shape"),
-    ([_header(parts=[{"name": "image", "shape": [4, 4, 3], "dtype": "float64", "enc": "raw"}]), GOOD_PIXELS], "dtype"),
+MAL, BIG, BAD = "malformed", "oversized", "bad_value"  # the fault each is counted as
+
+
+@pytest.mark.parametrize("frames, why, fault", [
+    ([], "empty", MAL),
+    ([b"\xc1garbage"], "not msgpack", MAL),
+    ([msgpack.packb([1, 2, 3])], "Expected `object`, got `array`", MAL),
+    ([_header(v=99), GOOD_PIXELS], "schema version", MAL),
+    ([_header(kind="pickle"), GOOD_PIXELS], "unknown message kind", MAL),
+    ([_header(frame=-1), GOOD_PIXELS], "at `$.frame`", MAL),
+    ([_header(stream=""), GOOD_PIXELS], "at `$.stream`", MAL),
+    ([_header()], "describes 1 parts", MAL),
+    ([_header(), bytes(47)], "does not match shape", MAL),
+    ([_header(parts=[{"name": "image", "shape": [4, 4, 3], "dtype": "float64", "enc": "raw"}]), GOOD_PIXELS],
+     "dtype", MAL),
     ([_header(parts=[{"name": "image", "shape": [99999, 4, 3], "dtype": "uint8", "enc": "raw"}]), GOOD_PIXELS],
-     "bad shape"),
+     "at `$.parts[0].shape[0]`", MAL),
     ([_header(parts=[{"name": "image", "shape": [4, 4, 3], "dtype": "uint8", "enc": "jpeg"}]), b"notajpeg"],
-     "not a JPEG"),
+     "not a JPEG", MAL),
     ([_header(parts=[{"name": "image", "shape": [240, 320, 3], "dtype": "uint8", "enc": "jpeg"}]), BOMB],
-     "the JPEG says 60000x60000"),  # a decompression bomb: refused from its own header, undecoded
+     "the JPEG says 60000x60000", BAD),  # a decompression bomb: refused from its own header, undecoded
     ([_header(parts=[{"name": "image", "shape": [16, 16, 3], "dtype": "uint8", "enc": "jpeg"}]), BROKEN],
-     "corrupt JPEG"),  # the right size in its header, then garbage: the decoder's failure is a WireError
+     "corrupt JPEG", MAL),  # the right size in its header, then garbage: the decoder's failure is a WireError
     ([_header(parts=[{"name": "image", "shape": [4, 4], "dtype": "uint8", "enc": "raw"}]), bytes(16)],
-     "want H×W×3"),  # grey: the painter handles BGR only
+     "length 3, got 2 - at `$.parts[0].shape`", MAL),  # grey: the painter handles BGR only
     ([_header(parts=[{"name": "image", "shape": [4, 4, 4], "dtype": "uint8", "enc": "raw"}]), bytes(64)],
-     "channel count 4"),
-    ([_header(faces=[{"box": [0, 0, -5, 10]}]), GOOD_PIXELS], "bad size"),
-    ([_header(faces=[{"box": "0,0,5,5"}]), GOOD_PIXELS], "[x, y, w, h]"),
-    ([_header(ts={"capture": float("nan")}), GOOD_PIXELS], "finite"),
-    ([b"\x00" * (wire.MAX_HEADER_BYTES + 1)], "over the"),
+     "Invalid enum value 4 - at `$.parts[0].shape[2]`", MAL),
+    ([_header(kind="eos"), GOOD_PIXELS], "unknown field `parts`", MAL),  # an end of stream carries no pixels
+    ([_header(faces=[{"box": [0, 0, -5, 10]}]), GOOD_PIXELS], "at `$.faces[0].box[2]`", BAD),
+    ([_header(faces=[{"box": "0,0,5,5"}]), GOOD_PIXELS], "at `$.faces[0].box`", MAL),
+    ([_header(faces=[{"box": [0, 0, 5, 5], "p": 1.5}]), GOOD_PIXELS], "at `$.faces[0].p`", BAD),
+    ([_header(faces=[{"box": [0, 0, 5, 5], "pickle": 1}]), GOOD_PIXELS], "unknown field `pickle`", BAD),
+    ([_header(faces=[{"box": [9, 9, 5, 5]}]), GOOD_PIXELS], "outside the frame", BAD),
+    ([_header(ts={"capture": float("nan")}), GOOD_PIXELS], "at `$.ts[...]`", BAD),
+    ([_header(meta={"fps": "thirty"}), GOOD_PIXELS], "at `$.meta.fps`", BAD),
+    ([_header(meta={"classes": ["a", "a"]}), GOOD_PIXELS], "not distinct", BAD),
+    ([_header(epoch=2**52), GOOD_PIXELS], "in the future", BAD),
+    ([_header(parts=[{"name": "image", "shape": [9000, 9000, 3], "dtype": "uint8", "enc": "raw"}]), GOOD_PIXELS],
+     "pixel cap", BIG),
+    ([b"\x00" * (wire.MAX_HEADER_BYTES + 1)], "over the", BIG),
 ])
-def test_malformed_input_is_rejected_with_a_reason(frames: list[bytes], why: str) -> None:
-    with pytest.raises(wire.WireError, match=why.replace("[", r"\[").replace("]", r"\]")):
+def test_malformed_input_is_rejected_with_a_reason(frames: list[bytes], why: str, fault: str) -> None:
+    with pytest.raises(wire.WireError, match=re.escape(why)) as e:
         wire.decode(frames)
+    assert e.value.fault == fault
+
+
+def test_an_unknown_meta_key_is_dropped() -> None:
+    assert wire.decode([_header(meta={"fps": 30.0, "pickle": "x"}), GOOD_PIXELS]).meta == {"fps": 30.0}
 
 
 def test_crop_count_must_match_faces() -> None:
-    msg = wire.Message("detections", faces=[{"box": [0, 0, 5, 5]}], image=_frame(),
+    msg = wire.Message("detections", faces=[wire.Face(box=(0, 0, 5, 5))], image=_frame(),
                        crops=np.zeros((2, 48, 48), np.uint8))
     with pytest.raises(wire.WireError, match="2 crops for 1 faces"):
         _roundtrip(msg)

@@ -251,7 +251,7 @@ class StreamStats:
         self.absorb(msg)
         self.faces += len(msg.faces)
         for f in msg.faces:
-            label = str(f.get("emotion"))
+            label = str(f.emotion)
             self.emotions[label if label in self.emotions or len(self.emotions) < MAX_LABELS else "other"] += 1
         if msg.image is not None:
             self.size = list(msg.image.shape[:2][::-1])

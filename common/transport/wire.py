@@ -4,8 +4,9 @@ A message is a ZeroMQ multipart message::
 
     [header, part_0, part_1, ...]
 
-``header`` is a msgpack map (schema version, kind, stream, epoch, frame number, per-stage timestamps, faces,
-``meta`` and a description of each binary part); each ``part_i`` is the raw bytes of one array (``image``: the
+``header`` is a msgpack map (kind, schema version, stream, epoch, frame number, per-stage timestamps, faces,
+``meta`` and a description of each binary part), declared below as one :class:`Header` type per kind (a union
+tagged by ``kind``) and decoded and checked by msgspec; each ``part_i`` is the raw bytes of one array (``image``: the
 H×W×3 uint8 BGR frame; ``crops``: N×48×48 uint8 grey face crops), sent zero-copy, or a JPEG of the image for links
 where bandwidth matters more than CPU.  No pickle anywhere: msgpack carries only plain data, and arrays are rebuilt
 with ``numpy.frombuffer`` after their shape, dtype and size are checked.
@@ -31,8 +32,10 @@ kind           from → to                    carries
 Every job a dispatcher hands out carries ``meta.job`` (an id the dispatcher issued; replies and ``done`` name it).
 Frames, skips and ends of stream carry ``meta.seal`` (capture's proof of the stream's identity: see ``seal.py``).
 
-Decoding checks every value a stage acts on — types, ranges, lengths, the meta keys and their types, face boxes
-against the frame — so a message that parses is also a message whose values are sane.  A JPEG part is decoded only
+Decoding checks every value a stage acts on — types, ranges, lengths and patterns declared with the types (a
+meta key no stage knows is dropped), then, in a few small functions, what a type cannot say: face boxes against
+the frame, part sizes, the pixel cap, distinct class labels, the epoch against our clock — so a message that
+parses is also a message whose values are sane.  A JPEG part is decoded only
 after its own frame header (``imagehead``) says it is the size the message declares (itself under the pixel cap),
 and only frames of H×W×3 uint8 and crops of N×48×48 pass.  Anything else, a decoder's failure included, raises
 :class:`WireError`; receivers count it by kind of fault, log it (rate-limited) and go on.
@@ -40,28 +43,23 @@ and only frames of H×W×3 uint8 and crops of N×48×48 pass.  Anything else, a 
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Annotated, Any, Literal, TypedDict
 
 import cv2
-import msgpack
+import msgspec
 import numpy as np
 import zmq
 
 from dogfilter.common.transport import imagehead
 
-SCHEMA = 2
-KINDS = frozenset({"frame", "detections", "skip", "crops", "emotions", "composited", "eos", "ready", "done",
-                   "heartbeat", "reset"})
-CONTROL = frozenset({"ready", "done", "heartbeat", "reset"})
-#: the parts each kind must carry (others carry none)
-PARTS = {"frame": {"image"}, "detections": {"image", "crops"}, "crops": {"crops"}, "composited": {"image"}}
-PART_NAMES = ("image", "crops")
+SCHEMA = 3  # 3: the header is declared types (msgspec): kind first, defaults left out, faces with named fields
 MAX_HEADER_BYTES = 256 * 1024
 MAX_DIM = 32768
 MAX_FACES = 128
@@ -112,6 +110,163 @@ class WireError(ValueError):
         self.fault = fault
 
 
+# --------------------------------------------------------------------------------------------------- the types
+
+_PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]*$"
+Id = Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)]
+Count = Id
+Unit = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+Finite = Annotated[float, msgspec.Meta(ge=-1e18, le=1e18)]  # NaN and ±inf fail both bounds
+Coord = Annotated[int, msgspec.Meta(ge=-4 * MAX_DIM, le=4 * MAX_DIM)]
+Size = Annotated[int, msgspec.Meta(gt=0, le=4 * MAX_DIM)]
+PointCoord = Annotated[float, msgspec.Meta(ge=-4 * MAX_DIM, le=4 * MAX_DIM)]
+Label16 = Annotated[str, msgspec.Meta(min_length=1, max_length=16, pattern=_PRINTABLE)]
+Label32 = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=_PRINTABLE)]
+Label64 = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=_PRINTABLE)]
+Label160 = Annotated[str, msgspec.Meta(min_length=1, max_length=160, pattern=_PRINTABLE)]
+Stream = Annotated[str, msgspec.Meta(pattern=f"^{STREAM_RE.pattern}$")]
+Box = tuple[Coord, Coord, Size, Size]  # x, y, w, h in frame pixels
+Point = tuple[PointCoord, PointCoord]
+
+
+class Face(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+    """One face, from detect to display: each stage fills in what it knows (a field left at its default is not
+    sent).  ``box`` is checked against the frame after decoding (:func:`_check_faces`)."""
+
+    box: Box
+    score: Unit | None = None  # the detector's confidence
+    keypoints: Annotated[list[Point], msgspec.Meta(max_length=8)] | None = None  # eyes, nose, mouth, ears (BlazeFace)
+    probs: Annotated[list[Unit], msgspec.Meta(min_length=2, max_length=16)] | None = None  # classify's answer
+    emotion: Label32 | None = None  # the emotion painted (composite)
+    p: Unit | None = None  # its smoothed probability
+    stale: bool = False  # painted with an earlier reading (its answer missed the frame), or never classified
+    track: Id | None = None  # which face it is across frames (composite)
+
+    def scaled(self, k: float) -> Face:
+        """The same face in a picture ``k`` times the size."""
+        x, y, w, h = self.box
+        kps = [(px * k, py * k) for px, py in self.keypoints] if self.keypoints else None
+        return Face(box=(round(x * k), round(y * k), max(1, round(w * k)), max(1, round(h * k))), score=self.score,
+                    keypoints=kps)
+
+
+class Meta(TypedDict, total=False):
+    """Every meta key any stage reads, and its type (a key no stage knows is dropped on decode)."""
+
+    fps: Annotated[float, msgspec.Meta(ge=0.1, le=1000.0)]
+    mode: Literal["live", "file"]
+    still: bool  # unrelated photos, not video: detect must not carry faces from one to the next
+    job: Id  # the dispatcher's id of a job; replies and done name it
+    credit: Annotated[int, msgspec.Meta(ge=1, le=1024)]  # ready: how many jobs a worker takes at once
+    classes: Annotated[list[Label32], msgspec.Meta(min_length=2, max_length=16)]  # distinct (checked apart)
+    last: Annotated[int, msgspec.Meta(ge=-1, le=MAX_ID)]  # eos: the last frame number of the stream
+    stats: Annotated[dict[Label32, Annotated[dict[Label64, Count], msgspec.Meta(max_length=64)]],
+                     msgspec.Meta(max_length=16)]
+    workers: Annotated[dict[Label160, Count], msgspec.Meta(max_length=64)]
+    seal: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{32}$")]
+    reason: Label32
+    worker: Label160
+    model: Label64
+    device: Label32
+    detector: Label32
+    client_ts: Finite  # a browser's own clock, echoed back for its round-trip time
+    retry: bool  # done{retry}: not taken (the receiver is full); send it again shortly
+
+
+class ImagePart(msgspec.Struct, forbid_unknown_fields=True):
+    """An H×W×3 uint8 BGR frame (a grey or BGRA frame is converted at the source), raw or JPEG."""
+
+    name: Literal["image"]
+    shape: tuple[Annotated[int, msgspec.Meta(gt=0, le=MAX_DIM)], Annotated[int, msgspec.Meta(gt=0, le=MAX_DIM)],
+                 Literal[3]]
+    dtype: Literal["uint8"]
+    enc: Literal["raw", "jpeg"]
+
+
+class CropsPart(msgspec.Struct, forbid_unknown_fields=True):
+    """N×48×48 uint8 grey face crops, raw."""
+
+    name: Literal["crops"]
+    shape: tuple[Annotated[int, msgspec.Meta(ge=0, le=MAX_FACES)], Literal[48], Literal[48]]
+    dtype: Literal["uint8"]
+    enc: Literal["raw"]
+
+
+Part = ImagePart | CropsPart
+
+
+class Header(msgspec.Struct, kw_only=True, tag_field="kind", omit_defaults=True, forbid_unknown_fields=True):
+    """What every message says before its parts.  One subclass per kind (the tag): those with pixels declare
+    which parts they carry, in order; the others carry none."""
+
+    v: Literal[3]  # SCHEMA
+    stream: Stream = "cam0"
+    epoch: Id = 0  # capture's start time in ms: a restarted capture starts a new epoch of its stream
+    frame: Id = 0
+    ts: Annotated[dict[Label32, Finite], msgspec.Meta(max_length=16)] = {}
+    faces: Annotated[list[Face], msgspec.Meta(max_length=MAX_FACES)] = []
+    meta: Meta = {}
+
+
+class FrameHeader(Header, tag="frame", kw_only=True):
+    parts: tuple[ImagePart]
+
+
+class DetectionsHeader(Header, tag="detections", kw_only=True):
+    parts: tuple[ImagePart, CropsPart]
+
+
+class CropsHeader(Header, tag="crops", kw_only=True):
+    parts: tuple[CropsPart]
+
+
+class CompositedHeader(Header, tag="composited", kw_only=True):
+    parts: tuple[ImagePart]
+
+
+class SkipHeader(Header, tag="skip"):
+    pass
+
+
+class EmotionsHeader(Header, tag="emotions"):
+    pass
+
+
+class EosHeader(Header, tag="eos"):
+    pass
+
+
+class ReadyHeader(Header, tag="ready"):
+    pass
+
+
+class DoneHeader(Header, tag="done"):
+    pass
+
+
+class HeartbeatHeader(Header, tag="heartbeat"):
+    pass
+
+
+class ResetHeader(Header, tag="reset"):
+    pass
+
+
+AnyHeader = (FrameHeader | DetectionsHeader | CropsHeader | CompositedHeader | SkipHeader | EmotionsHeader
+             | EosHeader | ReadyHeader | DoneHeader | HeartbeatHeader | ResetHeader)
+HEADERS: dict[str, type[Header]] = {
+    str(cls.__struct_config__.tag): cls for cls in (FrameHeader, DetectionsHeader, CropsHeader, CompositedHeader,
+                                                     SkipHeader, EmotionsHeader, EosHeader, ReadyHeader, DoneHeader,
+                                                     HeartbeatHeader, ResetHeader)}
+KINDS = frozenset(HEADERS)
+CONTROL = frozenset({"ready", "done", "heartbeat", "reset"})
+#: the parts each kind must carry, in this order (others carry none)
+PARTS: dict[str, tuple[str, ...]] = {"frame": ("image",), "detections": ("image", "crops"), "crops": ("crops",),
+                                     "composited": ("image",)}
+_DECODER = msgspec.msgpack.Decoder(AnyHeader)
+_ENCODER = msgspec.msgpack.Encoder()
+
+
 @dataclass
 class Message:
     kind: str
@@ -119,13 +274,13 @@ class Message:
     frame: int = 0
     epoch: int = 0  # capture's start time in ms: a restarted capture starts a new epoch of its stream
     ts: dict[str, float] = field(default_factory=dict)
-    faces: list[dict[str, Any]] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)
+    faces: list[Face] = field(default_factory=list)
+    meta: Meta = field(default_factory=lambda: Meta())
     image: np.ndarray | None = None
     crops: np.ndarray | None = None
     jpeg: bytes | None = None  # the image as JPEG, undecoded (decode(keep_jpeg=True): forwarded to a browser as is)
-    # the image as it arrived (zmq frame + encoding), so an unmodified image is forwarded without a copy
-    _image_src: tuple[int, Any, dict[str, Any]] | None = field(default=None, repr=False, compare=False)
+    # the image as it arrived (zmq frame + its description), so an unmodified image is forwarded without a copy
+    _image_src: tuple[int, Any, ImagePart] | None = field(default=None, repr=False, compare=False)
 
     def stamp(self, stage: str) -> None:
         self.ts[stage] = time.time()
@@ -137,11 +292,11 @@ class Message:
     def derive(self, kind: str, **fields: Any) -> Message:
         """The next hop's message about the same frame: stream, epoch, frame number, timestamps, faces and meta
         carried over (copies), the image forwarded untouched (zero-copy) unless ``fields`` replace them."""
-        meta = dict(self.meta)
+        meta = self.meta.copy()
         if "stats" in meta:
             meta["stats"] = dict(meta["stats"])
-        out = Message(kind, self.stream, self.frame, self.epoch, ts=dict(self.ts), faces=[dict(f) for f in self.faces],
-                      meta=meta, image=self.image)
+        out = Message(kind, self.stream, self.frame, self.epoch, ts=dict(self.ts),
+                      faces=[copy.copy(f) for f in self.faces], meta=meta, image=self.image)
         out._image_src = self._image_src
         for name, value in fields.items():
             setattr(out, name, value)
@@ -165,225 +320,46 @@ def encode(msg: Message, jpeg_quality: int | None = None) -> list[Any]:
 
     ``jpeg_quality`` (1..100) sends the image as JPEG instead of raw pixels.
     """
+    cls = HEADERS.get(msg.kind)
+    if cls is None:
+        raise WireError(f"unknown message kind {msg.kind[:32]!r}")
     parts: list[Any] = []
-    part_info: list[dict[str, Any]] = []
+    part_info: list[Part] = []
     if msg.image is not None:
         src = msg._image_src
-        if src is not None and src[0] == id(msg.image) and (jpeg_quality is None or src[2]["enc"] == "jpeg"):
+        if src is not None and src[0] == id(msg.image) and (jpeg_quality is None or src[2].enc == "jpeg"):
             parts.append(src[1])  # forward what we received, untouched: no copy, no re-encode
             part_info.append(src[2])
         else:
             img = np.ascontiguousarray(msg.image)
             if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
                 raise WireError(f"image must be uint8 HxWx3, got {img.dtype} {img.shape}")
-            info = {"name": "image", "shape": list(img.shape), "dtype": "uint8", "enc": "raw"}
+            h, w = img.shape[:2]
             if jpeg_quality is not None:
                 ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
                 if not ok:
                     raise WireError("JPEG encoding failed")
-                info["enc"] = "jpeg"
                 parts.append(buf)
+                part_info.append(ImagePart("image", (h, w, 3), "uint8", "jpeg"))
             else:
                 parts.append(img)
-            part_info.append(info)
+                part_info.append(ImagePart("image", (h, w, 3), "uint8", "raw"))
     if msg.crops is not None:
         crops = np.ascontiguousarray(msg.crops, dtype=np.uint8)
+        if crops.ndim != 3:
+            raise WireError(f"crops must be N×{CROP_SIZE}×{CROP_SIZE}, got {crops.shape}")
         parts.append(crops)
-        part_info.append({"name": "crops", "shape": list(crops.shape), "dtype": "uint8", "enc": "raw"})
-    header = {
-        "v": SCHEMA,
-        "kind": msg.kind,
-        "stream": msg.stream,
-        "epoch": msg.epoch,
-        "frame": msg.frame,
-        "ts": msg.ts,
-        "faces": msg.faces,
-        "meta": msg.meta,
-        "parts": part_info,
-    }
-    return [msgpack.packb(header, use_bin_type=True), *parts]
+        part_info.append(CropsPart("crops", (crops.shape[0], crops.shape[1], crops.shape[2]), "uint8", "raw"))
+    have = tuple(p.name for p in part_info)
+    if have != PARTS.get(msg.kind, ()):
+        raise WireError(f"a {msg.kind} message carries {list(have) or 'no parts'}, not {list(PARTS.get(msg.kind, ()))}")
+    head: dict[str, Any] = {"parts": tuple(part_info)} if part_info else {}
+    header = cls(v=SCHEMA, stream=msg.stream, epoch=msg.epoch, frame=msg.frame, ts=msg.ts, faces=msg.faces,
+                 meta=msg.meta, **head)
+    return [_ENCODER.encode(header), *parts]
 
 
-# --------------------------------------------------------------------------------------------------- value checks
-
-
-def _bad(what: str) -> WireError:
-    return WireError(what, "bad_value")
-
-
-def _number(x: Any, what: str, lo: float = -math.inf, hi: float = math.inf) -> float:
-    if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
-        raise _bad(f"{what} is not a finite number")
-    if not lo <= x <= hi:
-        raise _bad(f"{what} is out of range")
-    return x
-
-
-def _integer(x: Any, what: str, lo: int = 0, hi: int = MAX_ID) -> int:
-    if isinstance(x, bool) or not isinstance(x, int) or not lo <= x <= hi:
-        raise _bad(f"{what} is not an integer in {lo}..{hi}")
-    return x
-
-
-def _text(x: Any, what: str, max_len: int = 64) -> str:
-    if not isinstance(x, str) or not 0 < len(x) <= max_len or not x.isprintable():
-        raise _bad(f"{what} is not a short printable string")
-    return x
-
-
-def _counts(x: Any, what: str, max_keys: int, key_len: int = 64) -> dict[str, int]:
-    if not isinstance(x, dict) or len(x) > max_keys:
-        raise _bad(f"{what} is not a map of at most {max_keys} counts")
-    for k, v in x.items():
-        _text(k, f"{what} key", key_len)
-        _integer(v, f"{what} value")
-    return x
-
-
-def _stats(x: Any, what: str) -> dict[str, dict[str, int]]:
-    if not isinstance(x, dict) or len(x) > 16:
-        raise _bad(f"{what} is not a map of at most 16 stages")
-    for stage, counts in x.items():
-        _text(stage, "stats stage", 32)
-        _counts(counts, f"stats of {stage}", 64)
-    return x
-
-
-def _classes(x: Any, what: str) -> list[str]:
-    if not isinstance(x, list) or not 2 <= len(x) <= 16 or len(set(x)) != len(x):
-        raise _bad(f"{what} is not a list of 2 to 16 distinct labels")
-    for c in x:
-        _text(c, "class label", 32)
-    return x
-
-
-_HEX = re.compile(r"[0-9a-f]{32}")
-
-
-def _flag(v: Any, what: str) -> bool:
-    if not isinstance(v, bool):
-        raise _bad(f"{what} is not true/false")
-    return v
-
-
-def _mode(v: Any, what: str) -> str:
-    if v not in ("live", "file"):
-        raise _bad(f"{what} is not live or file")
-    return v
-
-
-def _seal(v: Any, what: str) -> str:
-    if not isinstance(v, str) or not _HEX.fullmatch(v):
-        raise _bad(f"{what} is not 32 hex digits")
-    return v
-
-
-def _probs(v: Any, what: str) -> list[float]:
-    if not isinstance(v, list) or not 2 <= len(v) <= 16:
-        raise _bad(f"{what} is not a list of 2 to 16 probabilities")
-    return [_number(p, what, 0.0, 1.0) for p in v]
-
-
-def _points(v: Any, what: str) -> list[list[float]]:
-    if not isinstance(v, list) or len(v) > 8 or not all(isinstance(pt, list) and len(pt) == 2 for pt in v):
-        raise _bad(f"{what} are not at most 8 [x, y] points")
-    return [[_number(c, what, -4 * MAX_DIM, 4 * MAX_DIM) for c in pt] for pt in v]
-
-
-#: every meta key any stage reads, and the check of its value
-META: dict[str, Callable[[Any, str], Any]] = {
-    "fps": lambda v, w: _number(v, w, 0.1, 1000.0),
-    "mode": _mode,
-    "still": _flag,
-    "job": _integer,
-    "credit": lambda v, w: _integer(v, w, 1, 1024),
-    "classes": _classes,
-    "last": lambda v, w: _integer(v, w, -1),
-    "stats": _stats,
-    "workers": lambda v, w: _counts(v, w, 64, 160),
-    "seal": _seal,
-    "reason": lambda v, w: _text(v, w, 32),
-    "worker": lambda v, w: _text(v, w, 160),
-    "model": lambda v, w: _text(v, w, 64),
-    "device": lambda v, w: _text(v, w, 32),
-    "detector": lambda v, w: _text(v, w, 32),
-    "client_ts": _number,  # a browser's own clock, echoed back for its round-trip time
-    "retry": _flag,  # done{retry}: not taken (the receiver is full); send it again shortly
-}
-
-#: every face key but the box (checked apart, against the frame), and the check of its value
-FACE: dict[str, Callable[[Any, str], Any]] = {
-    "score": lambda v, w: _number(v, w, 0.0, 1.0),
-    "probs": _probs,
-    "kp": _points,
-    "emotion": lambda v, w: _text(v, w, 32),
-    "p": lambda v, w: _number(v, w, 0.0, 1.0),
-    "stale": _flag,
-    "track": _integer,
-}
-
-
-def _check_meta(meta: Any) -> dict[str, Any]:
-    if not isinstance(meta, dict) or len(meta) > 32:
-        raise WireError("meta is not a map")
-    for k, v in meta.items():
-        check = META.get(k) if isinstance(k, str) else None
-        if check is None:
-            raise _bad(f"unknown meta key {str(k)[:32]!r}")
-        check(v, f"meta.{k}")
-    return meta
-
-
-def _check_face(face: Any, frame_hw: tuple[int, int] | None) -> dict[str, Any]:
-    if not isinstance(face, dict):
-        raise WireError("face is not a map")
-    box = face.get("box")
-    if not isinstance(box, list) or len(box) != 4:
-        raise WireError("face box is not [x, y, w, h]")
-    x, y, w, h = (_number(v, "face box value", -4 * MAX_DIM, 4 * MAX_DIM) for v in box)
-    if w <= 0 or h <= 0:
-        raise _bad("face box has a bad size")
-    if frame_hw is not None:  # the box must overlap the frame and be no bigger than twice it
-        fh, fw = frame_hw
-        if w > 2 * fw or h > 2 * fh or x >= fw or y >= fh or x + w <= 0 or y + h <= 0:
-            raise _bad("face box lies outside the frame or is far bigger than it")
-    for k, v in face.items():
-        if k == "box":
-            continue
-        check = FACE.get(k) if isinstance(k, str) else None
-        if check is None:
-            raise _bad(f"unknown face key {str(k)[:32]!r}")
-        check(v, f"face {k}")
-    return face
-
-
-def _check_part(info: Any, nbytes: int) -> tuple[str, tuple[int, ...], str]:
-    if not isinstance(info, dict):
-        raise WireError("part description is not a map")
-    name, shape, dtype, enc = info.get("name"), info.get("shape"), info.get("dtype"), info.get("enc")
-    if name not in PART_NAMES:
-        raise WireError(f"unknown part {str(name)[:32]!r}")
-    if dtype != "uint8":
-        raise WireError(f"part {name}: dtype {str(dtype)[:16]!r} is not uint8")
-    if enc not in ("raw", "jpeg") or (enc == "jpeg" and name != "image"):
-        raise WireError(f"part {name}: unknown encoding {str(enc)[:16]!r}")
-    if not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in shape):
-        raise WireError(f"part {name}: bad shape")
-    if name == "image":  # what every stage handles: H×W×3 (BGR); a grey or BGRA frame is converted at the source
-        if len(shape) != 3 or not all(0 < s <= MAX_DIM for s in shape[:2]):
-            raise WireError(f"image: bad shape {shape} (want H×W×3)")
-        if shape[2] != 3:
-            raise WireError(f"image: bad channel count {shape[2]} (want 3)")
-        if shape[0] * shape[1] > LIMITS.max_pixels:
-            raise WireError(f"image: {shape[1]}x{shape[0]} is over the {LIMITS.max_pixels} pixel cap", "oversized")
-    else:
-        if len(shape) != 3 or not 0 <= shape[0] <= MAX_FACES or shape[1:] != [CROP_SIZE, CROP_SIZE]:
-            raise WireError(f"crops: bad shape {shape} (want N×{CROP_SIZE}×{CROP_SIZE})")
-    if nbytes > LIMITS.max_part_bytes:
-        raise WireError(f"part {name}: {nbytes} bytes is over the {LIMITS.max_part_bytes} byte limit", "oversized")
-    if enc == "raw" and math.prod(shape) != nbytes:
-        raise WireError(f"part {name}: {nbytes} bytes does not match shape {shape}")
-    return name, tuple(shape), enc
+# --------------------------------------------------------------------------------------------------- decoding
 
 
 def _buf(frame: Any) -> memoryview:
@@ -394,21 +370,74 @@ def _buf(frame: Any) -> memoryview:
     return mv.cast("B") if mv.nbytes else memoryview(b"")
 
 
-def _header(frames: list[Any]) -> dict[str, Any]:
+_PATH = re.compile(r" - at `\$(.*)`$")
+
+
+def _refused(e: msgspec.ValidationError) -> WireError:
+    """The WireError of a header its types refuse: a wrong structure is ``malformed``, a value out of its range
+    (in the timestamps, faces or meta) ``bad_value``, as the receivers have always counted them."""
+    text = str(e)
+    m = _PATH.search(text)
+    path = m.group(1) if m else ""
+    if path == ".v":
+        return WireError(f"schema version: {text} (this is {SCHEMA})")
+    if path == ".kind" or "`kind`" in text:
+        return WireError(f"unknown message kind: {text}")
+    # inside the timestamps, faces and meta: a value out of range, an unknown face key; but a face or its box
+    # that is not even a map or a list is malformed
+    structure = text.startswith(("Expected `array`", "Expected `object`", "Object missing"))
+    inner = path.startswith((".ts[", ".meta.", ".faces["))
+    if inner and not (structure and (path.endswith(".box") or path.count(".") == 1 and path.startswith(".faces["))):
+        return WireError(f"bad value: {text}", "bad_value")
+    return WireError(f"bad header: {text}")
+
+
+def _header(frames: list[Any]) -> Header:
     if not frames:
         raise WireError("empty message")
     head = _buf(frames[0])
     if len(head) > MAX_HEADER_BYTES:
         raise WireError(f"header of {len(head)} bytes is over the {MAX_HEADER_BYTES} byte limit", "oversized")
     try:
-        h = msgpack.unpackb(head, raw=False, strict_map_key=True)
-    except Exception as e:  # msgpack raises several types; all mean the same here
-        raise WireError(f"header is not msgpack ({type(e).__name__})") from None
-    if not isinstance(h, dict):
-        raise WireError("header is not a map")
-    if h.get("v") != SCHEMA:
-        raise WireError(f"schema version {str(h.get('v'))[:16]!r} is not {SCHEMA}")
-    return h
+        return _DECODER.decode(head)
+    except msgspec.ValidationError as e:
+        raise _refused(e) from None
+    except msgspec.DecodeError as e:
+        raise WireError(f"header is not msgpack ({str(e)[:60]})") from None
+
+
+# the checks a type cannot express: each raises WireError
+
+def _check_clock(h: Header) -> None:
+    if h.epoch > time.time() * 1000 + MAX_CLOCK_SKEW_MS:
+        raise WireError("epoch is in the future", "bad_value")
+
+
+def _check_meta(meta: Meta) -> None:
+    classes = meta.get("classes")
+    if classes is not None and len(set(classes)) != len(classes):
+        raise WireError("meta.classes: labels are not distinct", "bad_value")
+
+
+def _check_faces(faces: list[Face], frame_hw: tuple[int, int] | None, n_crops: int | None) -> None:
+    if frame_hw is not None:  # a box must overlap the frame and be no bigger than twice it
+        fh, fw = frame_hw
+        for f in faces:
+            x, y, w, h = f.box
+            if w > 2 * fw or h > 2 * fh or x >= fw or y >= fh or x + w <= 0 or y + h <= 0:
+                raise WireError("face box lies outside the frame or is far bigger than it", "bad_value")
+    if n_crops is not None and n_crops != len(faces):
+        raise WireError(f"{n_crops} crops for {len(faces)} faces")
+
+
+def _check_part(info: Part, nbytes: int) -> None:
+    if isinstance(info, ImagePart) and info.shape[0] * info.shape[1] > LIMITS.max_pixels:
+        raise WireError(f"image: {info.shape[1]}x{info.shape[0]} is over the {LIMITS.max_pixels} pixel cap",
+                        "oversized")
+    if nbytes > LIMITS.max_part_bytes:
+        raise WireError(f"part {info.name}: {nbytes} bytes is over the {LIMITS.max_part_bytes} byte limit", "oversized")
+    if info.enc == "raw" and math.prod(info.shape) != nbytes:
+        raise WireError(f"part {info.name}: {nbytes} bytes does not match shape {list(info.shape)}")
 
 
 def decode(frames: list[Any], keep_jpeg: bool = False, admit: Callable[[Message], None] | None = None) -> Message:
@@ -417,60 +446,41 @@ def decode(frames: list[Any], keep_jpeg: bool = False, admit: Callable[[Message]
     that only passes it on).  ``admit``: called with the message before a JPEG part is decoded (it has its header
     values, not its parts yet); it raises WireError to refuse it (e.g. a frame without capture's seal) undecoded."""
     h = _header(frames)
-    kind = h.get("kind")
-    if kind not in KINDS:
-        raise WireError(f"unknown message kind {str(kind)[:32]!r}")
-    stream, frame_no, epoch = h.get("stream"), h.get("frame"), h.get("epoch", 0)
-    if not isinstance(stream, str) or not STREAM_RE.fullmatch(stream):
-        raise WireError("stream id is not a short name (letters, digits, . _ : @ -)")
-    for name, v in (("frame number", frame_no), ("epoch", epoch)):
-        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= MAX_ID:
-            raise WireError(f"{name} is not a non-negative integer")
-    if epoch > time.time() * 1000 + MAX_CLOCK_SKEW_MS:
-        raise _bad("epoch is in the future")
-    ts, faces, meta, parts = h.get("ts", {}), h.get("faces", []), h.get("meta", {}), h.get("parts", [])
-    if not isinstance(ts, dict) or len(ts) > 16:
-        raise WireError("timestamps are not a map")
-    for k, v in ts.items():
-        _text(k, "timestamp name", 32)
-        _number(v, "timestamp")
-    if not isinstance(faces, list) or len(faces) > MAX_FACES:
-        raise WireError("faces is not a list (or too long)")
-    _check_meta(meta)
-    if not isinstance(parts, list) or len(parts) != len(frames) - 1:
-        raise WireError(f"header describes {len(parts) if isinstance(parts, list) else '?'} parts, "
-                        f"message has {len(frames) - 1}")
-    msg = Message(kind=kind, stream=stream, frame=cast(int, frame_no), epoch=epoch, ts=ts, meta=meta)  # checked above
-    if admit is not None and not keep_jpeg and any(isinstance(i, dict) and i.get("enc") == "jpeg" for i in parts):
+    _check_clock(h)
+    _check_meta(h.meta)
+    infos: tuple[Part, ...] = getattr(h, "parts", ())
+    if len(infos) != len(frames) - 1:
+        raise WireError(f"header describes {len(infos)} parts, message has {len(frames) - 1}")
+    kind = str(h.__struct_config__.tag)
+    msg = Message(kind, h.stream, h.frame, h.epoch, ts=h.ts, faces=h.faces, meta=h.meta)
+    if admit is not None and not keep_jpeg and any(i.enc == "jpeg" for i in infos):
         admit(msg)  # decoding costs: the receiver refuses what it would drop anyway first
-    frame_hw: tuple[int, int] | None = None
-    for info, fr in zip(parts, frames[1:], strict=True):
-        shape = _decode_part(msg, info, fr, keep_jpeg)
-        frame_hw = (shape[0], shape[1]) if info.get("name") == "image" else frame_hw
-    have = {name for name in PART_NAMES if getattr(msg, name) is not None} | ({"image"} if msg.jpeg else set())
-    if have != PARTS.get(kind, set()):
-        raise WireError(f"a {kind} message carries {sorted(have) or 'no parts'}, not {sorted(PARTS.get(kind, ()))}")
-    msg.faces = [_check_face(f, frame_hw) for f in faces]
-    if msg.crops is not None and kind in ("detections", "crops") and len(msg.crops) != len(faces):
-        raise WireError(f"{len(msg.crops)} crops for {len(faces)} faces")
+    frame_hw = None
+    for info, fr in zip(infos, frames[1:], strict=True):
+        _decode_part(msg, info, fr, keep_jpeg)
+        if isinstance(info, ImagePart):
+            frame_hw = info.shape[0], info.shape[1]
+    n_crops = len(msg.crops) if msg.crops is not None and kind in ("detections", "crops") else None
+    _check_faces(msg.faces, frame_hw, n_crops)
     return msg
 
 
-def _decode_part(msg: Message, info: Any, fr: Any, keep_jpeg: bool = False) -> tuple[int, ...]:
+def _decode_part(msg: Message, info: Part, fr: Any, keep_jpeg: bool = False) -> None:
     buf = _buf(fr)
-    name, shape, enc = _check_part(info, len(buf))
-    if getattr(msg, name) is not None or (name == "image" and msg.jpeg is not None):
-        raise WireError(f"part {name} appears twice")
-    if enc == "jpeg":  # the JPEG's own size, from its frame header, before a decoder believes it
+    _check_part(info, len(buf))
+    if isinstance(info, CropsPart):
+        msg.crops = np.frombuffer(buf, np.uint8).reshape(info.shape)
+        return
+    shape = info.shape
+    if info.enc == "jpeg":  # the JPEG's own size, from its frame header, before a decoder believes it
         size = imagehead.jpeg_size(buf)
         if size is None:
             raise WireError("image: not a JPEG (no frame header)")
         if (size[1], size[0]) != shape[:2]:
             raise WireError(f"image: the JPEG says {size[0]}x{size[1]}, the header {shape[1]}x{shape[0]}", "bad_value")
-    if enc == "jpeg" and keep_jpeg:
-        msg.jpeg = bytes(buf)
-        return shape
-    if enc == "jpeg":
+        if keep_jpeg:
+            msg.jpeg = bytes(buf)
+            return
         try:
             arr = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_COLOR)
         except cv2.error:
@@ -481,7 +491,5 @@ def _decode_part(msg: Message, info: Any, fr: Any, keep_jpeg: bool = False) -> t
             raise WireError(f"image: JPEG is {arr.shape}, header says {list(shape)}")
     else:
         arr = np.frombuffer(buf, np.uint8).reshape(shape)
-    setattr(msg, name, arr)
-    if name == "image":
-        msg._image_src = (id(arr), fr, info)
-    return shape
+    msg.image = arr
+    msg._image_src = (id(arr), fr, info)

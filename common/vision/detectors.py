@@ -9,7 +9,6 @@ faces it found); without them, each picture is a still photo.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import cv2
@@ -17,25 +16,9 @@ import cv2.data  # the cascades' folder: a submodule that OpenCV's stubs (cv2/__
 import numpy as np
 
 from dogfilter.common.errors import DogfilterError
+from dogfilter.common.transport.wire import Face  # the wire's record: what a detector finds is what detect sends
 
-
-@dataclass
-class Face:
-    box: tuple[int, int, int, int]  # x, y, w, h in frame pixels
-    score: float = 1.0
-    keypoints: list[tuple[float, float]] | None = None  # eyes, nose, mouth, ears, when the detector gives them
-
-    def scaled(self, k: float) -> Face:
-        """The same face in a picture ``k`` times the size."""
-        x, y, w, h = self.box
-        kps = [(px * k, py * k) for px, py in self.keypoints] if self.keypoints else None
-        return Face((int(round(x * k)), int(round(y * k)), int(round(w * k)), int(round(h * k))), self.score, kps)
-
-    def to_wire(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"box": [int(v) for v in self.box], "score": round(float(self.score), 4)}
-        if self.keypoints:
-            d["kp"] = [[round(float(x), 1), round(float(y), 1)] for x, y in self.keypoints]
-        return d
+__all__ = ["DETECTORS", "Detector", "Face", "HaarDetector", "BlazeFaceDetector", "create_detector", "detect_at_most"]
 
 
 class Detector(Protocol):
@@ -64,7 +47,7 @@ class HaarDetector:
         rects = self.cascade.detectMultiScale(
             blackwhite, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
             minSize=(self.min_size, self.min_size), flags=cv2.CASCADE_SCALE_IMAGE)
-        return [Face((int(x), int(y), int(w), int(h))) for x, y, w, h in rects]
+        return [Face(box=(int(x), int(y), int(w), int(h)), score=1.0) for x, y, w, h in rects]
 
 
 class BlazeFaceDetector:
@@ -111,7 +94,8 @@ class BlazeFaceDetector:
             cx = (x0 + x1) / 2 + self.box_shift[0] * w
             cy = (y0 + y1) / 2 + self.box_shift[1] * w
             box = (int(round(cx - side / 2)), int(round(cy - side / 2)), int(round(side)), int(round(side)))
-            faces.append(Face(box, d.score, [(float(x), float(y)) for x, y in d.keypoints]))
+            faces.append(Face(box=box, score=min(1.0, max(0.0, float(d.score))),
+                              keypoints=[(float(x), float(y)) for x, y in d.keypoints]))
         return faces
 
 

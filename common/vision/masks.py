@@ -19,6 +19,7 @@ import numpy as np
 
 from dogfilter.common import ASSETS
 from dogfilter.common.errors import DogfilterError
+from dogfilter.common.transport.wire import Face
 
 MASK_DIR = ASSETS / "masks"
 EMOTION_MASKS = {"happy": "dog", "sad": "dalmatian", "surprise": "sheepdog", "neutral": "dalmatian"}
@@ -180,15 +181,15 @@ def _rotate(bgra: np.ndarray, w: int, h: int, ox: int, oy: int,
     return bgr, r[:, :, 3].astype(np.float32) * np.float32(1 / 255), ox - (side - w) // 2, oy - (side - h) // 2
 
 
-def draw_debug(frame: np.ndarray, face: dict, color: tuple[int, int, int] = (0, 255, 0)) -> None:
+def draw_debug(frame: np.ndarray, face: Face, color: tuple[int, int, int] = (0, 255, 0)) -> None:
     """Box (the tutorial's Step 2 green rectangle) and, when known, the emotion and its probability."""
-    x, y, w, h = (int(round(v)) for v in face["box"])
+    x, y, w, h = (int(round(v)) for v in face.box)
     cv2.rectangle(frame, (x, y), (x + w, y + h), color, 2)
-    label = face.get("emotion")
+    label = face.emotion
     if label:
-        p = face.get("p")
+        p = face.p
         text = f"{label} {p:.2f}" if isinstance(p, float) else str(label)
-        if face.get("stale"):
+        if face.stale:
             text += " (late)"
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
         ty = max(th + 4, y - 4)
@@ -217,11 +218,11 @@ class Painter:
     render: str = "masks"
     debug: bool = False
 
-    def paint(self, image: np.ndarray, faces: list[dict]) -> None:
+    def paint(self, image: np.ndarray, faces: list[Face]) -> None:
         for face in faces:
             if self.render == "masks":
-                mask = self.masks.get(str(face.get("emotion"))) or self.masks.get(self.default_emotion)
+                mask = self.masks.get(str(face.emotion)) or self.masks.get(self.default_emotion)
                 if mask is not None:
-                    paint(image, face["box"], mask, roll_deg=roll_from_keypoints(face.get("kp")))
+                    paint(image, face.box, mask, roll_deg=roll_from_keypoints(face.keypoints))
             if self.debug or self.render == "boxes":
                 draw_debug(image, face)
