@@ -370,7 +370,7 @@ def _buf(frame: Any) -> memoryview:
     return mv.cast("B") if mv.nbytes else memoryview(b"")
 
 
-_PATH = re.compile(r" - at `\$(.*)`$")
+_PATH = re.compile(r" - at (`key` in )?`\$(.*)`$")
 
 
 def _refused(e: msgspec.ValidationError) -> WireError:
@@ -378,7 +378,7 @@ def _refused(e: msgspec.ValidationError) -> WireError:
     (in the timestamps, faces or meta) ``bad_value``, as the receivers have always counted them."""
     text = str(e)
     m = _PATH.search(text)
-    path = m.group(1) if m else ""
+    key, path = (m.group(1) is not None, m.group(2)) if m else (False, "")
     if path == ".v":
         return WireError(f"schema version: {text} (this is {SCHEMA})")
     if path == ".kind" or "`kind`" in text:
@@ -386,7 +386,7 @@ def _refused(e: msgspec.ValidationError) -> WireError:
     # inside the timestamps, faces and meta: a value out of range, an unknown face key; but a face or its box
     # that is not even a map or a list is malformed
     structure = text.startswith(("Expected `array`", "Expected `object`", "Object missing"))
-    inner = path.startswith((".ts[", ".meta.", ".faces["))
+    inner = path.startswith((".ts[", ".meta.", ".faces[")) or key and path.startswith((".ts", ".meta"))
     if inner and not (structure and (path.endswith(".box") or path.count(".") == 1 and path.startswith(".faces["))):
         return WireError(f"bad value: {text}", "bad_value")
     return WireError(f"bad header: {text}")
