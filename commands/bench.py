@@ -372,6 +372,47 @@ def bench_transport(size: tuple[int, int], n: int, addr_kind: str) -> dict[str, 
     return res
 
 
+def wire_messages() -> dict[str, wire.Message]:
+    """One message of each kind that matters for cost, as the pipeline sends them (640×480, 3 faces, counters)."""
+    img = np.zeros((480, 640, 3), np.uint8)
+    counts = {k: 1000 + i for i, k in enumerate(("frames", "faces", "stale_frames", "frames_dropped", "full_scans",
+                                                 "scan_passes", "scans_skipped", "malformed"))}
+    meta: wire.Meta = {"fps": 30.0, "mode": "live", "seal": "0123456789abcdef" * 2, "job": 4711,
+                       "stats": {"capture": dict(counts), "detect@detect.1@host:4242": dict(counts)}}
+    ts = {"capture": 1.7e9, "detect_in": 1.7e9 + 0.001, "detect": 1.7e9 + 0.004}
+    kp = [(100.5 + 7 * k, 200.25 + 3 * k) for k in range(6)]
+    boxes = [(100, 120, 80, 80), (300, 100, 60, 60), (480, 260, 120, 120)]
+    faces = [wire.Face(box=b, score=0.93, keypoints=kp) for b in boxes]
+    probs = [0.6, 0.05, 0.05, 0.1, 0.1, 0.05, 0.05]
+    return {
+        "frame": wire.Message("frame", "cam0", 123456, 1_700_000_000_000, ts=dict(ts), meta=meta, image=img),
+        "detections (3 faces)": wire.Message("detections", "cam0", 123456, 1_700_000_000_000, ts=dict(ts),
+                                             faces=faces, meta=meta, image=img,
+                                             crops=np.zeros((3, 48, 48), np.uint8)),
+        "emotions (3 faces)": wire.Message("emotions", "cam0", 123456, 1_700_000_000_000,
+                                           faces=[wire.Face(box=b, probs=probs) for b in boxes],
+                                           meta={"job": 4711, "worker": "classify.1@host:4242",
+                                                 "stats": {"classify@classify.1": dict(counts)}}),
+    }
+
+
+def bench_wire(n: int) -> dict[str, dict[str, float]]:
+    """µs to encode and to decode (every check; the pixels not copied) one message of each kind, in process."""
+    out = {}
+    for name, msg in wire_messages().items():
+        frames = [bytes(memoryview(p)) for p in wire.encode(msg)]
+        wire.decode(frames)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            wire.encode(msg)
+        t1 = time.perf_counter()
+        for _ in range(n):
+            wire.decode(frames)
+        t2 = time.perf_counter()
+        out[name] = {"encode_us": 1e6 * (t1 - t0) / n, "decode_us": 1e6 * (t2 - t1) / n, "header_bytes": len(frames[0])}
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ classifier
 
 
@@ -590,8 +631,15 @@ def section_transport(run: Run) -> list[str]:
             rows.append([f"{size[0]}×{size[1]}", kind, fmt(med(v, "wire_per_s"), 0), fmt(med(v, "raw_per_s"), 0),
                          fmt(med(v, "ratio"), 2), fmt(med(v, "wire_p50_ms"), 3), fmt(med(v, "raw_p50_ms"), 3)])
     run.out["transport"] = tr
-    return table("Transport: one hop, product wire vs raw pyzmq (same run)",
-                 ["frame", "link", "wire msgs/s", "raw msgs/s", "wire/raw", "wire p50 ms", "raw p50 ms"], rows)
+    lines = table("Transport: one hop, product wire vs raw pyzmq (same run)",
+                  ["frame", "link", "wire msgs/s", "raw msgs/s", "wire/raw", "wire p50 ms", "raw p50 ms"], rows)
+    costs = repeat(lambda: bench_wire(2000 if run.quick else 20000), run.repeats)
+    kinds = list(costs[0])
+    run.out["wire_cost"] = {k: [c[k] for c in costs] for k in kinds}
+    return lines + table("Wire: µs per message, in process (decode: every check, pixels not copied; median)",
+                         ["message", "header bytes", "encode µs", "decode µs"],
+                         [[k, str(costs[0][k]["header_bytes"]), fmt(med([c[k] for c in costs], "encode_us"), 1),
+                           fmt(med([c[k] for c in costs], "decode_us"), 1)] for k in kinds])
 
 
 def section_classifier(run: Run) -> list[str]:
