@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import zmq
@@ -39,7 +40,7 @@ from dogfilter.common.transport.metrics import Counters
 from dogfilter.common.transport.protocol import HEARTBEAT_S, Dispatcher, Job, drain
 from dogfilter.common.transport.seal import Sealer
 from dogfilter.common.transport.sockets import Links
-from dogfilter.common.transport.wire import STREAM_RE, Message
+from dogfilter.common.transport.wire import STREAM_RE, Message, Meta
 
 STAGE = "capture"
 OPTIONS = (
@@ -129,7 +130,7 @@ class Feed:
     def at_limit(self) -> bool:
         return bool(self.limit) and self.sent >= self.limit
 
-    def meta(self) -> dict[str, float]:
+    def meta(self) -> Meta:
         """What this stream's frames carry besides the frame (a browser tab: its clock)."""
         return {}
 
@@ -233,7 +234,7 @@ class WebFeed(Feed):
         img, self.client_ts = got
         return img
 
-    def meta(self) -> dict[str, float]:
+    def meta(self) -> Meta:
         return {"client_ts": self.client_ts, "fps": 30.0}
 
 
@@ -243,7 +244,7 @@ class WebFeed(Feed):
 class Capture:
     """The stage without its sockets: which stream's frame goes next, and the message that carries it."""
 
-    def __init__(self, feeds: list[Feed], sealer: Sealer, counters: Counters, *, mode: str,
+    def __init__(self, feeds: list[Feed], sealer: Sealer, counters: Counters, *, mode: Literal["live", "file"],
                  fps: dict[str, float], size: tuple[int, int] | None, max_in_flight: int = 0,
                  max_age_s: float = 0.2) -> None:
         self.feeds = {f.stream: f for f in feeds}

@@ -25,7 +25,7 @@ from dogfilter.common.transport import discovery
 from dogfilter.common.transport.metrics import Counters
 from dogfilter.common.transport.protocol import HEARTBEAT_S, WorkerLink, poll_links
 from dogfilter.common.transport.sockets import Links, worker_identity
-from dogfilter.common.transport.wire import Face, Message
+from dogfilter.common.transport.wire import Face, Message, Meta
 from dogfilter.common.vision.classifier import Classifier, load_classifier
 
 STAGE = "classify"
@@ -102,7 +102,7 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
     handler = make_handler(o, counters, ident.decode())
     clf = handler.clf
     clf.predict_proba(np.zeros((1, 48, 48), np.uint8))  # warm up before announcing
-    info = {"model": clf.name[:64], "classes": clf.classes, "device": o.device}
+    info: Meta = {"model": clf.name[:64], "classes": clf.classes, "device": o.device}
     links = Links(o.curve_dir, o.allow_plaintext)
 
     def open_link(addr: str) -> WorkerLink:

@@ -12,7 +12,7 @@ import pytest
 
 from dogfilter.common.transport import wire
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]
 
 DIR = Path(__file__).parent / "data" / "wire"
 _spec = importlib.util.spec_from_file_location("make_golden", DIR / "make_golden.py")

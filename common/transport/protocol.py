@@ -172,7 +172,7 @@ def drain_confirming(sock: zmq.Socket, counters: Counters, accept: Callable[[Mes
         if taken:
             out.append(msg)
         if job is not None:  # the sender asks for confirmation (it says which job) only where it waits for it
-            meta = {"job": job} if taken else {"job": job, "retry": True}
+            meta: wire.Meta = {"job": job} if taken else {"job": job, "retry": True}
             try:
                 sock.send_multipart([ident, *wire.encode(Message("done", msg.stream, msg.frame, msg.epoch,
                                                                  meta=meta))], flags=zmq.NOBLOCK)
@@ -448,7 +448,7 @@ class WorkerLink:
     """DEALER side of one link to one dispatcher: announce, take jobs, say when each is done, heartbeat when idle,
     announce again on reset.  A worker serving several hosts has one link per host (:func:`poll_links`)."""
 
-    def __init__(self, sock: zmq.Socket, window: int, info: dict[str, Any], counters: Counters,
+    def __init__(self, sock: zmq.Socket, window: int, info: wire.Meta, counters: Counters,
                  accepts: Iterable[str]) -> None:
         self.sock, self.window, self.info, self.counters = sock, window, info, counters
         self.accepts = frozenset(accepts)
@@ -466,7 +466,7 @@ class WorkerLink:
 
     def done(self, job: Message, give_back: bool = False) -> None:
         """The job is finished (``give_back``: it could not be finished for now: the dispatcher takes it back)."""
-        meta = {"job": job.meta["job"], "retry": True} if give_back else {"job": job.meta["job"]}
+        meta: wire.Meta = {"job": job.meta["job"], "retry": True} if give_back else {"job": job.meta["job"]}
         self._send(Message("done", job.stream, job.frame, job.epoch, meta=meta))
 
     def reply(self, msg: Message) -> bool:

@@ -50,7 +50,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Final, Literal, TypedDict
 
 import cv2
 import msgspec
@@ -59,7 +59,7 @@ import zmq
 
 from dogfilter.common.transport import imagehead
 
-SCHEMA = 3  # 3: the header is declared types (msgspec): kind first, defaults left out, faces with named fields
+SCHEMA: Final = 3  # 3: the header is declared types (msgspec): kind first, defaults left out, faces with named fields
 MAX_HEADER_BYTES = 256 * 1024
 MAX_DIM = 32768
 MAX_FACES = 128
