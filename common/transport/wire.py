@@ -120,7 +120,6 @@ Finite = Annotated[float, msgspec.Meta(ge=-1e18, le=1e18)]  # NaN and ±inf fail
 Coord = Annotated[int, msgspec.Meta(ge=-4 * MAX_DIM, le=4 * MAX_DIM)]
 Size = Annotated[int, msgspec.Meta(gt=0, le=4 * MAX_DIM)]
 PointCoord = Annotated[float, msgspec.Meta(ge=-4 * MAX_DIM, le=4 * MAX_DIM)]
-Label16 = Annotated[str, msgspec.Meta(min_length=1, max_length=16, pattern=_PRINTABLE)]
 Label32 = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=_PRINTABLE)]
 Label64 = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=_PRINTABLE)]
 Label160 = Annotated[str, msgspec.Meta(min_length=1, max_length=160, pattern=_PRINTABLE)]
