@@ -348,7 +348,7 @@ class Composite:
         if self.s.live and time.time() - msg.ts.get("capture", time.time()) > self.s.max_age_s:
             self.counters["stale_frames"] += 1  # too old to show: live means live
             return None
-        image = np.array(msg.image)  # our own writable copy of the received pixels
+        image = np.array(msg.image)  # the one copy: the received pixels are ZeroMQ's, read-only; painted in place
         tracks = st.faces.assign(msg.frame, [f.box for f in msg.faces])
         for i, (face, track) in enumerate(zip(msg.faces, tracks, strict=True)):
             face.track = track.id

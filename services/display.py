@@ -264,8 +264,8 @@ def loop(o: argparse.Namespace, display: Display, pull: zmq.Socket, returns: zmq
                 record(recorders, shown)
                 if "client_ts" in shown.meta and not send(returns, shown, timeout_s=0.0, jpeg_quality=80):
                     display.counters["results_not_returned"] += 1  # a browser tab's frame: back to it (JPEG)
-                if view is not None and view.wanted(msg.stream):
-                    view.publish(msg.stream, shown.image)
+                if view is not None and view.offer(msg.stream, shown.image):  # a JPEG only while watched
+                    display.counters["jpeg_encoded"] += 1
                 if o.window:
                     cv2.imshow(f"dogfilter {msg.stream}", shown.image)
                     if cv2.waitKey(1) & 0xFF == ord("q"):

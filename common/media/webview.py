@@ -10,7 +10,8 @@ DNS rebinding are refused, 403); beyond loopback the token (``?token=`` once, th
 503), so clients without the token cannot keep a token holder out.  Connections still sending their request are
 bounded apart (``max_pending``), and a request's whole time is bounded (``timeout_s``, not each read: a client that
 trickles bytes is cut off too); a video stream, once granted, only has each write bounded.  Client errors are counted,
-never logged as tracebacks.  Frames are JPEG-encoded only while someone watches their stream, and a frame older than
+never logged as tracebacks.  Frames are JPEG-encoded only while someone watches their stream (asked within
+``WATCHED_S``; an unwatched stream is listed, not encoded, not even its first frame), and a frame older than
 ``FRESH_S`` is never served as the current one (the next is awaited instead).
 """
 
@@ -38,6 +39,7 @@ from dogfilter.common.transport.wire import STREAM_RE
 PAGE = Path(__file__).with_name("webview.html")
 Route = Callable[[], tuple[bytes, str]]
 LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+WATCHED_S = 3.0  # a stream's frames are encoded while a viewer asked for one this recently
 FRESH_S = 1.0  # a stored frame older than this is not served as the current one: the next is awaited
 
 
@@ -97,6 +99,7 @@ class WebView:
         self.client_errors = 0
         self.refused = 0
         self.foreign = 0
+        self.encoded = 0  # frames encoded as JPEG (only while watched)
         # each read and write is bounded by timeout_s, and so is a request's whole time (but a granted video stream's)
         handler = type("ViewHandler", (Handler,), {"view": self, "timeout": timeout_s})
 
@@ -115,18 +118,31 @@ class WebView:
         threading.Thread(target=self.server.serve_forever, daemon=True, name="http").start()
 
     def wanted(self, stream: str) -> bool:
+        """Someone asked for this stream's video in the last WATCHED_S: its frames are worth a JPEG."""
         f = self.frames.get(stream)
-        return f is None or f.jpeg is None or time.monotonic() - f.wanted < 3.0
+        return f is not None and time.monotonic() - f.wanted < WATCHED_S
 
-    def publish(self, stream: str, img: np.ndarray) -> None:
+    def offer(self, stream: str, img: np.ndarray) -> bool:
+        """A frame of ``stream``: published (encoded as JPEG) only while someone watches it; otherwise the stream is
+        only listed, so that a viewer can ask for it and get its next frame.  True: it was encoded."""
+        if self.wanted(stream):
+            return self.publish(stream, img)
+        if stream not in self.frames and len(self.frames) < self.max_streams:
+            with self.cond:
+                self.frames.setdefault(stream, _Frame())
+        return False
+
+    def publish(self, stream: str, img: np.ndarray) -> bool:
         if stream not in self.frames and len(self.frames) >= self.max_streams:
-            return
+            return False
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])
+        self.encoded += 1
         if ok:
             with self.cond:
                 f = self.frames.setdefault(stream, _Frame())
                 f.jpeg, f.seq, f.at = buf.tobytes(), f.seq + 1, time.monotonic()
                 self.cond.notify_all()
+        return bool(ok)
 
     def forget(self, stream: str) -> None:
         with self.cond:

@@ -362,7 +362,9 @@ class BlazeFace:
             crop: np.ndarray
             if cx1 <= cx0 or cy1 <= cy0:
                 crop = np.zeros((side, side, 3), np.uint8)
-            else:
+            elif (cx0, cy0, cx1, cy1) == (x0, y0, x0 + side, y0 + side):
+                crop = bgr[cy0:cy1, cx0:cx1]  # inside the frame: read in place (a bordered copy costs as much as the
+            else:  # pyramid step that follows)
                 crop = cv2.copyMakeBorder(bgr[cy0:cy1, cx0:cx1], cy0 - y0, y0 + side - cy1, cx0 - x0,
                                           x0 + side - cx1, cv2.BORDER_CONSTANT)
             while crop.shape[0] > 2 * size:  # halve (Gaussian pyramid: no aliasing), then a short bilinear step:

@@ -5,10 +5,14 @@ box, resized to fit that region with its aspect ratio kept, and centred.  Unlike
 frame edge gets a clipped mask instead of none, RGBA masks are alpha-blended, and the mask can turn with the
 head's roll.  For a white-background mask the tutorial's rule decides what is drawn: a pixel of the *resized*
 mask whose channels are all < 250 — so inside the frame the result is the tutorial's ``apply_mask``, pixel for pixel.
+
+Painting is in place on the frame, from terms computed once per mask size (colour·alpha and 255 − alpha, uint8: two
+SIMD passes a face, within 2 of a float blend); a turned mask is warped only over its own box, into reused buffers.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,30 +56,66 @@ class Mask:
         return next((lv for lv in reversed(self._levels) if lv.shape[1] * upscale >= w and lv.shape[0] * upscale >= h),
                     self._levels[0])
 
-    def resized(self, w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """BGR, float alpha (0..1) and both as one BGRA uint8 image (for rotating in one warp) at size w×h;
-        cached, since faces keep their size from frame to frame."""
+    def resized(self, w: int, h: int) -> Sized:
+        """The mask at size w×h, ready to paint (colour, alpha weights and their complements, or the tutorial's
+        pixel selection); cached, since faces keep their size from frame to frame."""
         key = (w, h)
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
-        a: np.ndarray  # float alpha, 0..1
         if self.alpha is None:  # the tutorial: resize (bilinear), then keep the pixels that are not near-white
             bgr = cv2.resize(self.bgr, (w, h))
-            a = np.asarray((bgr < WHITE_THRESHOLD).all(axis=2), np.float32)
-            bgra = cv2.merge([bgr, (a * 255.0 + 0.5).astype(np.uint8)])
+            sel = np.asarray((bgr < WHITE_THRESHOLD).all(axis=2), np.uint8)
+            sized = Sized(bgr=bgr, sel=sel, bgra=cv2.merge([bgr, np.multiply(sel, 255, dtype=np.uint8)]))
         else:  # area-average from the smallest halving still at least this size: never from far larger pixels
             src = self.level(w, h, 1.0)
             interp = cv2.INTER_AREA if w < src.shape[1] else cv2.INTER_LINEAR
-            bgra = cv2.resize(src, (w, h), interpolation=interp)
-            bgr, a = np.ascontiguousarray(bgra[:, :, :3]), bgra[:, :, 3].astype(np.float32) / 255.0
-        self._cache[key] = (bgr, a, bgra)
-        self._cache_bytes += bgr.nbytes + a.nbytes + bgra.nbytes
+            pre, inv = _blend_terms(cv2.resize(src, (w, h), interpolation=interp))
+            sized = Sized(pre=pre, inv=inv)
+        self._cache[key] = sized
+        self._cache_bytes += sized.nbytes
         # bounded by entries and by bytes: a few huge faces must not pin gigabytes
         while len(self._cache) > 1 and (len(self._cache) > 64 or self._cache_bytes > CACHE_BYTES):
-            self._cache_bytes -= sum(x.nbytes for x in self._cache.popitem(last=False)[1])
-        return bgr, a, bgra
+            self._cache_bytes -= self._cache.popitem(last=False)[1].nbytes
+        return sized
+
+
+@dataclass(eq=False)
+class Sized:
+    """A mask at one size, ready to paint.  An alpha mask: its colour premultiplied by alpha and 255 − alpha (both
+    3 channels, uint8), so that painting is two SIMD passes over the frame's pixels, in place; a white-background
+    mask: its colour, the tutorial's pixel selection (0/1) and a BGRA image to turn (alpha 0 or 255)."""
+
+    pre: np.ndarray | None = None
+    inv: np.ndarray | None = None
+    bgr: np.ndarray | None = None
+    sel: np.ndarray | None = None
+    bgra: np.ndarray | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return sum(x.nbytes for x in (self.pre, self.inv, self.bgr, self.sel, self.bgra) if x is not None)
+
+
+def _blend_terms(bgra: np.ndarray, pre: np.ndarray | None = None,
+                 inv: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A BGRA mask as the two terms of the blend: colour·alpha/255 and 255 − alpha (3 channels each, uint8, into
+    ``pre`` and ``inv`` when given)."""
+    pre = cv2.cvtColor(bgra, cv2.COLOR_BGRA2BGR, dst=pre)
+    if inv is None:
+        inv = np.empty_like(pre)
+    cv2.mixChannels([bgra], [inv], [3, 0, 3, 1, 3, 2])
+    cv2.multiply(pre, inv, dst=pre, scale=1 / 255)
+    cv2.bitwise_not(inv, dst=inv)
+    return pre, inv
+
+
+def _blend(roi: np.ndarray, pre: np.ndarray, inv: np.ndarray) -> None:
+    """roi ← roi·(255 − a)/255 + colour·a/255, in place (each term rounded: within 1 of the exact blend; an opaque
+    pixel is the mask's colour and a transparent one the frame's, exactly)."""
+    cv2.multiply(roi, inv, dst=roi, scale=1 / 255)
+    cv2.add(roi, pre, dst=roi)
 
 
 def load_mask(path: str | Path, name: str | None = None) -> Mask:
@@ -131,24 +171,24 @@ def paint(frame: np.ndarray, box: tuple[int, int, int, int] | list[int], mask: M
     # top-left of the resized mask in frame coordinates (the tutorial's centring)
     ox, oy = x0 + int((rw - nw) / 2), y0 + int((rh - nh) / 2)
     if abs(roll_deg) > 0.5:  # sized and turned in one warp (an RGBA mask: from its nearest halving)
-        src = mask.level(nw, nh, ROLL_UPSCALE) if mask.alpha is not None else mask.resized(nw, nh)[2]
-        bgr, a, ox, oy = _rotate(src, nw, nh, ox, oy, roll_deg)
-        nh, nw = a.shape
-    else:
-        bgr, a, _ = mask.resized(nw, nh)
+        sized = None if mask.alpha is not None else mask.resized(nw, nh)
+        src = mask.level(nw, nh, ROLL_UPSCALE) if sized is None else sized.bgra
+        assert src is not None
+        return _paint_turned(frame, src, nw, nh, ox, oy, roll_deg)
+    sized = mask.resized(nw, nh)
     H, W = frame.shape[:2]
     fx0, fy0, fx1, fy1 = max(0, ox), max(0, oy), min(W, ox + nw), min(H, oy + nh)
     if fx1 <= fx0 or fy1 <= fy0:
         return False
     mx0, my0 = fx0 - ox, fy0 - oy
-    roi = frame[fy0:fy1, fx0:fx1]
-    m_bgr = bgr[my0:my0 + (fy1 - fy0), mx0:mx0 + (fx1 - fx0)]
-    m_a = a[my0:my0 + (fy1 - fy0), mx0:mx0 + (fx1 - fx0)]
-    if mask.alpha is None and abs(roll_deg) <= 0.5:  # binary: copy, exactly like the tutorial
-        sel = m_a > 0.5
-        roi[sel] = m_bgr[sel]
-    else:  # roi·(1−a) + mask·a, rounded: OpenCV's per-pixel weighted sum (one SIMD pass, no float copies)
-        roi[:] = cv2.blendLinear(m_bgr, roi, m_a, 1.0 - m_a)
+    rows, cols = slice(my0, my0 + (fy1 - fy0)), slice(mx0, mx0 + (fx1 - fx0))
+    roi = frame[fy0:fy1, fx0:fx1]  # a view: every write below lands in the frame itself
+    if sized.sel is not None:  # binary: copy, exactly like the tutorial
+        assert sized.bgr is not None
+        cv2.copyTo(sized.bgr[rows, cols], sized.sel[rows, cols], roi)
+    else:
+        assert sized.pre is not None and sized.inv is not None
+        _blend(roi, sized.pre[rows, cols], sized.inv[rows, cols])
     return True
 
 
@@ -163,22 +203,51 @@ def roll_from_keypoints(kp: Any) -> float:
     return roll if np.isfinite(roll) and abs(roll) <= 90 else 0.0
 
 
-def _rotate(bgra: np.ndarray, w: int, h: int, ox: int, oy: int,
-            deg: float) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """The mask (BGRA, any size) at w×h, turned by ``deg`` (clockwise on screen) about its centre, in one warp of
-    colour and alpha, in a square that holds it; and that square's top-left for a w×h mask whose top-left is
-    (ox, oy)."""
+class _Scratch(threading.local):
+    """Buffers a turned mask is warped into, reused from frame to frame (one set per thread), grown as needed."""
+
+    def __init__(self) -> None:
+        self.shape = (0, 0)
+        self.bgra = self.pre = self.inv = np.empty((0, 0, 3), np.uint8)
+
+    def take(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if h > self.shape[0] or w > self.shape[1]:
+            h0, w0 = max(h, self.shape[0]), max(w, self.shape[1])
+            self.shape = (h0, w0)
+            self.bgra = np.empty((h0, w0, 4), np.uint8)
+            self.pre, self.inv = np.empty((h0, w0, 3), np.uint8), np.empty((h0, w0, 3), np.uint8)
+        return self.bgra[:h, :w], self.pre[:h, :w], self.inv[:h, :w]
+
+
+_SCRATCH = _Scratch()
+
+
+def _paint_turned(frame: np.ndarray, bgra: np.ndarray, w: int, h: int, ox: int, oy: int, deg: float) -> bool:
+    """Blend the mask (BGRA, any size) at w×h, turned by ``deg`` (clockwise on screen) about its centre, onto
+    ``frame`` where an upright w×h mask would have its top-left at (ox, oy).  The warp (colour and alpha in one)
+    computes only the pixels the turned mask can touch — its bounding box, clipped to the frame — into reused
+    buffers, and the blend writes into the frame in place."""
     sh, sw = bgra.shape[:2]
-    side = int(np.ceil(np.hypot(w, h)))
+    side = int(np.ceil(np.hypot(w, h)))  # the square that holds the turned mask, centred where the mask is
     t = np.radians(-deg)
     c, s = np.cos(t), np.sin(t)
     lin = np.array([[c, s], [-s, c]]) @ np.diag([w / sw, h / sh])  # scale to w×h, then turn
     M = np.hstack([lin, (np.array([side / 2, side / 2]) - lin @ np.array([sw / 2, sh / 2]))[:, None]])
-    r = cv2.warpAffine(bgra, M, (side, side), flags=cv2.INTER_LINEAR)
-    # colour as its own packed image: OpenCV takes a 4-strided view by copying and converting it first (2.5× the
-    # blend's cost); alpha in 0..1 for the blend's weights
-    bgr = cv2.cvtColor(r, cv2.COLOR_BGRA2BGR)
-    return bgr, r[:, :, 3].astype(np.float32) * np.float32(1 / 255), ox - (side - w) // 2, oy - (side - h) // 2
+    sx, sy = ox - (side - w) // 2, oy - (side - h) // 2  # the square's top-left in the frame
+    # the turned w×h box within the square, a pixel more on each side for the bilinear fringe
+    hx, hy = (abs(c) * w + abs(s) * h) / 2 + 1, (abs(s) * w + abs(c) * h) / 2 + 1
+    bx0, bx1 = max(0, int(np.floor(side / 2 - hx))), min(side, int(np.ceil(side / 2 + hx)))
+    by0, by1 = max(0, int(np.floor(side / 2 - hy))), min(side, int(np.ceil(side / 2 + hy)))
+    H, W = frame.shape[:2]
+    fx0, fy0, fx1, fy1 = max(0, sx + bx0), max(0, sy + by0), min(W, sx + bx1), min(H, sy + by1)
+    if fx1 <= fx0 or fy1 <= fy0:
+        return False
+    M[:, 2] -= (fx0 - sx, fy0 - sy)  # the warp's output starts at that corner of the square
+    r, pre, inv = _SCRATCH.take(fy1 - fy0, fx1 - fx0)
+    cv2.warpAffine(bgra, M, (fx1 - fx0, fy1 - fy0), dst=r, flags=cv2.INTER_LINEAR)
+    _blend_terms(r, pre, inv)
+    _blend(frame[fy0:fy1, fx0:fx1], pre, inv)
+    return True
 
 
 def draw_debug(frame: np.ndarray, face: Face, color: tuple[int, int, int] = (0, 255, 0)) -> None:
