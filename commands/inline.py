@@ -15,7 +15,7 @@ import secrets
 import time
 from typing import Any
 
-from dogfilter.common import options
+from dogfilter.common import options, stage
 from dogfilter.common.media.sinks import finish
 from dogfilter.common.media.sources import source_class
 from dogfilter.common.transport import wire
@@ -38,21 +38,23 @@ def short(sources: list[str]) -> bool:
     return len(known) == len(counts) and sum(known) <= MAX_FRAMES
 
 
-def stage_options(stage: str, values: dict[str, Any]) -> argparse.Namespace:
+def stage_options(name: str, values: dict[str, Any]) -> argparse.Namespace:
     """The options a stage process would get from the launcher: its declared defaults, then ``values``."""
-    from dogfilter.commands.run import stage_groups, to_args
+    from dogfilter.commands.run import to_args
 
-    groups = stage_groups(stage)
+    st = stage.stage(name)
+    groups = st.groups()
     declared = {o.name: o for _, g in groups for o in g}
-    argv = [a for name, v in values.items() if name in declared for a in to_args(declared[name], v)]
-    return options.parse(f"dogfilter-{stage}", "", groups, argv)
+    argv = [a for opt, v in values.items() if opt in declared for a in to_args(declared[opt], v)]
+    return options.parse(st.script, "", groups, argv)
 
 
 def run(values: dict[str, Any], exit_after: list[str], progress: Any = None) -> int:
     from dogfilter.services import capture, classify, composite, detect, display
 
     values = {**values, "mode": "file"}
-    o = {s: stage_options(s, values) for s in ("capture", "detect", "classify", "composite", "display")}
+    # one batch per job: nothing else would join it here (classify's batch wait is for jobs of other processes)
+    o = {s: stage_options(s, {**values, "batch_wait_ms": 0.0}) for s in stage.NAMES}
     wire.configure(o["capture"].max_pixels)
     sealer = Sealer(secrets.token_bytes(32))
     count = {s: Counters(s, logging.getLogger(s)) for s in o}
@@ -84,22 +86,22 @@ def _loop(cap: Any, det: Any, cls: Any, peer: Peer, comp: Any, disp: Any, record
     from dogfilter.services.display import record
 
     while not disp.finished():
-        now = time.monotonic()
-        msg = cap.next_message(now)
-        if msg is not None:
+        now = time.time()
+        sent = cap.tick(now)  # at most one: the next frame or end of stream
+        for msg in sent:
             msg.meta["job"] = 0  # as a dispatcher's job would be (detect keeps it in file mode)
-            comp.on_detections(wire.decode(wire.encode(det.process(msg))), now)  # checked as on the wire
+            for out in det.on_message(msg, now):
+                comp.on_message(wire.decode(wire.encode(out)), now)  # checked as on the wire
         while (job := comp.next_job()) is not None:
             job.msg.meta["job"] = 0
-            (reply,) = cls.process([job.msg])
-            comp.on_emotions(peer, job, reply)
-        for out in comp.ready(time.monotonic()):
-            shown = disp.on_message(out)
-            if shown is not None:
+            for reply in cls.on_message(job.msg, now) + cls.tick(now):
+                comp.on_reply(peer, job, reply, now)
+        for out in comp.tick(time.time()):
+            for shown in disp.on_message(out, time.time()):
                 record(recorders, shown)
         if progress is not None:
             progress.update(disp.total.frames)
-        if msg is None and cap.finished() and not comp.streams:
+        if not sent and cap.finished() and not comp.streams:
             break
     for stream, n in disp.lost.items():
         log.error("stream %s: %d frames lost", stream, n)

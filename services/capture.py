@@ -151,10 +151,13 @@ class DemoFeed(Feed):
     def __init__(self, stream: str, source: Source, epoch: int, limit: int = 0, *, fps: float,
                  offset_s: float = 0.0) -> None:
         super().__init__(stream, source, epoch, limit)
-        self.fps, self.t0, self.last_due = fps, time.monotonic(), -1
+        self.fps, self.last_due = fps, -1
+        self.t0: float | None = None  # the first time the loop looked (its clock)
         self.first = int(offset_s * fps)  # several demo streams start at other moments of the scene
 
     def due(self, now: float) -> int:
+        if self.t0 is None:
+            self.t0 = now
         return int((now - self.t0) * self.fps)
 
     def ready(self, now: float) -> bool:
@@ -169,7 +172,7 @@ class DemoFeed(Feed):
         return self.source.render_at(self.first + due)
 
     def wait_s(self, now: float) -> float:
-        return max(0.0, self.t0 + (self.last_due + 1) / self.fps - now)
+        return max(0.0, (now if self.t0 is None else self.t0) + (self.last_due + 1) / self.fps - now)
 
 
 class ReaderFeed(Feed):
@@ -242,7 +245,11 @@ class WebFeed(Feed):
 
 
 class Capture:
-    """The stage without its sockets: which stream's frame goes next, and the message that carries it."""
+    """The stage without its sockets: which stream's frame goes next, and the message that carries it.
+
+    ``tick(now, room)``: the frames (and ends of stream) due, at most ``room`` (the detect workers' free credit);
+    ``on_message(msg, now)``: what display returns (a frame left the pipeline, a browser tab's filtered frame); the
+    detect workers those frames prove real collect in ``proven`` for the loop's dispatcher."""
 
     def __init__(self, feeds: list[Feed], sealer: Sealer, counters: Counters, *, mode: Literal["live", "file"],
                  fps: dict[str, float], size: tuple[int, int] | None, max_in_flight: int = 0,
@@ -253,6 +260,7 @@ class Capture:
         self.in_flight: dict[tuple[str, int, int], float] = {}  # frames sent, until display says they left
         self.worker_of: dict[tuple[str, int, int], bytes] = {}  # and the detect worker each went to
         self.flow_seen = False  # display speaks the flow protocol (else: no limit, rather than a stall)
+        self.proven: list[bytes] = []  # detect workers whose frames reached the display, since the loop looked
 
     def admit(self, now: float) -> bool:
         """Live: may one more frame go in?  Frames not heard of within --max-age-ms were dropped on the way."""
@@ -268,21 +276,35 @@ class Capture:
         if msg.key in self.in_flight and worker is not None:
             self.worker_of[msg.key] = worker
 
-    def on_return(self, msg: Message) -> bytes | None:
-        """From display: a frame that left the pipeline (done: the worker it went to, proven), or a browser tab's
-        filtered frame."""
+    def on_message(self, msg: Message, now: float) -> list[Message]:
+        """From display: a frame that left the pipeline (done: the worker it went to joins ``proven``), or a
+        browser tab's filtered frame (back to its tab).  Nothing to send because of it."""
         if msg.kind == "done":
             if self.in_flight.pop(msg.key, None) is not None:
                 self.flow_seen = True
-                return self.worker_of.pop(msg.key, None)
-            self.counters["unknown_acks"] += 1
+                worker = self.worker_of.pop(msg.key, None)
+                if worker is not None:
+                    self.proven.append(worker)
+            else:
+                self.counters["unknown_acks"] += 1
         elif msg.kind == "composited":
             self.on_result(msg)
         else:
             self.counters.drop("unexpected", f"{msg.kind} message on the returns link")
-        return None
+        return []
 
-    def next_message(self, now: float) -> Message | None:
+    def tick(self, now: float, room: int = 1) -> list[Message]:
+        """The messages to send now, at most ``room``: frames of the streams that waited longest, or ends of
+        stream; live, no more than the flow limiter admits."""
+        out: list[Message] = []
+        while len(out) < room and self.admit(now):
+            msg = self._next(now)
+            if msg is None:
+                break
+            out.append(msg)
+        return out
+
+    def _next(self, now: float) -> Message | None:
         """The next message to send: a frame of the stream that waited longest, or an end of stream."""
         for feed in sorted(self.feeds.values(), key=lambda f: f.last_turn):
             if feed.ended:
@@ -296,10 +318,10 @@ class Capture:
                 feed.ended = True
                 return self._eos(feed)
             feed.last_turn = now
-            return self._frame(feed, img)
+            return self._frame(feed, img, now)
         return None
 
-    def _frame(self, feed: Feed, img: np.ndarray) -> Message:
+    def _frame(self, feed: Feed, img: np.ndarray, now: float) -> Message:
         if self.size is not None and not feed.source.own_size and (img.shape[1], img.shape[0]) != self.size:
             import cv2
 
@@ -308,9 +330,9 @@ class Capture:
                       meta={"fps": self.fps.get(feed.stream, 30.0), "mode": self.mode, **feed.meta()})
         if feed.source.still:
             msg.meta["still"] = True  # photos, not video: detect must not carry faces from one to the next
-        msg.stamp("capture")
+        msg.ts["capture"] = now  # what the seal covers: every stage's age of the frame is measured from it
         if self.max_in_flight:
-            self.in_flight[msg.key] = time.monotonic()
+            self.in_flight[msg.key] = now
         feed.sent += 1
         feed.counts["frames"] += 1
         self._stats(msg, feed)
@@ -426,7 +448,7 @@ def loop(capture: Capture, pool: Dispatcher, s: Sockets, camera: CameraServer | 
     redo: list[Job] = []
     while True:
         health.beat()
-        wait = capture.wait_s(time.monotonic()) if pool.free() else HEARTBEAT_S
+        wait = capture.wait_s(time.time()) if pool.free() else HEARTBEAT_S
         events = dict(poller.poll(int(1000 * min(wait, HEARTBEAT_S)) + 1))
         if s.wake in events:
             while s.wake.poll(0):
@@ -435,7 +457,9 @@ def loop(capture: Capture, pool: Dispatcher, s: Sockets, camera: CameraServer | 
             _tabs(capture, camera)
         if s.returns is not None and s.returns in events:
             for msg in drain(s.returns, capture.counters, limit=256, keep_jpeg=True):
-                pool.proved(capture.on_return(msg))
+                capture.on_message(msg, time.time())
+            while capture.proven:
+                pool.proved(capture.proven.pop())
         pool.receive()
         taken = pool.take_back()  # from workers that died or stalled, or that gave them back
         if live:
@@ -444,13 +468,9 @@ def loop(capture: Capture, pool: Dispatcher, s: Sockets, camera: CameraServer | 
             capture.counters.log.info("sending again frames %s", ", ".join(f"{j.msg.stream}:{j.msg.frame}"
                                                                            for j in taken))
             redo = sorted(redo + taken, key=lambda j: (j.msg.frame, j.msg.stream))  # the oldest frames first
-        while pool.free() > 0 and capture.admit(time.monotonic()):
-            if redo:
-                pool.submit(redo.pop(0))
-                continue
-            frame = capture.next_message(time.monotonic())
-            if frame is None:
-                break
+        while redo and pool.free() > 0 and capture.admit(time.time()):
+            pool.submit(redo.pop(0))
+        for frame in capture.tick(time.time(), room=pool.free()) if not redo else []:
             job = Job(frame)
             if pool.submit(job):
                 capture.sent_to(frame, job.worker)

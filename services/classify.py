@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from collections import deque
 
 import numpy as np
 import zmq
@@ -69,14 +70,40 @@ class BusyMeter:
 
 
 class Classify:
-    """The stage without its sockets: jobs in, one reply per job out, one forward pass for all of them."""
+    """The stage without its sockets: jobs in, one reply per job out, one forward pass for many jobs.
 
-    def __init__(self, classifier: Classifier, counters: Counters, worker: str) -> None:
+    ``on_message`` takes a job into the batch; the batch goes through the model once it holds ``max_batch`` faces
+    (a job that would overfill it starts the next one) or, at ``tick``, once ``batch_wait_s`` passed since its first
+    job came (faces of other frames, streams and hosts batch together).  Replies come out in the order the jobs
+    went in."""
+
+    def __init__(self, classifier: Classifier, counters: Counters, worker: str, *, max_batch: int = 256,
+                 batch_wait_s: float = 0.0) -> None:
         self.clf, self.counters, self.worker = classifier, counters, worker
+        self.max_batch, self.batch_wait_s = max_batch, batch_wait_s
+        self.batch: list[Message] = []
+        self.faces = 0  # in the batch
+        self.since = 0.0  # when the batch's first job came
 
-    def process(self, jobs: list[Message]) -> list[Message]:
-        if not jobs:
-            return []
+    def on_message(self, msg: Message, now: float) -> list[Message]:
+        out = self._run() if self.batch and self.faces + _faces(msg) > self.max_batch else []
+        if not self.batch:
+            self.since = now
+        self.batch.append(msg)
+        self.faces += _faces(msg)
+        if self.faces >= self.max_batch:
+            out += self._run()
+        return out
+
+    def tick(self, now: float) -> list[Message]:
+        return self._run() if self.batch and now >= self.since + self.batch_wait_s else []
+
+    def wait_s(self, now: float) -> float:
+        return max(0.0, self.since + self.batch_wait_s - now) if self.batch else HEARTBEAT_S
+
+    def _run(self) -> list[Message]:
+        """The batch through the model: one reply per job."""
+        jobs, self.batch, self.faces = self.batch, [], 0
         probs = self.clf.predict_proba(np.concatenate([j.crops for j in jobs if j.crops is not None]))
         self.counters["batches"] += 1
         self.counters["faces"] += len(probs)
@@ -93,7 +120,8 @@ class Classify:
 
 def make_handler(o: argparse.Namespace, counters: Counters, worker: str) -> Classify:
     """The stage's handler, from its options (the process below and the one-shot path use it)."""
-    return Classify(load_classifier(o.model, o.device, o.classify_engine, o.threads), counters, worker)
+    return Classify(load_classifier(o.model, o.device, o.classify_engine, o.threads), counters, worker,
+                    max_batch=o.max_batch, batch_wait_s=o.batch_wait_ms / 1000)
 
 
 def run(o: argparse.Namespace, log: logging.Logger) -> int:
@@ -124,17 +152,33 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
         health.ready()
         log.info("model %s (%s) on %s (%s), jobs from %s", clf.name, "/".join(clf.classes), o.device, clf.engine,
                  ", ".join(wanted))
+        origin: deque[WorkerLink] = deque()  # the link each job in the batch came from, in order
+
+        def deliver(replies: list[Message], t0: float) -> None:
+            if replies:
+                busy.add(time.monotonic() - t0)
+            for reply in replies:
+                link = origin.popleft()
+                try:
+                    sent = link.reply(reply)
+                except zmq.ZMQError:  # its host was let go (discovery) while the batch waited
+                    sent = False
+                if not sent:
+                    counters["replies_dropped"] += 1  # that host is gone: the result would be stale anyway
+
         while True:
             health.beat()
             hosts.refresh()
-            for batch in _batches(_collect(list(hosts.links.values()), o.max_batch, o.batch_wait_ms / 1000),
-                                  o.max_batch):
+            serving = list(hosts.links.values())
+            if not serving:  # no host (yet): a name that resolves to nothing
+                time.sleep(min(HEARTBEAT_S, 0.2))
+                continue
+            for link, job in poll_links(serving, min(HEARTBEAT_S, handler.wait_s(time.time()))):
+                origin.append(link)
                 t0 = time.monotonic()
-                replies = handler.process([job for _, job in batch])
-                busy.add(time.monotonic() - t0)
-                for (link, _), reply in zip(batch, replies, strict=True):
-                    if not link.reply(reply):
-                        counters["replies_dropped"] += 1  # that host is gone: the result would be stale anyway
+                deliver(handler.on_message(job, time.time()), t0)
+            t0 = time.monotonic()
+            deliver(handler.tick(time.time()), t0)
             counters.maybe_log(f"hosts={len(hosts.links)} ")
     finally:
         hosts.close()
@@ -144,36 +188,6 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
 def _faces(job: Message) -> int:
     """How many faces a job asks about (a crops message carries its crops: wire.PARTS)."""
     return 0 if job.crops is None else len(job.crops)
-
-
-def _collect(hosts: list[WorkerLink], max_faces: int, wait_s: float) -> list[tuple[WorkerLink, Message]]:
-    """The jobs waiting on every host; once one came, up to ``wait_s`` more for others (faces of other frames,
-    streams and hosts batch together), unless ``max_faces`` are there already."""
-    if not hosts:  # no host (yet): a name that resolves to nothing
-        time.sleep(min(HEARTBEAT_S, 0.2))
-        return []
-    jobs = poll_links(hosts, HEARTBEAT_S)
-    deadline = time.monotonic() + wait_s
-    while jobs and wait_s > 0 and sum(_faces(j) for _, j in jobs) < max_faces:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        jobs += poll_links(hosts, left)
-    return jobs
-
-
-def _batches(jobs: list[tuple[WorkerLink, Message]], max_faces: int) -> list[list[tuple[WorkerLink, Message]]]:
-    """The jobs waiting, in batches of at most ``max_faces`` faces (a bigger job is a batch of its own)."""
-    out: list[list[tuple[WorkerLink, Message]]] = []
-    n = 0
-    for item in jobs:
-        k = _faces(item[1])
-        if not out or n + k > max_faces:
-            out.append([])
-            n = 0
-        out[-1].append(item)
-        n += k
-    return out
 
 
 def cli() -> None:

@@ -32,6 +32,7 @@ import zmq
 
 from dogfilter.common import health, options, service
 from dogfilter.common.options import Option, non_negative, positive
+from dogfilter.common.stage import Busy, epoch_order, too_old
 from dogfilter.common.transport.metrics import Counters
 from dogfilter.common.transport.protocol import HEARTBEAT_S, Dispatcher, Job, Peer, drain_confirming, send
 from dogfilter.common.transport.seal import Sealer
@@ -154,8 +155,8 @@ class StreamState:
     epoch: int
     reorder: Reorder
     faces: FaceIdentities
+    last_heard: float
     eos: Message | None = None
-    last_heard: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -187,30 +188,31 @@ class Composite:
         self.queue: deque[Job] = deque()  # crops jobs waiting for a classify worker
 
     # -------------------------------------------------------------- input
-    def on_detections(self, msg: Message, now: float) -> bool:
-        """A frame, a skip or an end of stream from detect.  False: not taken, this stream's buffer is full (file
-        mode: a frame more than ``FILE_WINDOW`` ahead of the next one due; its sender sends it again shortly)."""
+    def on_message(self, msg: Message, now: float) -> list[Message]:
+        """A frame, a skip or an end of stream from detect: held until its turn (frames leave from :meth:`tick`).
+        Raises :class:`Busy` when this stream's buffer is full (file mode: a frame more than ``FILE_WINDOW`` ahead
+        of the next one due; its sender sends it again shortly)."""
         if not self.sealer.check(msg):
             self.counters.drop("unsealed", f"{msg.kind} of stream {msg.stream} without capture's seal")
-            return True
+            return []
         st = self._stream(msg, now)
         if st is None:
-            return True
+            return []
         if msg.kind == "eos":
             st.eos = msg
-            return True
+            return []
         if msg.kind not in ("detections", "skip"):
             self.counters.drop("unexpected", f"{msg.kind} message on the detections link")
-            return True
+            return []
         nxt = st.reorder.next
         if not self.s.live and nxt is not None and msg.frame >= nxt + FILE_WINDOW:
             self.counters["busy"] += 1
-            return False
+            raise Busy(msg.stream)
         entry = Entry(None if msg.kind == "skip" else msg,
                       now + (self.s.deadline_s if self.s.live else self.s.file_timeout_s))
         if not st.reorder.add(msg.frame, entry):
             self.counters["stale_frames"] += 1  # a duplicate (a frame sent again), or its turn has passed
-            return True
+            return []
         if entry.msg is not None:
             msg.stamp("composite_in")
             entry.asked, entry.asked_at = self._to_ask(st, msg.faces, now), now
@@ -228,7 +230,7 @@ class Composite:
         if self.s.live and len(st.reorder.entries) > MAX_BUFFERED:  # never hold more than ~2 s of video
             st.reorder.drop_oldest()
             self.counters["frames_dropped"] += 1
-        return True
+        return []
 
     def _to_ask(self, st: StreamState, faces: list[Face], now: float) -> list[int]:
         """The faces of a frame to send to the classifier: every one, but in live mode not a followed face whose
@@ -248,10 +250,11 @@ class Composite:
     def _stream(self, msg: Message, now: float) -> StreamState | None:
         """The stream's state; a new one for a new stream or a newer epoch (a restarted capture)."""
         st = self.streams.get(msg.stream)
-        if st is not None and msg.epoch < st.epoch:
+        order = epoch_order(None if st is None else st.epoch, msg.epoch)
+        if order == "old":
             self.counters["stale_frames"] += 1  # from before capture restarted
             return None
-        if st is None or msg.epoch > st.epoch:
+        if order == "new":
             if st is None and len(self.streams) >= self.s.max_streams:
                 self.counters.drop("too_many_streams", f"{self.s.max_streams} streams already; not {msg.stream}")
                 return None
@@ -259,21 +262,22 @@ class Composite:
                 self.counters.log.info("stream %s restarted (new epoch): resetting it", msg.stream)
                 st.reorder.forget()
             gap = self.s.reorder_s if self.s.live else self.s.file_timeout_s
-            st = StreamState(msg.epoch, Reorder(None if self.s.live else 0, gap), FaceIdentities(self.s.smooth))
+            st = StreamState(msg.epoch, Reorder(None if self.s.live else 0, gap), FaceIdentities(self.s.smooth), now)
             self.streams[msg.stream] = st
         st.last_heard = now
         self.streams.move_to_end(msg.stream)
         return st
 
-    def on_emotions(self, peer: Peer, job: Job, reply: Message) -> None:
+    def on_reply(self, peer: Peer, job: Job, reply: Message, now: float) -> list[Message]:
         """A classify worker's answer to one of our jobs (the dispatcher checked the job is this worker's, and
-        :func:`check_reply` its shape)."""
+        :func:`check_reply` its shape): ``on_message`` for a reply, with the job it answers.  The frame it is for
+        leaves from :meth:`tick`."""
         entry: Entry = job.ctx
         classes = peer.info["classes"]
         why = check_reply(peer, job, reply)
         if why:
             self.counters.drop("bad_reply", why, peer=peer.ident)
-            return
+            return []
         faces = [(i, entry.msg.faces[i]) for i in entry.asked] if entry.msg is not None else []
         st = self.streams.get(job.msg.stream)
         for (i, face), res in zip(faces, reply.faces, strict=True):
@@ -285,6 +289,7 @@ class Composite:
             # known faces are painted at once by design: their replies update them; any other reply missed its frame
             self.counters["updated_after_paint" if entry.known else "late_results"] += 1
         entry.waiting = False
+        return []
 
     def job_lost(self, job: Job) -> None:
         """A classify worker died or stalled holding this job: another gets it, if its frame still waits."""
@@ -300,14 +305,15 @@ class Composite:
                 return job
         return None
 
-    def ready(self, now: float) -> list[Message]:
-        """Painted frames and ends of stream, in order, for every stream."""
+    def tick(self, now: float) -> list[Message]:
+        """Painted frames and ends of stream, in order, for every stream: those whose emotions are back or whose
+        deadline passed at ``now``."""
         out: list[Message] = []
         for name, st in list(self.streams.items()):
             for e in st.reorder.pop_ready(now, None if st.eos is None else st.eos.meta["last"]):
                 e.emitted = True
                 if e.msg is not None:
-                    frame = self._paint(st, e)
+                    frame = self._paint(st, e, now)
                     if frame is not None:
                         out.append(frame)
             self.counters["frames_lost"] += st.reorder.lost
@@ -342,10 +348,10 @@ class Composite:
                 self.counters["jobs_dropped"] += 1
             self.queue = keep
 
-    def _paint(self, st: StreamState, entry: Entry) -> Message | None:
+    def _paint(self, st: StreamState, entry: Entry, now: float) -> Message | None:
         msg = entry.msg
         assert msg is not None
-        if self.s.live and time.time() - msg.ts.get("capture", time.time()) > self.s.max_age_s:
+        if self.s.live and too_old(msg, now, self.s.max_age_s):
             self.counters["stale_frames"] += 1  # too old to show: live means live
             return None
         image = np.array(msg.image)  # the one copy: the received pixels are ZeroMQ's, read-only; painted in place
@@ -440,13 +446,21 @@ def loop(comp: Composite, pool: Dispatcher, pull: zmq.Socket, router: zmq.Socket
     poller = zmq.Poller()
     poller.register(router, zmq.POLLIN)
     poller.register(pull, zmq.POLLIN)
+
+    def take(msg: Message) -> bool:
+        try:
+            comp.on_message(msg, now)  # frames leave from tick, in order
+        except Busy:
+            return False
+        return True
+
     while True:
         health.beat()
-        poller.poll(int(1000 * comp.wait_s(time.monotonic())) + 1)
-        now = time.monotonic()
-        drain_confirming(pull, comp.counters, functools.partial(comp.on_detections, now=now), admit=comp.sealer.admit)
+        poller.poll(int(1000 * comp.wait_s(time.time())) + 1)
+        now = time.time()
+        drain_confirming(pull, comp.counters, take, admit=comp.sealer.admit)
         for peer, job, reply in pool.receive():
-            comp.on_emotions(peer, job, reply)
+            comp.on_reply(peer, job, reply, now)
         for job in pool.take_back():
             comp.job_lost(job)
         while pool.free() > 0:
@@ -457,7 +471,7 @@ def loop(comp: Composite, pool: Dispatcher, pull: zmq.Socket, router: zmq.Socket
                 comp.queue.appendleft(nxt)
                 break
         workers = pool.summary()
-        for out in comp.ready(time.monotonic()):
+        for out in comp.tick(time.time()):
             out.meta["workers"] = workers
             if not send(push, out, block=not comp.s.live or out.kind == "eos", timeout_s=0.05):
                 comp.counters["display_dropped"] += 1

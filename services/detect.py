@@ -24,6 +24,7 @@ import zmq
 from dogfilter.common import health, options, service
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.options import Option, positive
+from dogfilter.common.stage import too_old
 from dogfilter.common.transport import discovery
 from dogfilter.common.transport.metrics import Counters
 from dogfilter.common.transport.protocol import HEARTBEAT_S, Confirmations, WorkerLink, poll_links, send
@@ -59,16 +60,17 @@ class Detect:
         self.live, self.max_age_s, self.detect_size = live, max_age_s, detect_size
         self.stats_key = STAGE  # one of several processes: detect@worker (the display adds them up)
 
-    def process(self, msg: Message, host: str | None = None) -> Message:
-        """``host``: the pipeline host the frame came from, when this worker serves several (each host's streams
-        are followed apart, though two hosts may both name a stream cam0)."""
+    def on_message(self, msg: Message, now: float, host: str | None = None) -> list[Message]:
+        """A frame (or end of stream) in, the one message for the composite out.  ``host``: the pipeline host the
+        frame came from, when this worker serves several (each host's streams are followed apart, though two hosts
+        may both name a stream cam0)."""
         video = (msg.stream, msg.epoch) if host is None else (host, msg.stream, msg.epoch)  # the tracker's key
         if msg.kind == "eos":
             out = msg.derive("eos")
             tracker = getattr(self.detector, "tracker", None)
             if tracker is not None:  # the stream ended: its faces are forgotten now, not when pushed out
                 tracker.streams.pop(video, None)
-        elif self.live and time.time() - msg.ts.get("capture", time.time()) > self.max_age_s:
+        elif self.live and too_old(msg, now, self.max_age_s):
             self.counters["stale_frames"] += 1  # it waited too long to be worth a look: say so, do not wait for it
             out = msg.derive("skip", image=None, meta={**msg.meta, "reason": "stale"})
         else:
@@ -85,8 +87,13 @@ class Detect:
         if self.live:
             out.meta.pop("job", None)  # capture's job id: only file mode asks composite to confirm it
         out.stats(self.stats_key, self.counters)
-        return out
+        return [out]
 
+    def tick(self, now: float) -> list[Message]:
+        return []  # nothing waits in detect: every frame is answered at once
+
+    def wait_s(self, now: float) -> float:
+        return HEARTBEAT_S
 
     def _tracking_counts(self) -> None:
         """The tracker's own figures (full scans of a stream, scan passes run and skipped), beside the stage's."""
@@ -173,7 +180,7 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
             wait = min(HEARTBEAT_S, *(h.sent.wait_s(now) for h in serving))
             for link, job in poll_links([h.link for h in serving], wait, also=tuple(h.out for h in serving)):
                 h = by_link[id(link)]
-                result = handler.process(job, h.addr if o.connect else None)
+                (result,) = handler.on_message(job, time.time(), h.addr if o.connect else None)
                 if not live:
                     h.sent.send(result, job, on_wait=link.tick)
                 elif not send(h.out, result, block=result.kind == "eos", timeout_s=0.5, on_wait=link.tick):

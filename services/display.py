@@ -33,8 +33,9 @@ from dogfilter.common.errors import DogfilterError
 from dogfilter.common.media.sinks import Recorder, StreamStats, finish
 from dogfilter.common.media.vcam import BACKENDS, FIRST, VirtualCamera
 from dogfilter.common.options import Option, non_negative
+from dogfilter.common.stage import epoch_order, too_old
 from dogfilter.common.transport.metrics import Counters
-from dogfilter.common.transport.protocol import drain, send
+from dogfilter.common.transport.protocol import HEARTBEAT_S, drain, send
 from dogfilter.common.transport.seal import Sealer
 from dogfilter.common.transport.sockets import Links
 from dogfilter.common.transport.wire import Message
@@ -79,17 +80,17 @@ class Display:
         self.lost: dict[str, int] = {}
         self.vcam: VirtualCamera | None = None
 
-    def on_message(self, msg: Message) -> Message | None:
-        """The frame to show (None: nothing to show: an end of stream, or a frame that is dropped)."""
+    def on_message(self, msg: Message, now: float) -> list[Message]:
+        """The frame to show ([]: nothing to show: an end of stream, or a frame that is dropped)."""
         if msg.kind not in ("composited", "eos"):
             self.counters.drop("unexpected", f"{msg.kind} message on the display link")
-            return None
+            return []
         if not self.sealer.check(msg):
             self.counters.drop("unsealed", f"{msg.kind} of stream {msg.stream} without capture's seal")
-            return None
-        st = self._stream(msg)
+            return []
+        st = self._stream(msg, now)
         if st is None:
-            return None
+            return []
         self.workers = msg.meta.get("workers", self.workers)
         if msg.kind == "eos":
             st.absorb(msg)
@@ -104,33 +105,38 @@ class Display:
             ended = [name for name, s in self.streams.items() if s.ended is not None]
             for name in ended[:max(0, len(ended) - KEEP_ENDED)]:
                 self._forget(name)
-            return None
-        if self.live and time.time() - msg.ts.get("capture", time.time()) > self.max_age_s:
+            return []
+        if self.live and too_old(msg, now, self.max_age_s):
             self.counters["stale_frames"] += 1  # live means live: a backlog after a stall is not replayed
-            return None
+            return []
         msg.stamp(STAGE)
         st.add(msg)
         self.total.add(msg)
-        return msg
+        return [msg]
 
-    def _stream(self, msg: Message) -> StreamStats | None:
-        epoch = self.epochs.get(msg.stream, self.ended.get(msg.stream))
-        if epoch is not None and (msg.epoch < epoch or (msg.epoch == epoch and msg.stream not in self.streams)):
+    def tick(self, now: float) -> list[Message]:
+        return []  # nothing waits in the display: a frame is shown when it comes
+
+    def wait_s(self, now: float) -> float:
+        return HEARTBEAT_S
+
+    def _stream(self, msg: Message, now: float) -> StreamStats | None:
+        order = epoch_order(self.epochs.get(msg.stream, self.ended.get(msg.stream)), msg.epoch)
+        if order == "old" or (order == "same" and msg.stream not in self.streams):
             self.counters["stale_frames"] += 1  # from before a restart, or of a run that ended and was forgotten
             return None
-        if msg.stream not in self.streams or msg.epoch > self.epochs[msg.stream]:
-            if msg.stream not in self.streams and len(self.streams) >= MAX_STREAMS and not self._make_room():
+        if order == "new":
+            if msg.stream not in self.streams and len(self.streams) >= MAX_STREAMS and not self._make_room(now):
                 self.counters.drop("too_many_streams", f"{MAX_STREAMS} streams already; not {msg.stream}")
                 return None
             self.streams[msg.stream], self.epochs[msg.stream] = StreamStats(), msg.epoch
             self.ended.pop(msg.stream, None)
         st = self.streams[msg.stream]
-        st.last_heard = time.monotonic()
+        st.last_heard = now
         return st
 
-    def _make_room(self) -> bool:
+    def _make_room(self, now: float) -> bool:
         """Every slot taken: forget the stream that ended first, else the one silent the longest (IDLE_STREAM_S)."""
-        now = time.monotonic()
         ended = [name for name, s in self.streams.items() if s.ended is not None]
         silent = sorted((s.last_heard, name) for name, s in self.streams.items() if now - s.last_heard > IDLE_STREAM_S)
         victim = ended[0] if ended else silent[0][1] if silent else None
@@ -249,7 +255,7 @@ def loop(o: argparse.Namespace, display: Display, pull: zmq.Socket, returns: zmq
         for msg in drain(pull, display.counters, limit=8, admit=display.sealer.admit):
             if display.live and msg.kind == "composited":  # the frame left the pipeline: capture may send another
                 send(returns, Message("done", msg.stream, msg.frame, msg.epoch), timeout_s=0.0)
-            shown = display.on_message(msg)
+            shown = next(iter(display.on_message(msg, time.time())), None)
             vcam = display.vcam
             if vcam is not None and msg.kind == "eos" and msg.stream == vcam.stream and display.sealer.check(msg):
                 vcam.end()

@@ -261,8 +261,8 @@ def test_composite_turns_the_mask_with_the_eyes(bf) -> None:
     for i, (name, face) in enumerate((("bf", f), ("haar", wire.Face(box=f.box)))):
         msg = sealer.seal(wire.Message("detections", "cam0", i, 1, faces=[face], image=img.copy(),
                                        crops=np.zeros((1, 48, 48), np.uint8)))
-        comp.on_detections(msg, now=0.0)
-        (out,) = comp.ready(now=1.0)
+        comp.on_message(msg, now=0.0)
+        (out,) = comp.tick(now=1.0)
         got[name] = out.image
     mask = painter.masks["happy"]
     for name, roll in (("bf", roll_of(f.keypoints)), ("haar", 0.0)):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -39,8 +38,10 @@ def _capture(feeds: list, **kw) -> Capture:
 
 def test_streams_take_turns_and_each_ends_with_its_own_sealed_end() -> None:
     cap = _capture([FileFeed("a", Frames(3), 1), FileFeed("b", Frames(1), 1)])
-    got = []
-    while (m := cap.next_message(time.monotonic())) is not None:
+    got, now = [], 100.0
+    while sent := cap.tick(now):
+        (m,) = sent
+        now += 0.01  # the fake clock: the stream that waited longest goes next
         got.append((m.stream, m.kind, m.frame))
         assert cap.sealer.check(m)
     assert got[:2] == [("a", "frame", 0), ("b", "frame", 0)]  # turns
@@ -50,18 +51,16 @@ def test_streams_take_turns_and_each_ends_with_its_own_sealed_end() -> None:
 
 def test_the_flow_limiter_admits_frames_as_display_says_they_left() -> None:
     cap = _capture([FileFeed("a", Frames(100), 1)], mode="live", max_in_flight=3, max_age_s=0.2)
-    sent = []
-    while cap.admit(time.monotonic()) and len(sent) < 10:
-        sent.append(cap.next_message(time.monotonic()))
+    sent = cap.tick(100.0, room=10)
     assert len(sent) == 10  # display has not spoken yet: no limit (never a stall when it cannot)
-    cap.on_return(Message("done", "a", 0, 1))
-    assert not cap.admit(time.monotonic())  # now it does: 9 on their way, over 3
+    assert cap.on_message(Message("done", "a", 0, 1), 100.01) == []
+    assert not cap.admit(100.01) and cap.tick(100.01, room=10) == []  # now it does: 9 on their way, over 3
     for m in sent[1:8]:
-        cap.on_return(Message("done", m.stream, m.frame, m.epoch))
-    assert cap.admit(time.monotonic())  # 2 left on their way
-    time.sleep(0.3)
-    cap.next_message(time.monotonic())
-    assert cap.admit(time.monotonic() + 0.3) and len(cap.in_flight) <= 1  # unheard-of frames expire
+        cap.on_message(Message("done", m.stream, m.frame, m.epoch), 100.02)
+    assert cap.admit(100.02)  # 2 left on their way
+    assert len(cap.tick(100.02, room=10)) == 1  # and one more may go: 3
+    assert cap.admit(100.26) and len(cap.in_flight) == 1  # unheard of for max_age_s + 50 ms: expired
+    assert cap.admit(100.3) and not cap.in_flight
 
 
 def test_reorder_waits_for_a_missing_frame_then_goes_on_and_counts_it_lost() -> None:
@@ -94,7 +93,7 @@ def test_a_followed_face_is_read_again_every_reclassify_ms_live_and_every_frame_
 
     sealer = Sealer(b"k" * 32)
     comp = Composite(Painter(load_masks([])), sealer, Counters("composite", logging.getLogger("t")),
-                     Settings(live=live, reclassify_s=0.1, deadline_s=1.0, max_age_s=1e9))
+                     Settings(live=live, reclassify_s=0.1, deadline_s=1.0))
     worker = Peer(b"w", 8, {"classes": ["happy", "sad", "surprise", "neutral"]}, 0.0)
     asked, painted = [], []
     for i in range(12):
@@ -103,14 +102,14 @@ def test_a_followed_face_is_read_again_every_reclassify_ms_live_and_every_frame_
         msg = sealer.seal(Message("detections", "cam0", i, 1, faces=[Face(box=b) for b in boxes],
                                   image=np.zeros((120, 260, 3), np.uint8), crops=np.zeros((len(boxes), 48, 48),
                                                                                           np.uint8)))
-        assert comp.on_detections(msg, now)
+        assert comp.on_message(msg, now) == []
         job = comp.next_job()
         if job is not None:
             asked.append((i, [f.box[0] for f in job.msg.faces]))
             assert len(job.msg.crops) == len(job.msg.faces)
-            comp.on_emotions(worker, job, Message("emotions", "cam0", i, 1, faces=[
-                Face(box=f.box, probs=[0.9, 0.05, 0.03, 0.02]) for f in job.msg.faces]))
-        (out,) = comp.ready(now)
+            comp.on_reply(worker, job, Message("emotions", "cam0", i, 1, faces=[
+                Face(box=f.box, probs=[0.9, 0.05, 0.03, 0.02]) for f in job.msg.faces]), now)
+        (out,) = comp.tick(now)
         painted += [(f.emotion, f.stale) for f in out.faces]
     if live:  # 0: new; 4 and 8: 132 ms after it was last asked about; 9: the new face only
         assert asked == [(0, [40]), (4, [40]), (8, [40]), (9, [200])]
@@ -151,18 +150,18 @@ def test_a_change_of_expression_reaches_the_mask_within_a_few_frames(reclassify_
     for change in range(20, 28):
         sealer = Sealer(b"k" * 32)
         comp = Composite(Painter(load_masks([])), sealer, Counters("composite", logging.getLogger("t")),
-                         Settings(live=True, reclassify_s=reclassify_s, deadline_s=1.0, max_age_s=1e9))
+                         Settings(live=True, reclassify_s=reclassify_s, deadline_s=1.0))
         worker = Peer(b"w", 8, {"classes": ["happy", "sad", "surprise", "neutral"]}, 0.0)
         for i in range(60):
             face = Face(box=(40, 30, 50, 50))
-            assert comp.on_detections(sealer.seal(Message("detections", "cam0", i, 1, faces=[face],
+            assert not comp.on_message(sealer.seal(Message("detections", "cam0", i, 1, faces=[face],
                                                           image=np.zeros((120, 160, 3), np.uint8),
                                                           crops=np.zeros((1, 48, 48), np.uint8))), i / 30)
             job = comp.next_job()
             if job is not None:
-                comp.on_emotions(worker, job, Message("emotions", "cam0", i, 1, faces=[
-                    Face(box=face.box, probs=surprise if i >= change else happy)]))
-            (out,) = comp.ready(i / 30)
+                comp.on_reply(worker, job, Message("emotions", "cam0", i, 1, faces=[
+                    Face(box=face.box, probs=surprise if i >= change else happy)]), i / 30)
+            (out,) = comp.tick(i / 30)
             if i >= change and out.faces[0].emotion == "surprise":
                 lags.append(i - change)
                 break
@@ -177,21 +176,21 @@ def test_without_a_classify_worker_jobs_go_with_their_frames_and_the_queue_stays
 
     sealer = Sealer(b"k" * 32)
     comp = Composite(Painter(load_masks([])), sealer, Counters("composite", logging.getLogger("t")),
-                     Settings(live=True, reclassify_s=0.0, deadline_s=0.04, max_age_s=1e9))
+                     Settings(live=True, reclassify_s=0.0, deadline_s=0.04))
     shown = 0
     for i in range(3000):
         now = i * 0.033
         msg = sealer.seal(Message("detections", "cam0", i, 1, faces=[Face(box=(10, 10, 40, 40))],
                                   image=np.zeros((120, 160, 3), np.uint8), crops=np.zeros((1, 48, 48), np.uint8)))
-        comp.on_detections(msg, now)
-        shown += len(comp.ready(now))
+        comp.on_message(msg, now)
+        shown += len(comp.tick(now))
         assert len(comp.queue) <= 2
     assert shown >= 2990 and comp.counters["jobs_dropped"] >= 2990
     for i in range(3000, 3000 + 2 * MAX_BUFFERED):  # frames that never reach their deadline: the buffer drops them
         msg = sealer.seal(Message("detections", "cam0", i, 1, faces=[Face(box=(10, 10, 40, 40))],
                                   image=np.zeros((120, 160, 3), np.uint8), crops=np.zeros((1, 48, 48), np.uint8)))
-        comp.on_detections(msg, 0.0)
-        comp.ready(0.0)
+        comp.on_message(msg, 0.0)
+        comp.tick(0.0)
     assert len(comp.queue) <= MAX_BUFFERED + 1
 
 
@@ -204,10 +203,10 @@ def test_detect_forgets_an_ended_stream_of_any_host(host) -> None:
     from dogfilter.services.detect import Detect
 
     det = Detect(create_detector("blazeface"), Counters("detect", logging.getLogger("t")), live=False,
-                 max_age_s=1e9, detect_size=640)
+                 max_age_s=0.2, detect_size=640)
     tracker = det.detector.tracker
     frame = Message("frame", "cam0", 0, 1, image=np.zeros((240, 320, 3), np.uint8))
-    det.process(frame, host)
+    det.on_message(frame, 0.0, host)
     assert len(tracker.streams) == 1
-    det.process(Message("eos", "cam0", 1, 1), host)
+    det.on_message(Message("eos", "cam0", 1, 1), 0.0, host)
     assert len(tracker.streams) == 0
