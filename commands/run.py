@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import os
 import re
-import secrets
 import shutil
 import signal
 import subprocess
@@ -34,17 +32,15 @@ import time
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from dogfilter.commands import janitor
-from dogfilter.common import children, options
+from dogfilter.common import children, options, stage
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.options import Option, positive
 from dogfilter.common.service import interrupt
 
-STAGES = ("display", "composite", "classify", "detect", "capture")  # started sinks first
-WORKERS = ("detect", "classify")  # stateless: restarted when they crash
+STARTED = tuple(reversed(stage.STAGES))  # sinks first: a stage's receiver is up before it sends
 MAX_BACKOFF_S = 30.0
 LAUNCHER = (
     Option("inline", "auto", "file and image: run the stages in this one process (auto: for pictures and clips of at "
@@ -75,23 +71,14 @@ def _die_with(parent: int) -> Any:
     return child
 
 
-def stage_module(stage: str) -> ModuleType:
-    return importlib.import_module(f"dogfilter.services.{stage}")
-
-
-def stage_groups(stage: str) -> list[tuple[str, Sequence[Option]]]:
-    return stage_module(stage).GROUPS
-
-
 def launcher_options(exclude: AbstractSet[str] = frozenset()) -> list[tuple[str, list[Option]]]:
     """The options a user sets on ``dogfilter file|image|live``: every stage's options marked ``launcher``."""
     groups, seen = [], set(exclude)
-    for stage in ("capture", "detect", "classify", "composite", "display", "pipeline"):
-        opts = options.PIPELINE if stage == "pipeline" else stage_module(stage).OPTIONS
+    for name, opts in [*((st.name, st.options()) for st in stage.STAGES), ("pipeline", options.PIPELINE)]:
         mine = [o for o in opts if o.launcher and o.name not in seen]
         seen.update(o.name for o in mine)
         if mine:
-            groups.append((stage, mine))
+            groups.append((name, mine))
     return groups
 
 
@@ -117,7 +104,7 @@ class Pipeline:
                  env: dict[str, str] | None = None, **extra: list[str]) -> None:
         self.mode, self.n_detect, self.n_classify, self.restart = mode, n_detect, n_classify, restart
         self.values = dict(values or {})
-        self.extra = {stage: list(extra.get(stage, [])) for stage in STAGES}
+        self.extra = {name: list(extra.get(name, [])) for name in stage.NAMES}
         self.env = dict(env or {})
         janitor.clean_stale()  # the folders (and stages) of launchers that were killed with their janitors
         self.dir = Path(tempfile.mkdtemp(prefix="dogfilter-"))  # 0700: only this user can connect or read
@@ -125,10 +112,9 @@ class Pipeline:
         # the janitor ends the stages and removes this folder when we die, however we die (SIGKILL too)
         self.janitor = subprocess.Popen([sys.executable, "-m", "dogfilter.commands.janitor", str(self.dir)],
                                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True)
-        self.secret = self.dir / "secret"
-        fd = os.open(self.secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32) + "\n")
+        from dogfilter.common.transport.seal import create_secret
+
+        self.secret = create_secret(self.dir / "secret")  # fresh per run: this run's stages only
         self.endpoints = {name: f"ipc://{self.dir}/{name}" for name in options.LINKS}
         if tcp_classify:
             self.endpoints["classify"] = tcp_classify
@@ -138,21 +124,22 @@ class Pipeline:
         self.restarts: dict[str, tuple[int, float]] = {}  # name → (restarts, when the next may happen)
         self.events: list[str] = []
 
-    def stage_args(self, stage: str) -> list[str]:
+    def stage_args(self, name: str) -> list[str]:
         values = {**self.values, "mode": self.mode, "secret_file": str(self.secret), "run_dir": str(self.dir),
                   **{f"{k}_addr": v for k, v in self.endpoints.items()}}
-        declared = {o.name: o for _, group in stage_groups(stage) for o in group}
-        return [a for name, v in values.items() if name in declared for a in to_args(declared[name], v)]
+        declared = {o.name: o for _, group in stage.stage(name).groups() for o in group}
+        return [a for opt, v in values.items() if opt in declared for a in to_args(declared[opt], v)]
 
-    def start_one(self, stage: str, name: str, args: list[str] | None = None) -> subprocess.Popen:
+    def start_one(self, stage_name: str, name: str, args: list[str] | None = None) -> subprocess.Popen:
+        """Start one process of a stage (``name``: e.g. detect.2; its log is ``name``.log in the run folder)."""
         log = self.dir / f"{name}.log"
         self.logs[name] = log
-        argv = [*self.stage_args(stage), *self.extra[stage], *(args or [])]
-        self.args[name] = (stage, list(args or []))
+        argv = [*self.stage_args(stage_name), *self.extra[stage_name], *(args or [])]
+        self.args[name] = (stage_name, list(args or []))
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "HONCHO_PROCESS_NAME": name, **self.env}
         env.setdefault("OMP_NUM_THREADS", "1")
         with log.open("ab") as err:
-            p = subprocess.Popen([sys.executable, "-m", f"dogfilter.services.{stage}", *argv], env=env,
+            p = subprocess.Popen([sys.executable, "-m", stage.stage(stage_name).module_name, *argv], env=env,
                                  stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
                                  preexec_fn=_die_with(os.getpid()))
         self.procs[name] = p
@@ -173,10 +160,10 @@ class Pipeline:
             pass  # the janitor is gone: the stages' parent-death signal and the next start's clean-up remain
 
     def start(self) -> Pipeline:
-        for stage in STAGES:
-            n = {"detect": self.n_detect, "classify": self.n_classify}.get(stage, 1)
+        for st in STARTED:
+            n = {"detect": self.n_detect, "classify": self.n_classify}.get(st.name, st.count)
             for i in range(1, n + 1):
-                self.start_one(stage, f"{stage}.{i}")
+                self.start_one(st.name, f"{st.name}.{i}")
         return self
 
     def why(self, name: str) -> str:
@@ -191,14 +178,14 @@ class Pipeline:
         """Restart crashed workers (with back-off); the first other failure: (its one line, exit code)."""
         for name, p in list(self.procs.items()):
             code = p.poll()
-            stage = name.split(".")[0]
-            if code is None or stage == "display":  # display's end is wait()'s business
+            kind = stage.stage(name.split(".")[0])
+            if code is None or kind.name == "display":  # display's end is wait()'s business
                 continue
             if code == 2:  # a user's error: its own one line
                 return self.last_line(name), 2
-            if stage in WORKERS and self.restart:
+            if kind.worker and self.restart:
                 self._restart(name)
-            elif not (stage == "capture" and code == 0):  # capture --exit-on-eos ends with 0
+            elif not (kind.name == "capture" and code == 0):  # capture --exit-on-eos ends with 0
                 return f"dogfilter: {self.why(name)}", code or 1
         return None
 
@@ -210,8 +197,8 @@ class Pipeline:
             print(f"dogfilter: {self.events[-1]}", file=sys.stderr)
             self.restarts[name] = (n, time.monotonic() + delay)
         elif time.monotonic() >= when:
-            stage, args = self.args[name]
-            self.start_one(stage, name, args)
+            stage_name, args = self.args[name]
+            self.start_one(stage_name, name, args)
             self.restarts[name] = (n + 1, 0.0)
 
     def last_line(self, name: str) -> str:
@@ -359,7 +346,7 @@ def _main(argv: list[str] | None) -> int:
               "server.key_secret here (all secrets are 0600)")
         return 0
     if a.cmd == "options":
-        groups = [(f"dogfilter-{stage}", stage_module(stage).OPTIONS) for stage in reversed(STAGES)]
+        groups: list[tuple[str, Sequence[Option]]] = [(st.script, st.options()) for st in stage.STAGES]
         groups += [("every stage", options.PIPELINE), ("links", tuple(options.LINKS.values()))]
         sys.stdout.write(options.env_file(groups))
         return 0

@@ -44,20 +44,26 @@ def check_private(path: Path, what: str) -> None:
                              f"run `chmod 600 {path}`")
 
 
+def create_secret(path: Path) -> Path:
+    """A fresh pipeline secret written to ``path``, readable by its owner only (0600); FileExistsError if one is
+    there.  The one place a secret is made: the launcher's per-run one, the default one, the benchmarks'."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(SECRET_BYTES) + "\n")
+    return path
+
+
 def load_or_create_secret(path: str | Path | None) -> bytes:
     """The pipeline secret at ``path`` (default: :func:`default_secret_path`), created 0600 if missing."""
     p = Path(path) if path else default_secret_path()
     if not p.exists():
         try:
             p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            create_secret(p)
         except FileExistsError:
             pass  # another stage made it a moment ago: read theirs
         except OSError as e:
             raise DogfilterError(f"cannot create the pipeline secret {p}: {e.strerror}") from None
-        else:
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(SECRET_BYTES) + "\n")
     try:
         check_private(p, "pipeline secret")
         text = p.read_text().strip()
