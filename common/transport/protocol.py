@@ -26,8 +26,9 @@ of workers and the jobs each holds are bounded, and any process can die and rest
 Everything else flows one way: :func:`send` is the one way to send (back-pressure in file mode, a bounded wait in
 live mode), :func:`drain` the one way to read.  Where a message must not be lost when its sender dies (a detect
 worker's frame, file mode), the sender waits for the receiver's confirmation before it reports the job done
-(:class:`Confirmations`, :func:`drain_confirming`).  Every message received goes through the
-wire's checks; what fails is dropped and counted by kind of fault (:class:`~.metrics.Counters`), never raised.
+(:class:`Confirmations`, :func:`drain_confirming`).  Every reader (those two, the dispatcher's and the worker's)
+takes its messages from one receive loop, :func:`received`: every message goes through the wire's checks; what
+fails is dropped and counted by kind of fault (:class:`~.metrics.Counters`), never raised.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import itertools
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,21 +81,29 @@ def send(sock: zmq.Socket, msg: Message, *, block: bool = False, timeout_s: floa
             return False
 
 
-def drain(sock: zmq.Socket, counters: Counters, limit: int = 64, keep_jpeg: bool = False,
-          admit: Callable[[Message], None] | None = None) -> list[Message]:
-    """Every valid message already waiting on a PULL socket (at most ``limit``); the others dropped and counted.
+def received(sock: zmq.Socket, counters: Counters, limit: int, *, routed: bool = False, keep_jpeg: bool = False,
+             admit: Callable[[Message], None] | None = None) -> Iterator[tuple[bytes | None, Message]]:
+    """The one receive loop: each valid message already waiting on ``sock`` (at most ``limit``), with its sender's
+    identity (``routed``: a ROUTER socket; else None); what fails the wire's checks is dropped and counted.
     ``admit``: see :func:`wire.decode` (a check before a JPEG is decoded)."""
-    out = []
     for _ in range(limit):
         try:
             frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
         except zmq.Again:
-            break
+            return
+        ident = frames[0].bytes if routed else None
         try:
-            out.append(wire.decode(frames, keep_jpeg, admit))
+            msg = wire.decode(frames[1:] if routed else frames, keep_jpeg, admit)
         except WireError as e:
-            counters.drop(e.fault, str(e))
-    return out
+            counters.drop(e.fault, str(e), peer=ident)
+            continue
+        yield ident, msg
+
+
+def drain(sock: zmq.Socket, counters: Counters, limit: int = 64, keep_jpeg: bool = False,
+          admit: Callable[[Message], None] | None = None) -> list[Message]:
+    """Every valid message already waiting on a PULL socket (at most ``limit``); the others dropped and counted."""
+    return [msg for _, msg in received(sock, counters, limit, keep_jpeg=keep_jpeg, admit=admit)]
 
 
 @dataclass
@@ -157,16 +166,8 @@ def drain_confirming(sock: zmq.Socket, counters: Counters, accept: Callable[[Mes
     """Like :func:`drain`, on a ROUTER: ``accept(msg)`` takes each message (False: full for now, not taken); a
     message naming a job is confirmed to its sender at once, or answered "retry" when it was not taken."""
     out = []
-    for _ in range(limit):
-        try:
-            ident, *frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-        except zmq.Again:
-            break
-        try:
-            msg = wire.decode(frames, admit=admit)
-        except WireError as e:
-            counters.drop(e.fault, str(e), peer=ident.bytes)
-            continue
+    for ident, msg in received(sock, counters, limit, routed=True, admit=admit):
+        assert ident is not None  # routed
         job = msg.meta.pop("job", None)
         taken = accept(msg)
         if taken:
@@ -258,17 +259,8 @@ class Dispatcher:
     def receive(self, limit: int = 256) -> list[tuple[Peer, Job, Message]]:
         """Read what workers sent. Control messages are handled here; each valid reply comes back with its job."""
         out = []
-        for _ in range(limit):
-            try:
-                ident_frame, *frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                break
-            ident = ident_frame.bytes
-            try:
-                msg = wire.decode(frames)
-            except WireError as e:
-                self.counters.drop(e.fault, str(e), peer=ident)
-                continue
+        for ident, msg in received(self.sock, self.counters, limit, routed=True):
+            assert ident is not None  # routed
             got = self._handle(ident, msg)
             if got is not None:
                 out.append(got)
@@ -481,16 +473,7 @@ class WorkerLink:
     def receive(self, limit: int = 64) -> list[Message]:
         """Jobs waiting on this link (reset handled, anything malformed or unexpected counted)."""
         out = []
-        for _ in range(limit):
-            try:
-                frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                break
-            try:
-                msg = wire.decode(frames)
-            except WireError as e:
-                self.counters.drop(e.fault, str(e))
-                continue
+        for _, msg in received(self.sock, self.counters, limit):
             if msg.kind == "reset":
                 self.announce()
             elif msg.kind not in self.accepts or not isinstance(msg.meta.get("job"), int):
