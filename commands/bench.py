@@ -35,7 +35,6 @@ import cv2
 import numpy as np
 import zmq
 
-from dogfilter.common import children
 from dogfilter.common.service import interrupt
 from dogfilter.common.transport import wire
 from dogfilter.common.transport.metrics import Counters
@@ -105,31 +104,26 @@ def demo_frames(size: tuple[int, int], n: int) -> list[np.ndarray]:
 
 
 class Stage:
-    """One service as a child process on private ipc endpoints."""
+    """One service as a child process on private ipc endpoints: the launcher's own way to start a stage
+    (:meth:`Pipeline.start_one`: its arguments, environment, run folder, secret and parent-death signal), for one
+    stage alone.  The benchmark's feeders play the other stages' parts on its endpoints (sealing with its secret)."""
 
-    def __init__(self, stage: str, args: list[str], d: Path, mode: str = "file") -> None:
-        self.endpoints = {n: f"ipc://{d}/{n}" for n in ("frames", "detections", "classify", "display")}
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DOGFILTER_")}
-        env.update({f"DOGFILTER_{k.upper()}_ADDR": v for k, v in self.endpoints.items()})
-        env.update({"DOGFILTER_MODE": mode, "OMP_NUM_THREADS": "1", "HONCHO_PROCESS_NAME": stage})
-        secret = d / "secret"  # the feeders play capture's part: they seal with the same secret
-        if not secret.exists():
-            secret.write_text("5e" * 32)
-            secret.chmod(0o600)
-        env["DOGFILTER_SECRET_FILE"] = str(secret)
-        self.sealer = Sealer.from_file(secret)
-        self.log = d / f"{stage}.log"
-        self.p = subprocess.Popen([sys.executable, "-m", f"dogfilter.services.{stage}", *args], cwd=ROOT, env=env,
-                                  stdout=subprocess.DEVNULL, stderr=self.log.open("wb"))
+    def __init__(self, stage: str, args: list[str], mode: str = "file") -> None:
+        from dogfilter.commands.run import Pipeline
+
+        self.name = f"{stage}.1"
+        self.pipeline = Pipeline(mode=mode, restart=False)
+        self.endpoints = self.pipeline.endpoints
+        self.sealer = Sealer.from_file(self.pipeline.secret)
+        self.p = self.pipeline.start_one(stage, self.name, args)
 
     def check(self) -> None:
         """Raise with the stage's own last line if it has exited."""
         if self.p.poll() is not None:
-            lines = [ln for ln in self.log.read_text(errors="replace").splitlines() if ln.strip()]
-            raise RuntimeError(f"the stage exited ({self.p.returncode}): {lines[-1] if lines else 'no output'}")
+            raise RuntimeError(f"the stage exited ({self.p.returncode}): {self.pipeline.last_line(self.name)}")
 
     def stop(self) -> None:
-        children.stop([self.p])
+        self.pipeline.stop()
 
 
 COUNTERS = Counters("bench", logging.getLogger("bench"))
@@ -189,49 +183,47 @@ def _drive(stage: Stage, n: int, warmup: int, step: Callable[[], list[float]]) -
 
 def bench_detect(n: int, warmup: int, size: tuple[int, int], detector: str) -> dict[str, float]:
     ctx: zmq.Context = zmq.Context.instance()
-    with tempfile.TemporaryDirectory() as d:
-        st = Stage("detect", ["--detector", detector] if detector else [], Path(d))  # "": the service's default
-        router, sink = make_socket(ctx, zmq.ROUTER), make_socket(ctx, zmq.ROUTER)
-        router.bind(st.endpoints["frames"])
-        sink.bind(st.endpoints["detections"])
-        pool, frames, i = feeder_pool(router), demo_frames(size, 90), 0  # 3 s of video, looped
+    st = Stage("detect", ["--detector", detector] if detector else [])  # "": the service's default
+    router, sink = make_socket(ctx, zmq.ROUTER), make_socket(ctx, zmq.ROUTER)
+    router.bind(st.endpoints["frames"])
+    sink.bind(st.endpoints["detections"])
+    pool, frames, i = feeder_pool(router), demo_frames(size, 90), 0  # 3 s of video, looped
 
-        def step() -> list[float]:
-            nonlocal i
-            pool.receive()
-            while pool.free():
-                m = wire.Message("frame", "bench", i, 1, image=frames[i % len(frames)])
-                m.stamp("capture")
-                pool.submit(Job(m))
-                i += 1
-            return drain_latencies(sink, 50)
+    def step() -> list[float]:
+        nonlocal i
+        pool.receive()
+        while pool.free():
+            m = wire.Message("frame", "bench", i, 1, image=frames[i % len(frames)])
+            m.stamp("capture")
+            pool.submit(Job(m))
+            i += 1
+        return drain_latencies(sink, 50)
 
-        return drive(st, n, warmup, step, (router, sink))
+    return drive(st, n, warmup, step, (router, sink))
 
 
 def bench_classify(n: int, warmup: int, faces_per_job: int, model: str | None) -> dict[str, float]:
     ctx: zmq.Context = zmq.Context.instance()
     crops = np.random.default_rng(0).integers(0, 255, (faces_per_job, 48, 48), dtype=np.uint8)
-    with tempfile.TemporaryDirectory() as d:
-        st = Stage("classify", ["--model", model] if model else [], Path(d))
-        router = make_socket(ctx, zmq.ROUTER, hwm=1000)
-        router.bind(st.endpoints["classify"])
-        pool, j = feeder_pool(router, ("emotions",)), 0
+    st = Stage("classify", ["--model", model] if model else [])
+    router = make_socket(ctx, zmq.ROUTER, hwm=1000)
+    router.bind(st.endpoints["classify"])
+    pool, j = feeder_pool(router, ("emotions",)), 0
 
-        def step() -> list[float]:
-            nonlocal j
-            router.poll(50)
-            out = [1000 * (time.perf_counter() - job.ctx) for _, job, _ in pool.receive()]
-            while pool.free():
-                job = wire.Message("crops", "bench", j, 1, faces=[wire.Face(box=(0, 0, 48, 48))] * faces_per_job,
-                                   crops=crops)
-                pool.submit(Job(job, ctx=time.perf_counter()))
-                j += 1
-            return out
+    def step() -> list[float]:
+        nonlocal j
+        router.poll(50)
+        out = [1000 * (time.perf_counter() - job.ctx) for _, job, _ in pool.receive()]
+        while pool.free():
+            job = wire.Message("crops", "bench", j, 1, faces=[wire.Face(box=(0, 0, 48, 48))] * faces_per_job,
+                               crops=crops)
+            pool.submit(Job(job, ctx=time.perf_counter()))
+            j += 1
+        return out
 
-        r = drive(st, n, warmup, step, (router,))
-        r["faces_per_s"] = r["msgs_per_s"] * faces_per_job
-        return r
+    r = drive(st, n, warmup, step, (router,))
+    r["faces_per_s"] = r["msgs_per_s"] * faces_per_job
+    return r
 
 
 def bench_composite(n: int, warmup: int, size: tuple[int, int]) -> dict[str, float]:
@@ -242,60 +234,58 @@ def bench_composite(n: int, warmup: int, size: tuple[int, int]) -> dict[str, flo
 
     faces = HaarDetector().detect(img)
     crops = np.stack([face_crop(img, f.box) for f in faces])
-    with tempfile.TemporaryDirectory() as d:
-        st = Stage("composite", [], Path(d))
-        feed, sink = make_socket(ctx, zmq.DEALER), make_socket(ctx, zmq.PULL)
-        worker = make_socket(ctx, zmq.DEALER, hwm=1000)
-        worker.setsockopt(zmq.ROUTING_ID, b"bench-classify")
-        feed.connect(st.endpoints["detections"])
-        worker.connect(st.endpoints["classify"])
-        sink.bind(st.endpoints["display"])
-        classes = ["happy", "sad", "surprise"]
-        link = WorkerLink(worker, 64, {"classes": classes}, COUNTERS, accepts=("crops",))
-        link.announce()
-        i = 0
+    st = Stage("composite", [])
+    feed, sink = make_socket(ctx, zmq.DEALER), make_socket(ctx, zmq.PULL)
+    worker = make_socket(ctx, zmq.DEALER, hwm=1000)
+    worker.setsockopt(zmq.ROUTING_ID, b"bench-classify")
+    feed.connect(st.endpoints["detections"])
+    worker.connect(st.endpoints["classify"])
+    sink.bind(st.endpoints["display"])
+    classes = ["happy", "sad", "surprise"]
+    link = WorkerLink(worker, 64, {"classes": classes}, COUNTERS, accepts=("crops",))
+    link.announce()
+    i = 0
 
-        def step() -> list[float]:
-            nonlocal i
-            for job in link.receive():  # an instant classifier
-                link.reply(wire.Message("emotions", job.stream, job.frame, job.epoch,
-                                        faces=[wire.Face(box=f.box, probs=[0.8, 0.1, 0.1]) for f in job.faces],
-                                        meta={"job": job.meta["job"]}))
-            link.tick()
-            if feed.poll(0, zmq.POLLOUT):
-                m = wire.Message("detections", "bench", i, 1, faces=[copy.copy(f) for f in faces], image=img,
-                                 crops=crops)
-                m.stamp("capture")
-                send(feed, st.sealer.seal(m), timeout_s=0)
-                i += 1
-            return drain_latencies(sink, 5)
+    def step() -> list[float]:
+        nonlocal i
+        for job in link.receive():  # an instant classifier
+            link.reply(wire.Message("emotions", job.stream, job.frame, job.epoch,
+                                    faces=[wire.Face(box=f.box, probs=[0.8, 0.1, 0.1]) for f in job.faces],
+                                    meta={"job": job.meta["job"]}))
+        link.tick()
+        if feed.poll(0, zmq.POLLOUT):
+            m = wire.Message("detections", "bench", i, 1, faces=[copy.copy(f) for f in faces], image=img,
+                             crops=crops)
+            m.stamp("capture")
+            send(feed, st.sealer.seal(m), timeout_s=0)
+            i += 1
+        return drain_latencies(sink, 5)
 
-        r = drive(st, n, warmup, step, (feed, sink, worker))
-        r["faces"] = len(faces)
-        return r
+    r = drive(st, n, warmup, step, (feed, sink, worker))
+    r["faces"] = len(faces)
+    return r
 
 
 def bench_capture(n: int, warmup: int, size: tuple[int, int]) -> dict[str, float]:
     ctx: zmq.Context = zmq.Context.instance()
-    with tempfile.TemporaryDirectory() as d:
-        st = Stage("capture", ["--source", "demo", "--size", f"{size[0]}x{size[1]}"], Path(d))
-        dealer = make_socket(ctx, zmq.DEALER)
-        dealer.setsockopt(zmq.ROUTING_ID, b"bench-detect")
-        dealer.connect(st.endpoints["frames"])
-        link = WorkerLink(dealer, 2, {}, COUNTERS, accepts=("frame", "eos"))
-        link.announce()
+    st = Stage("capture", ["--source", "demo", "--size", f"{size[0]}x{size[1]}"])
+    dealer = make_socket(ctx, zmq.DEALER)
+    dealer.setsockopt(zmq.ROUTING_ID, b"bench-detect")
+    dealer.connect(st.endpoints["frames"])
+    link = WorkerLink(dealer, 2, {}, COUNTERS, accepts=("frame", "eos"))
+    link.announce()
 
-        def step() -> list[float]:
-            out = []
-            if dealer.poll(50):
-                for m in link.receive():
-                    if m.kind == "frame":
-                        out.append(1000 * (time.time() - m.ts["capture"]))
-                    link.done(m)
-            link.tick()
-            return out
+    def step() -> list[float]:
+        out = []
+        if dealer.poll(50):
+            for m in link.receive():
+                if m.kind == "frame":
+                    out.append(1000 * (time.time() - m.ts["capture"]))
+                link.done(m)
+        link.tick()
+        return out
 
-        return drive(st, n, warmup, step, (dealer,))
+    return drive(st, n, warmup, step, (dealer,))
 
 
 def bench_display(n: int, warmup: int, size: tuple[int, int]) -> dict[str, float]:
@@ -303,7 +293,7 @@ def bench_display(n: int, warmup: int, size: tuple[int, int]) -> dict[str, float
     img = demo_frames(size, 1)[0]
     with tempfile.TemporaryDirectory() as d:
         stats = Path(d) / "stats.json"
-        st = Stage("display", ["--output", str(Path(d) / "rec.avi"), "--stats-out", str(stats)], Path(d))
+        st = Stage("display", ["--output", str(Path(d) / "rec.avi"), "--stats-out", str(stats)])
         feed = make_socket(ctx, zmq.PUSH)
         feed.connect(st.endpoints["display"])
 
