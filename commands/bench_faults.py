@@ -32,6 +32,7 @@ import zmq
 
 from dogfilter.commands.bench import proc_usage
 from dogfilter.commands.run import Pipeline
+from dogfilter.common.stage import NAMES
 from dogfilter.common.transport import wire
 from dogfilter.common.transport.protocol import send
 from dogfilter.common.transport.seal import Sealer
@@ -482,7 +483,7 @@ def run(quick: bool, log: Callable[[str], None]) -> tuple[list[str], dict[str, A
         d = Path(tmp)
         live: list[tuple[str, Callable[[Watch], dict[str, Any]]]] = [
             *[(f"kill -9 + restart {s}", lambda w, s=s: kill_and_restart(w, s))
-              for s in ("capture", "detect", "classify", "composite", "display")],
+              for s in NAMES],
             ("SIGSTOP display 3 s", lambda w: pause(w, "display")),
             ("SIGSTOP detect 3 s", lambda w: pause(w, "detect")),
             (f"malformed × {300 if quick else 3000} per port", lambda w: malformed_flood(w, 300 if quick else 3000)),
@@ -533,7 +534,7 @@ def _free_port() -> int:
 
 def _table(rows: dict[str, dict[str, Any]], big: dict[str, Any], files: dict[str, Any],
            disk: dict[str, Any]) -> list[str]:
-    stages = ("capture", "detect", "classify", "composite", "display")
+    stages = NAMES
     lines = ["## Faults (live: demo 640×480 at 30 frames/s, 1 detect, 1 classify; one run each)", "",
              "| fault | video back after s | longest gap s | frames/s after | dropped (counted) | "
              + " | ".join(f"peak RSS {s} MiB" for s in stages) + " |",

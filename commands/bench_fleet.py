@@ -27,6 +27,7 @@ import zmq
 
 from dogfilter.commands.bench import proc_usage
 from dogfilter.commands.netns import Fleet, Net, jobs_by, read_json, unavailable
+from dogfilter.common.stage import NAMES
 
 FPS = 10.0
 SIZE = "320x240"
@@ -189,7 +190,7 @@ def run(quick: bool, log: Callable[[str], None]) -> tuple[list[str], dict[str, A
             f"{min(r['fps'].values()):.1f}–{max(r['fps'].values()):.1f} | {r['fairness']:.2f} | "
             f"{min(r['jobs_per_s'].values()):.1f}–{max(r['jobs_per_s'].values()):.1f} | "
             f"{100 * r['late_share']:.0f} % | {r['p50_ms']:.0f} |")
-    stages = ("capture", "detect", "composite", "display")
+    stages = tuple(n for n in NAMES if n != "classify")  # classify is remote
     lines += ["", "A pipeline host's CPU per delivered frame, ms, by stage (its processes; classify is remote):", "",
               "| hosts | workers | " + " | ".join(stages) + " | all |", "|---|---|" + "---|" * (len(stages) + 1)]
     for r in out.values():

@@ -20,6 +20,7 @@ import numpy as np
 
 from dogfilter.commands.bench import proc_usage
 from dogfilter.commands.run import Pipeline
+from dogfilter.common.stage import NAMES
 from dogfilter.services.display import read_stats
 
 
@@ -134,7 +135,7 @@ def run(quick: bool, log: Callable[[str], None]) -> tuple[list[str], dict[str, A
                              f"{100 * r['min_share']:.0f} % | {100 * r['max_share']:.0f} % | {r['fairness']:.2f} | "
                              f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['processes']} | {r['rss_mb']:.0f} | "
                              f"{r['cores']:.2f} |")
-        stages = ("capture", "detect", "classify", "composite", "display")
+        stages = NAMES
         lines += ["", "CPU per delivered frame, ms, by stage (one pipeline; detect: all its workers):", "",
                   "| size | streams | " + " | ".join(stages) + " | all |", "|---|---|" + "---|" * (len(stages) + 1)]
         for key, r in out.items():

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from deploy import check_manifests as cm
+from dogfilter.common.stage import NAMES
 from tests.conftest import ROOT
 
 K8S = ROOT / "deploy" / "k8s"
@@ -302,7 +303,7 @@ def test_the_compose_services_run_as_compose_configures_them(tmp_path: Path) -> 
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("DOGFILTER_")}
     procs, health = [], {}
     try:
-        for name in ("capture", "detect", "classify", "composite", "display"):
+        for name in NAMES:
             svc = doc["services"][name]
             env = {**base_env, **{k: _sub(str(v), subst) for k, v in svc["environment"].items()}}
             health[name] = env["DOGFILTER_HEALTH_PORT"] = str(free_port())

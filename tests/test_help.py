@@ -13,9 +13,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from dogfilter.common.stage import NAMES
+
 pytestmark = pytest.mark.timeout(60)
 
-SERVICES = ("capture", "detect", "classify", "composite", "display")
+SERVICES = NAMES
 
 # Gaps in files these tests do not own, (prog, option) -> why; each is an xfail until fixed (then delete it here).
 

@@ -11,16 +11,16 @@ import pytest
 
 from dogfilter.commands import run
 from dogfilter.common import options
+from dogfilter.common.stage import STAGES
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.timeout(60)
-STAGES = ("capture", "detect", "classify", "composite", "display")
 
 
 def _declared() -> dict[str, options.Option]:
     out: dict[str, options.Option] = {}
     for stage in STAGES:
-        for _, group in run.stage_groups(stage):
+        for _, group in stage.groups():
             for opt in group:
                 assert out.get(opt.name, opt) is opt, f"{opt.name} is declared twice"
                 out[opt.name] = opt
@@ -31,7 +31,7 @@ def _declared() -> dict[str, options.Option]:
 def test_each_option_is_declared_in_one_place_and_the_launcher_reuses_it() -> None:
     declared = _declared()
     for stage in STAGES:  # a stage's own options are its own; shared ones live in PIPELINE / LINKS
-        own = {o.name for o in run.stage_module(stage).OPTIONS}
+        own = {o.name for o in stage.options()}
         assert not own & {o.name for o in options.PIPELINE} and not own & {o.name for o in options.LINKS.values()}
     for _, group in run.launcher_options():
         for opt in group:
@@ -72,3 +72,15 @@ def test_values_from_the_environment_are_typed_checked_and_overridden_by_flags(m
                            text=True, timeout=50)
         assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
         assert f"argument {flag}: must be" in r.stderr, r.stderr
+
+
+def test_the_stage_list_is_the_one_the_procfile_and_the_console_scripts_name() -> None:
+    """common/stage.py declares the five stages once; the files that cannot import it must agree with it."""
+    import tomllib
+
+    procfile = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
+    assert procfile == {s.name: f"python -m {s.module_name}" for s in STAGES}
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    for s in STAGES:
+        assert scripts[s.script] == f"{s.module_name}:cli"
+        assert s.module().STAGE == s.name  # the stage's own name for itself (its counters, its logs)

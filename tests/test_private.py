@@ -27,6 +27,7 @@ import zmq
 
 from dogfilter.commands.bench_faults import foreign_counts, foreign_worker, peer_socket
 from dogfilter.common import options
+from dogfilter.common.stage import NAMES
 from dogfilter.common.transport.protocol import send
 from dogfilter.common.transport.seal import Sealer
 from dogfilter.common.transport.wire import Message
@@ -34,7 +35,7 @@ from tests.conftest import ROOT, free_port, read_index, read_stats, stamp_index,
 
 pytestmark = pytest.mark.system
 
-STAGES = ("display", "composite", "classify", "detect", "capture")
+STAGES = tuple(reversed(NAMES))  # as the launcher starts them
 TOKEN = "sesame"
 
 

@@ -25,6 +25,7 @@ import zmq
 from dogfilter.commands.bench_faults import peer_socket, tab_session
 from dogfilter.commands.run import Pipeline
 from dogfilter.common.scene import DemoScene
+from dogfilter.common.stage import NAMES
 from dogfilter.common.transport import wire
 from dogfilter.common.transport.metrics import EVENTS
 from dogfilter.common.transport.protocol import send
@@ -323,9 +324,8 @@ def test_every_counter_a_stage_counts_is_in_its_vocabulary() -> None:
     """A counter missing from ``metrics.EVENTS`` would never be shown: the sources' counter names, checked."""
     counters = re.compile(r'counters\[\s*"(\w+)"|\.drop\(\s*"(\w+)"|counters\["\w+" if [\w.]+ else "(\w+)"')
     counts = re.compile(r'counts\[\s*"(\w+)"')
-    where = {"services/capture.py": "capture", "services/detect.py": "detect", "services/classify.py": "classify",
-             "services/composite.py": "composite", "services/display.py": "display",
-             "common/transport/protocol.py": None, "common/media/sources.py": "source",
+    where = {**{f"services/{name}.py": name for name in NAMES}, "common/transport/protocol.py": None,
+             "common/media/sources.py": "source",
              "common/media/webcam.py": "source"}
     shared = set.intersection(*(set(v) for k, v in EVENTS.items() if k != "source"))
     missing = []
