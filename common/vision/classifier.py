@@ -21,6 +21,7 @@ from dogfilter.common import ASSETS, optional
 from dogfilter.common.errors import DogfilterError
 
 DEFAULT_MODEL = ASSETS / "models" / "fer4_fernet.pth"
+TUTORIAL_CLASSES = ["happy", "sad", "surprise"]  # the tutorial's outputs, in order (its checkpoints, its data)
 ENGINES = ("auto", "onnxruntime", "torch")
 
 

@@ -22,10 +22,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from dogfilter.common.errors import DogfilterError
-from dogfilter.common.vision.classifier import DEFAULT_MODEL  # the default lives with the loader
+from dogfilter.common.vision.classifier import DEFAULT_MODEL, TUTORIAL_CLASSES  # the default lives with the loader
 from dogfilter.common.vision.crops import CROP
-
-TUTORIAL_CLASSES = ["happy", "sad", "surprise"]
 
 
 class TutorialNet(nn.Module):
