@@ -1,4 +1,5 @@
-"""The stages' handlers on their own, without sockets or processes: what each decides, message in, messages out."""
+"""The stages' handlers on their own, without sockets or processes: what each decides, message in, messages out,
+driven by a fake clock (``now`` is passed in: common/stage.py)."""
 
 from __future__ import annotations
 
@@ -210,3 +211,210 @@ def test_detect_forgets_an_ended_stream_of_any_host(host) -> None:
     assert len(tracker.streams) == 1
     det.on_message(Message("eos", "cam0", 1, 1), 0.0, host)
     assert len(tracker.streams) == 0
+
+
+# ------------------------------------------------------------------ one shape, a fake clock: every stage's handler
+
+
+def _counters(stage: str) -> Counters:
+    return Counters(stage, logging.getLogger("t"))
+
+
+def _frame(kind: str, frame: int, captured: float, epoch: int = 1, faces: int = 1, **kw) -> Message:
+    """A message about frame ``frame`` of cam0, captured (so its age counts from) ``captured`` on the fake clock."""
+    return Message(kind, "cam0", frame, epoch, ts={"capture": captured}, image=np.zeros((120, 160, 3), np.uint8),
+                   faces=[{"box": [10 + 50 * i, 10, 40, 40]} for i in range(faces)], **kw)
+
+
+def test_every_stage_handler_has_the_one_shape() -> None:
+    """on_message(msg, now), tick(now) and wait_s(now) on all five handlers (common/stage.py)."""
+    import inspect
+
+    from dogfilter.common.stage import NAMES, Handler, stage
+
+    for name in NAMES:
+        m = stage(name).module()
+        cls = getattr(m, name.capitalize())
+        for entry in ("on_message", "tick", "wait_s"):
+            params = list(inspect.signature(getattr(cls, entry)).parameters)
+            want = ["self", "msg", "now"] if entry == "on_message" else ["self", "now"]
+            assert params[:len(want)] == want, (name, entry, params)
+            assert entry in Handler.__dict__
+
+
+def test_capture_demo_frames_are_due_by_the_clock_and_stamped_with_it() -> None:
+    """The demo's frames are due by the fake clock (30 frames/s): none twice, the instants nobody took counted as
+    dropped; a frame's capture time is the ``now`` it went out at, sealed; wait_s says when the next one is due."""
+    from dogfilter.common.media.sources import DemoSource
+    from dogfilter.services.capture import DemoFeed
+
+    feed = DemoFeed("cam0", DemoSource((64, 48), 30.0), 1, fps=30.0)
+    cap = _capture([feed], mode="live")
+    (first,) = cap.tick(1000.0)
+    assert first.kind == "frame" and first.ts["capture"] == 1000.0 and cap.sealer.check(first)
+    assert cap.tick(1000.01) == [] and cap.wait_s(1000.01) == pytest.approx(1 / 30 - 0.01)
+    (late,) = cap.tick(1000.0 + 3.5 / 30)  # frames 1 and 2 were due while nobody took them
+    assert late.frame == 1 and late.ts["capture"] == pytest.approx(1000.0 + 3.5 / 30)
+    assert feed.counts["frames_dropped"] == 2
+
+
+def test_capture_file_streams_end_and_returns_prove_workers() -> None:
+    cap = _capture([FileFeed("a", Frames(1), 1)], mode="live", max_in_flight=2)
+    frame, eos = cap.tick(5.0, room=5)
+    assert (frame.kind, eos.kind) == ("frame", "eos") and cap.finished()
+    cap.sent_to(frame, b"worker-1")
+    assert cap.on_message(Message("done", "a", 0, 1), 5.1) == [] and cap.proven == [b"worker-1"]
+    cap.on_message(Message("done", "a", 0, 1), 5.2)  # twice: not known any more
+    assert cap.counters["unknown_acks"] == 1 and cap.proven == [b"worker-1"]
+
+
+class StubDetector:
+    """One face wherever it looks (the handler's decisions, not the detector, are under test)."""
+
+    name = "stub"
+
+    def detect(self, bgr, stream=None, frame=None):
+        from dogfilter.common.vision.detectors import Face
+
+        return [Face((10, 10, 40, 40))]
+
+
+@pytest.mark.parametrize("live", [True, False])
+def test_detect_skips_a_frame_older_than_max_age_at_now_live_only(live: bool) -> None:
+    from dogfilter.services.detect import Detect
+
+    det = Detect(StubDetector(), _counters("detect"), live=live, max_age_s=0.2, detect_size=640)
+    (fresh,) = det.on_message(_frame("frame", 0, captured=10.0, meta={"job": 3}), now=10.19)
+    assert fresh.kind == "detections" and len(fresh.faces) == 1 and fresh.crops.shape == (1, 48, 48)
+    assert ("job" in fresh.meta) != live  # live: no confirmation asked of composite
+    (old,) = det.on_message(_frame("frame", 1, captured=10.0), now=10.21)
+    if live:
+        assert old.kind == "skip" and old.meta["reason"] == "stale" and det.counters["stale_frames"] == 1
+    else:  # file mode: every frame, however long it waited
+        assert old.kind == "detections" and det.counters["stale_frames"] == 0
+    assert det.tick(11.0) == [] and det.wait_s(11.0) > 0
+
+
+class StubClassifier:
+    classes = ["happy", "sad"]
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def predict_proba(self, crops: np.ndarray) -> np.ndarray:
+        self.batches.append(len(crops))
+        return np.tile([0.75, 0.25], (len(crops), 1))
+
+
+def _job(job: int, faces: int) -> Message:
+    return Message("crops", "cam0", job, 1, faces=[{"box": [0, 0, 48, 48]}] * faces,
+                   crops=np.zeros((faces, 48, 48), np.uint8), meta={"job": job})
+
+
+def test_classify_runs_a_batch_when_it_is_full_or_its_wait_is_over() -> None:
+    """A batch waits ``batch_wait_s`` from its first job for others (by the clock passed in), or goes at once when
+    it holds ``max_batch`` faces; a job that would overfill it starts the next one; one reply per job, in order."""
+    from dogfilter.services.classify import Classify
+
+    clf = StubClassifier()
+    cls = Classify(clf, _counters("classify"), "w", max_batch=4, batch_wait_s=0.01)
+    assert cls.on_message(_job(1, 1), now=50.0) == [] and cls.wait_s(50.004) == pytest.approx(0.006)
+    assert cls.tick(50.009) == [] and clf.batches == []  # still waiting for company
+    (reply,) = cls.tick(50.01)
+    assert reply.kind == "emotions" and reply.meta["job"] == 1 and reply.faces[0]["probs"] == [0.75, 0.25]
+    assert cls.wait_s(50.01) > 0.5  # nothing waits: the loop may sleep
+    assert cls.on_message(_job(2, 2), now=51.0) == []
+    assert [r.meta["job"] for r in cls.on_message(_job(3, 2), now=51.0)] == [2, 3]  # 4 faces: full, at once
+    assert cls.on_message(_job(4, 3), now=51.0) == []
+    assert [r.meta["job"] for r in cls.on_message(_job(5, 2), now=51.001)] == [4]  # 5 would overfill it
+    assert [r.meta["job"] for r in cls.tick(51.02)] == [5]
+    assert clf.batches == [1, 4, 3, 2]
+
+
+def _composite(live: bool = True, **kw):
+    from dogfilter.common.vision.masks import Painter, load_masks
+    from dogfilter.services.composite import Composite, Settings
+
+    sealer = Sealer(b"k" * 32)
+    settings = Settings(live=live, deadline_s=0.04, reclassify_s=0.0, max_age_s=0.2, **kw)
+    return Composite(Painter(load_masks([])), sealer, _counters("composite"), settings), sealer
+
+
+def test_composite_paints_a_frame_when_its_deadline_passes_at_a_tick() -> None:
+    """No reply: the frame waits until ``now`` reaches its deadline (40 ms), then is painted with the default
+    emotion (marked stale); a reply before the deadline lets it go at once, with its emotion."""
+    from dogfilter.common.transport.protocol import Peer
+
+    comp, sealer = _composite()
+    assert comp.on_message(sealer.seal(_frame("detections", 0, 20.0, crops=np.zeros((1, 48, 48), np.uint8))),
+                           now=20.0) == []
+    assert comp.tick(20.039) == [] and comp.wait_s(20.0) == pytest.approx(0.04)
+    (out,) = comp.tick(20.04)
+    assert out.kind == "composited" and out.faces[0]["emotion"] == "neutral" and out.faces[0]["stale"]
+    comp.on_message(sealer.seal(_frame("detections", 1, 20.05, crops=np.zeros((1, 48, 48), np.uint8))), now=20.05)
+    job = comp.next_job()
+    worker = Peer(b"w", 8, {"classes": ["happy", "sad"]}, 0.0)
+    comp.on_reply(worker, job, Message("emotions", "cam0", 1, 1, faces=[{"box": [10, 10, 40, 40],
+                                                                         "probs": [0.9, 0.1]}]), now=20.06)
+    (out,) = comp.tick(20.06)  # before its deadline: its emotions are back
+    assert out.frame == 1 and out.faces[0]["emotion"] == "happy" and not out.faces[0]["stale"]
+
+
+def test_composite_drops_a_frame_too_old_at_the_tick_it_would_be_painted() -> None:
+    """Live means live: a frame whose deadline passed while the loop was held up is not painted once it is older
+    than max_age at ``now`` (counted); the next, fresh one is."""
+    comp, sealer = _composite()
+    crops = np.zeros((1, 48, 48), np.uint8)
+    comp.on_message(sealer.seal(_frame("detections", 0, 30.0, crops=crops)), now=30.1)  # deadline 30.14
+    assert comp.tick(30.13) == []
+    assert comp.tick(30.21) == [] and comp.counters["stale_frames"] == 1 and comp.counters["frames"] == 0
+    comp.on_message(sealer.seal(_frame("detections", 1, 30.2, crops=crops)), now=30.21)
+    (out,) = comp.tick(30.25)
+    assert out.frame == 1 and comp.counters["frames"] == 1
+
+
+def test_composite_file_mode_refuses_a_frame_too_far_ahead_with_busy_and_keeps_old_frames() -> None:
+    """File mode: a frame ``FILE_WINDOW`` ahead of the next one due is refused (Busy: its sender sends it again),
+    and no frame is too old, whatever the clock says."""
+    from dogfilter.common.stage import Busy
+    from dogfilter.services.composite import FILE_WINDOW
+
+    comp, sealer = _composite(live=False)
+    skip = _frame("skip", FILE_WINDOW, 0.0, faces=0)
+    skip.image = None
+    with pytest.raises(Busy):
+        comp.on_message(sealer.seal(skip), now=100.0)
+    assert comp.counters["busy"] == 1
+    comp.on_message(sealer.seal(_frame("detections", 0, 0.0, faces=0)), now=100.0)  # no face: nothing to ask
+    (out,) = comp.tick(1000.0)
+    assert out.frame == 0 and comp.counters["stale_frames"] == 0
+
+
+def test_composite_and_display_drop_frames_of_an_older_epoch_and_reset_on_a_newer_one() -> None:
+    """The epoch guard (common/stage.py epoch_order), the same in both: a restarted capture (a newer epoch) resets
+    the stream; a frame from before the restart is dropped, counted."""
+    from dogfilter.services.display import Display
+
+    comp, sealer = _composite()
+    disp = Display(sealer, _counters("display"), live=True, max_age_s=0.2, exit_after=[])
+    for epoch, frame, now in ((5, 0, 1.0), (6, 0, 1.1), (5, 1, 1.2)):
+        comp.on_message(sealer.seal(_frame("detections", frame, now, epoch=epoch, faces=0)), now=now)
+        disp.on_message(sealer.seal(_frame("composited", frame, now, epoch=epoch, faces=0)), now=now)
+    assert comp.streams["cam0"].epoch == 6 and disp.epochs["cam0"] == 6
+    assert comp.counters["stale_frames"] == 1 and disp.counters["stale_frames"] == 1
+
+
+@pytest.mark.parametrize("live", [True, False])
+def test_display_drops_a_frame_older_than_max_age_at_now_live_only(live: bool) -> None:
+    from dogfilter.services.display import Display
+
+    sealer = Sealer(b"k" * 32)
+    disp = Display(sealer, _counters("display"), live=live, max_age_s=0.2, exit_after=[])
+    (shown,) = disp.on_message(sealer.seal(_frame("composited", 0, 40.0)), now=40.19)
+    assert shown.frame == 0 and disp.total.frames == 1
+    got = disp.on_message(sealer.seal(_frame("composited", 1, 40.0)), now=40.3)
+    assert (got == [] and disp.counters["stale_frames"] == 1) if live else [m.frame for m in got] == [1]
+    assert disp.on_message(Message("composited", "cam0", 2, 1), now=40.3) == []  # no seal: dropped
+    assert disp.counters["unsealed"] == 1
+    end = sealer.seal(Message("eos", "cam0", 2, 1, meta={"last": 1}))
+    assert disp.on_message(end, now=40.4) == [] and disp.finished() and disp.tick(41.0) == []
