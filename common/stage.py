@@ -9,8 +9,9 @@ pure object with the same entry points, and the clock is always passed in (a han
 * ``wait_s(now) -> float``: how long the loop may sleep before ``tick`` has something to do (at most ``HEARTBEAT_S``).
 
 ``now`` is wall-clock seconds (``time.time()``), the clock capture stamps frames with (``ts.capture``, sealed), so a
-frame's age is ``now - ts.capture`` in every stage (:func:`too_old`).  Stamps a stage adds for the latency tables
-(``Message.stamp``) are measurements and read the clock themselves.  A handler that cannot take a message for now
+frame's age is ``now - ts.capture`` in every stage (:func:`too_old`).  Time stamps (``Message.stamp``: capture's,
+when a frame was made, and each stage's for the latency tables) are measurements, not decisions: they read the
+clock themselves.  A handler that cannot take a message for now
 raises :class:`Busy` (composite in file mode: the sender sends it again shortly).  Composite, which hands crops jobs
 to classify workers, takes their replies through ``on_reply(peer, job, reply, now)``, a variant with the job the
 reply is for.  The socket loops in ``services/`` stay thin around these calls; ``commands/inline.py`` chains them

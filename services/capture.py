@@ -330,7 +330,8 @@ class Capture:
                       meta={"fps": self.fps.get(feed.stream, 30.0), "mode": self.mode, **feed.meta()})
         if feed.source.still:
             msg.meta["still"] = True  # photos, not video: detect must not carry faces from one to the next
-        msg.ts["capture"] = now  # what the seal covers: every stage's age of the frame is measured from it
+        msg.stamp("capture")  # when the frame was made (a measurement, after rendering or resizing): the seal
+        # covers it, and every stage's age of the frame counts from it
         if self.max_in_flight:
             self.in_flight[msg.key] = now
         feed.sent += 1
