@@ -254,7 +254,7 @@ class Composite:
         if order == "old":
             self.counters["stale_frames"] += 1  # from before capture restarted
             return None
-        if order == "new":
+        if st is None or order == "new":
             if st is None and len(self.streams) >= self.s.max_streams:
                 self.counters.drop("too_many_streams", f"{self.s.max_streams} streams already; not {msg.stream}")
                 return None

@@ -74,6 +74,7 @@ def test_values_from_the_environment_are_typed_checked_and_overridden_by_flags(m
         assert f"argument {flag}: must be" in r.stderr, r.stderr
 
 
+@pytest.mark.unit
 def test_the_stage_list_is_the_one_the_procfile_and_the_console_scripts_name() -> None:
     """common/stage.py declares the five stages once; the files that cannot import it must agree with it."""
     import tomllib
