@@ -223,7 +223,7 @@ def _counters(stage: str) -> Counters:
 def _frame(kind: str, frame: int, captured: float, epoch: int = 1, faces: int = 1, **kw) -> Message:
     """A message about frame ``frame`` of cam0, captured (so its age counts from) ``captured`` on the fake clock."""
     return Message(kind, "cam0", frame, epoch, ts={"capture": captured}, image=np.zeros((120, 160, 3), np.uint8),
-                   faces=[{"box": [10 + 50 * i, 10, 40, 40]} for i in range(faces)], **kw)
+                   faces=[Face(box=(10 + 50 * i, 10, 40, 40)) for i in range(faces)], **kw)
 
 
 def test_every_stage_handler_has_the_one_shape() -> None:
@@ -274,9 +274,7 @@ class StubDetector:
     name = "stub"
 
     def detect(self, bgr, stream=None, frame=None):
-        from dogfilter.common.vision.detectors import Face
-
-        return [Face((10, 10, 40, 40))]
+        return [Face(box=(10, 10, 40, 40))]
 
 
 @pytest.mark.parametrize("live", [True, False])
@@ -307,7 +305,7 @@ class StubClassifier:
 
 
 def _job(job: int, faces: int) -> Message:
-    return Message("crops", "cam0", job, 1, faces=[{"box": [0, 0, 48, 48]}] * faces,
+    return Message("crops", "cam0", job, 1, faces=[Face(box=(0, 0, 48, 48)) for _ in range(faces)],
                    crops=np.zeros((faces, 48, 48), np.uint8), meta={"job": job})
 
 
@@ -321,7 +319,7 @@ def test_classify_runs_a_batch_when_it_is_full_or_its_wait_is_over() -> None:
     assert cls.on_message(_job(1, 1), now=50.0) == [] and cls.wait_s(50.004) == pytest.approx(0.006)
     assert cls.tick(50.009) == [] and clf.batches == []  # still waiting for company
     (reply,) = cls.tick(50.01)
-    assert reply.kind == "emotions" and reply.meta["job"] == 1 and reply.faces[0]["probs"] == [0.75, 0.25]
+    assert reply.kind == "emotions" and reply.meta["job"] == 1 and reply.faces[0].probs == [0.75, 0.25]
     assert cls.wait_s(50.01) > 0.5  # nothing waits: the loop may sleep
     assert cls.on_message(_job(2, 2), now=51.0) == []
     assert [r.meta["job"] for r in cls.on_message(_job(3, 2), now=51.0)] == [2, 3]  # 4 faces: full, at once
@@ -350,14 +348,14 @@ def test_composite_paints_a_frame_when_its_deadline_passes_at_a_tick() -> None:
                            now=20.0) == []
     assert comp.tick(20.039) == [] and comp.wait_s(20.0) == pytest.approx(0.04)
     (out,) = comp.tick(20.04)
-    assert out.kind == "composited" and out.faces[0]["emotion"] == "neutral" and out.faces[0]["stale"]
+    assert out.kind == "composited" and out.faces[0].emotion == "neutral" and out.faces[0].stale
     comp.on_message(sealer.seal(_frame("detections", 1, 20.05, crops=np.zeros((1, 48, 48), np.uint8))), now=20.05)
     job = comp.next_job()
     worker = Peer(b"w", 8, {"classes": ["happy", "sad"]}, 0.0)
-    comp.on_reply(worker, job, Message("emotions", "cam0", 1, 1, faces=[{"box": [10, 10, 40, 40],
-                                                                         "probs": [0.9, 0.1]}]), now=20.06)
+    comp.on_reply(worker, job, Message("emotions", "cam0", 1, 1, faces=[Face(box=(10, 10, 40, 40),
+                                                                              probs=[0.9, 0.1])]), now=20.06)
     (out,) = comp.tick(20.06)  # before its deadline: its emotions are back
-    assert out.frame == 1 and out.faces[0]["emotion"] == "happy" and not out.faces[0]["stale"]
+    assert out.frame == 1 and out.faces[0].emotion == "happy" and not out.faces[0].stale
 
 
 def test_composite_drops_a_frame_too_old_at_the_tick_it_would_be_painted() -> None:
