@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import time
 from collections import deque
 
@@ -173,7 +174,9 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
             if not serving:  # no host (yet): a name that resolves to nothing
                 time.sleep(min(HEARTBEAT_S, 0.2))
                 continue
-            for link, job in poll_links(serving, min(HEARTBEAT_S, handler.wait_s(time.time()))):
+            # whole milliseconds, rounded up (poll's unit): a batch's last fraction of a millisecond is slept, not spun
+            wait = math.ceil(1000 * min(HEARTBEAT_S, handler.wait_s(time.time()))) / 1000
+            for link, job in poll_links(serving, wait):
                 origin.append(link)
                 t0 = time.monotonic()
                 deliver(handler.on_message(job, time.time()), t0)
