@@ -39,7 +39,7 @@ EVENTS: dict[str, frozenset[str]] = {
                             "updated_after_paint", "late_results", "frames_lost", "faces_unclassified", "faces_late",
                             "jobs_dropped", "display_dropped", "too_many_streams", "unsealed"},
     "display": _SHARED | {"stale_frames", "too_many_streams", "unsealed", "results_not_returned",
-                          "stats_not_written", "streams_forgotten"},
+                          "stats_not_written", "streams_forgotten", "jpeg_encoded"},
 }
 
 
