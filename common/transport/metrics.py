@@ -12,8 +12,6 @@ import logging
 import time
 from collections import Counter, deque
 
-import numpy as np
-
 # the order in which stamps are taken along the pipeline; hop "a→b" is ts[b] − ts[a]
 STAGES = ["capture", "detect_in", "detect", "composite_in", "composite", "display"]
 
@@ -106,9 +104,19 @@ class Window:
     def summary(self) -> dict[str, float | None]:
         if not self.values:
             return {"p50": None, "p95": None, "p99": None, "max": None, "n": 0}
-        v = np.fromiter(self.values, np.float64, len(self.values))
-        p50, p95, p99 = np.percentile(v, (50, 95, 99))  # one sort for the three
-        return {"p50": _r(p50), "p95": _r(p95), "p99": _r(p99), "max": _r(v.max()), "n": len(v)}
+        v = sorted(self.values)  # one sort for the three; np.percentile costs ~8x as much on 300 values
+        return {"p50": _r(_pct(v, 50)), "p95": _r(_pct(v, 95)), "p99": _r(_pct(v, 99)), "max": _r(v[-1]), "n": len(v)}
+
+
+def _pct(v: list[float], q: float) -> float:
+    """The ``q`` th percentile of sorted ``v``, as ``np.percentile`` (linear) computes it, to the same float."""
+    pos = q / 100 * (len(v) - 1)
+    lo = int(pos)
+    t = pos - lo
+    if t == 0.0:
+        return v[lo]
+    a, b = v[lo], v[lo + 1]
+    return b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t
 
 
 def _r(v: float | None) -> float | None:
