@@ -297,7 +297,7 @@ def write_stats(path: str | None, display: Display) -> None:
         return
     tmp = Path(f"{path}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(display.as_dict(), indent=1))
+        tmp.write_text(json.dumps(display.as_dict()))  # compact: the C encoder (an indent makes it pure Python)
         tmp.replace(path)
     except OSError as e:
         display.counters.drop("stats_not_written", f"{path}: {e.strerror}")
