@@ -50,7 +50,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Final, Literal, TypedDict
+from typing import Annotated, Any, Final, Literal, TypedDict, get_args
 
 import cv2
 import msgspec
@@ -253,10 +253,8 @@ class ResetHeader(Header, tag="reset"):
 
 AnyHeader = (FrameHeader | DetectionsHeader | CropsHeader | CompositedHeader | SkipHeader | EmotionsHeader
              | EosHeader | ReadyHeader | DoneHeader | HeartbeatHeader | ResetHeader)
-HEADERS: dict[str, type[Header]] = {
-    str(cls.__struct_config__.tag): cls for cls in (FrameHeader, DetectionsHeader, CropsHeader, CompositedHeader,
-                                                     SkipHeader, EmotionsHeader, EosHeader, ReadyHeader, DoneHeader,
-                                                     HeartbeatHeader, ResetHeader)}
+#: kind → its header type, read off the union (one list of the kinds: AnyHeader)
+HEADERS: dict[str, type[Header]] = {str(cls.__struct_config__.tag): cls for cls in get_args(AnyHeader)}
 KINDS = frozenset(HEADERS)
 CONTROL = frozenset({"ready", "done", "heartbeat", "reset"})
 #: the parts each kind must carry, in this order (others carry none)
