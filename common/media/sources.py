@@ -133,7 +133,8 @@ class DemoSource(Source):
     def render_at(self, i: int) -> np.ndarray:
         """Frame i of the scene at this source's rate, rendered directly (live mode skips what it drops)."""
         if self.per_loop:
-            self.scene.warm(k / self.fps for k in range(self.per_loop))
+            # from the frame after this one, around the loop: ahead of the stream, not painting what it paints
+            self.scene.warm((k % self.per_loop) / self.fps for k in range(i + 1, i + self.per_loop))
         return self._frame(i)
 
     def _frame(self, i: int) -> np.ndarray:
