@@ -99,7 +99,6 @@ class WebView:
         self.client_errors = 0
         self.refused = 0
         self.foreign = 0
-        self.encoded = 0  # frames encoded as JPEG (only while watched)
         # each read and write is bounded by timeout_s, and so is a request's whole time (but a granted video stream's)
         handler = type("ViewHandler", (Handler,), {"view": self, "timeout": timeout_s})
 
@@ -136,7 +135,6 @@ class WebView:
         if stream not in self.frames and len(self.frames) >= self.max_streams:
             return False
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])
-        self.encoded += 1
         if ok:
             with self.cond:
                 f = self.frames.setdefault(stream, _Frame())
