@@ -201,6 +201,19 @@ class Pipeline:
             self.start_one(stage_name, name, args)
             self.restarts[name] = (n + 1, 0.0)
 
+    def tails(self, n: int = 8) -> str:
+        """The last ``n`` warnings and errors of every process's log (why a run went wrong, before stop() removes
+        the logs with the run folder)."""
+        out = []
+        for name, log in self.logs.items():
+            try:
+                lines = log.read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+            bad = [ln for ln in lines if re.search(r"\b(WARNING|ERROR|CRITICAL)\b", ln)][-n:]
+            out += [f"{name}: {ln}" for ln in bad]
+        return "\n".join(out)
+
     def last_line(self, name: str) -> str:
         lines = [ln for ln in self.logs[name].read_text(errors="replace").splitlines() if ln.strip()]
         return lines[-1] if lines else f"{name} exited"
@@ -218,8 +231,11 @@ class Pipeline:
                 return bad[1]
             code = self.procs["display.1"].poll()
             if code is not None:
-                if code == 3:  # frames were lost: display's own line says how many
+                if code == 3:  # frames were lost: display's own line says how many, composite's which
                     print("dogfilter: " + self.last_line("display.1"), file=sys.stderr)
+                    for line in self.tails(n=4).splitlines():
+                        if "never arrived" in line:
+                            print("dogfilter: " + line, file=sys.stderr)
                 elif code == 2:
                     print(self.last_line("display.1"), file=sys.stderr)
                 elif code != 0:

@@ -469,16 +469,30 @@ def loop(capture: Capture, pool: Dispatcher, s: Sockets, camera: CameraServer | 
             capture.counters.log.info("sending again frames %s", ", ".join(f"{j.msg.stream}:{j.msg.frame}"
                                                                            for j in taken))
             redo = sorted(redo + taken, key=lambda j: (j.msg.frame, j.msg.stream))  # the oldest frames first
-        while redo and pool.free() > 0 and capture.admit(time.time()):
-            pool.submit(redo.pop(0))
-        for frame in capture.tick(time.time(), room=pool.free()) if not redo else []:
-            job = Job(frame)
-            if pool.submit(job):
-                capture.sent_to(frame, job.worker)
+        hand_out(capture, pool, redo, live, time.time())
         capture.forget_ended()
-        if exit_on_eos and capture.finished() and not redo and not any(p.jobs for p in pool.peers.values()):
+        if exit_on_eos and capture.finished() and not redo and not pool.holding():
             return 0
         capture.counters.maybe_log(f"workers={len(pool.peers)} ")
+
+
+def hand_out(capture: Capture, pool: Dispatcher, redo: list[Job], live: bool, now: float) -> None:
+    """Frames to the detect workers: those to send again first (``redo``, oldest first), then new ones.  A frame
+    no worker took after all (the worker with room was found gone as it was sent) waits in ``redo`` (file mode:
+    nothing is lost) or is counted lost (live)."""
+    while redo and pool.free() > 0 and capture.admit(now):
+        job = redo.pop(0)
+        if not pool.submit(job):
+            redo.insert(0, job)
+            return
+    for frame in capture.tick(now, room=pool.free()) if not redo else []:
+        job = Job(frame)
+        if pool.submit(job):
+            capture.sent_to(frame, job.worker)
+        elif live:
+            capture.counters["frames_lost_in_workers"] += 1
+        else:
+            redo.append(job)
 
 
 def _tabs(capture: Capture, camera: CameraServer) -> None:

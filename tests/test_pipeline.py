@@ -337,7 +337,8 @@ def test_jpeg_frames_for_remote_links_keep_every_frame(tmp_path) -> None:
     p = Pipeline(capture=["--source", str(clip), "--jpeg", "90"], display=["--output", str(out), "--stats-out",
                                                                               str(stats)], mode="file")
     with p:
-        assert p.wait(timeout=100) == 0
+        code = p.wait(timeout=100)
+        assert code == 0, p.tails()
     got = read_video(out)
     assert [read_index(f) for f in got] == list(range(len(frames)))
     assert json.loads(stats.read_text())["faces"] > 0

@@ -229,7 +229,8 @@ def test_file_mode_with_a_detect_and_a_classify_worker_killed_mid_run_writes_eve
         wait_for(stats, lambda s: s["frames"] >= n // 4, timeout=120)
         p.procs["detect.1"].kill()
         p.procs["classify.1"].kill()
-        assert p.wait(timeout=180) == 0
+        code = p.wait(timeout=180)
+        assert code == 0, p.tails()
     finally:
         p.stop()
     assert [read_index(f) for f in read_video(out)] == list(range(n))
