@@ -37,7 +37,7 @@ import zmq
 
 from dogfilter.common.scene import LOOP_SECONDS
 from dogfilter.common.service import interrupt
-from dogfilter.common.transport import wire
+from dogfilter.common.transport import shm, wire
 from dogfilter.common.transport.metrics import Counters
 from dogfilter.common.transport.protocol import Dispatcher, Job, WorkerLink, drain, drain_confirming, send
 from dogfilter.common.transport.seal import Sealer
@@ -330,35 +330,57 @@ def bench_display(n: int, warmup: int, size: tuple[int, int]) -> dict[str, float
 
 def bench_transport(size: tuple[int, int], n: int, addr_kind: str) -> dict[str, float]:
     """One hop PUSH→PULL of a frame: the product's wire (header + zero-copy pixels, validated decode) vs raw pyzmq
-    (the bytes alone, zero-copy)."""
+    (the bytes alone, zero-copy), and the shared-memory path (``shm``: capture's copy into a slot, the handle on
+    the wire, detect's checked read-only view; ``shm_copy``: the composite's way, a checked copy out).  ``*_cpu_us``:
+    this process's CPU per message, libzmq's I/O threads included (both ends live here)."""
     ctx: zmq.Context = zmq.Context.instance()
     img = demo_frames(size, 1)[0]
     res = {}
-    with tempfile.TemporaryDirectory() as d:
-        for name in ("raw", "wire"):
-            addr = f"ipc://{d}/{name}" if addr_kind == "ipc" else "tcp://127.0.0.1:*"
-            pull = ctx.socket(zmq.PULL)
-            pull.bind(addr)
-            push = ctx.socket(zmq.PUSH)
-            push.connect(pull.getsockopt_string(zmq.LAST_ENDPOINT))
-            lat = []
-            t0 = time.perf_counter()
-            for i in range(n):
-                ts = time.perf_counter()
-                if name == "raw":
-                    push.send(img, copy=False)
-                    got: np.ndarray | None = np.frombuffer(pull.recv(copy=False).buffer, np.uint8).reshape(img.shape)
-                else:
-                    m = wire.Message("frame", "bench", i, 1, image=img)
-                    m.stamp("capture")
-                    send(push, m, block=True)
-                    got = wire.decode(pull.recv_multipart(copy=False)).image
-                lat.append(1000 * (time.perf_counter() - ts))
-                assert got is not None and got.shape == img.shape
-            res[f"{name}_per_s"] = n / (time.perf_counter() - t0)
-            res[f"{name}_p50_ms"] = pct(lat, 50)
-            push.close()
-            pull.close()
+    secret = os.urandom(32)
+    pool = shm.Pool(secret, 4) if shm.domain(secret) is not None else None
+    before = wire.SHM.reader
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            for name in ("raw", "wire", "shm", "shm_copy"):
+                if name.startswith("shm") and pool is None:
+                    continue  # no /dev/shm here
+                if pool is not None:
+                    wire.SHM.reader = shm.Reader(pool.token, copy=name == "shm_copy")
+                addr = f"ipc://{d}/{name}" if addr_kind == "ipc" else "tcp://127.0.0.1:*"
+                pull = ctx.socket(zmq.PULL)
+                pull.bind(addr)
+                push = ctx.socket(zmq.PUSH)
+                push.connect(pull.getsockopt_string(zmq.LAST_ENDPOINT))
+                lat = []
+                t0, c0 = time.perf_counter(), time.process_time()
+                for i in range(n):
+                    ts = time.perf_counter()
+                    if name == "raw":
+                        push.send(img, copy=False)
+                        got: np.ndarray | None = np.frombuffer(pull.recv(copy=False).buffer,
+                                                               np.uint8).reshape(img.shape)
+                    else:
+                        m = wire.Message("frame", "bench", i, 1, image=img)
+                        m.stamp("capture")
+                        if pool is not None and name.startswith("shm"):
+                            slot = pool.put(img, m)
+                            assert slot is not None
+                            wire.share(m, *slot)
+                        send(push, m, block=True, handles=True)
+                        got = wire.decode(pull.recv_multipart(copy=False)).image
+                        if pool is not None:
+                            pool.release(m)
+                    lat.append(1000 * (time.perf_counter() - ts))
+                    assert got is not None and got.shape == img.shape
+                res[f"{name}_per_s"] = n / (time.perf_counter() - t0)
+                res[f"{name}_cpu_us"] = 1e6 * (time.process_time() - c0) / n
+                res[f"{name}_p50_ms"] = pct(lat, 50)
+                push.close()
+                pull.close()
+    finally:
+        wire.SHM.reader = before
+        if pool is not None:
+            pool.close()
     res["ratio"] = res["wire_per_s"] / res["raw_per_s"]
     return res
 
@@ -622,11 +644,17 @@ def section_transport(run: Run) -> list[str]:
         for kind in ("ipc", "tcp"):
             v = repeat(partial(bench_transport, size, 50 if run.quick else 400, kind), run.repeats)
             tr[f"{size[0]}x{size[1]} {kind}"] = v
+            shared = "shm_per_s" in v[0]
             rows.append([f"{size[0]}×{size[1]}", kind, fmt(med(v, "wire_per_s"), 0), fmt(med(v, "raw_per_s"), 0),
-                         fmt(med(v, "ratio"), 2), fmt(med(v, "wire_p50_ms"), 3), fmt(med(v, "raw_p50_ms"), 3)])
+                         fmt(med(v, "ratio"), 2), fmt(med(v, "wire_p50_ms"), 3), fmt(med(v, "raw_p50_ms"), 3),
+                         fmt(med(v, "wire_cpu_us"), 0), *(fmt(med(v, f"{k}_{m}"), d) if shared else "–"
+                                                          for k in ("shm", "shm_copy")
+                                                          for m, d in (("per_s", 0), ("cpu_us", 0)))])
     run.out["transport"] = tr
-    lines = table("Transport: one hop, product wire vs raw pyzmq (same run)",
-                  ["frame", "link", "wire msgs/s", "raw msgs/s", "wire/raw", "wire p50 ms", "raw p50 ms"], rows)
+    lines = table("Transport: one hop, product wire vs raw pyzmq vs shared memory (same run; CPU: both ends and "
+                  "libzmq's threads, µs per message)",
+                  ["frame", "link", "wire msgs/s", "raw msgs/s", "wire/raw", "wire p50 ms", "raw p50 ms", "wire CPU",
+                   "shm msgs/s", "shm CPU", "shm+copy msgs/s", "shm+copy CPU"], rows)
     costs = repeat(lambda: bench_wire(2000 if run.quick else 20000), run.repeats)
     kinds = list(costs[0])
     run.out["wire_cost"] = {k: [c[k] for c in costs] for k in kinds}

@@ -1,5 +1,5 @@
 """The launcher's janitor: when the launcher dies, however it dies (SIGKILL too), its stages die and its private run
-folder (sockets, the pipeline secret) goes.
+folder (sockets, the pipeline secret) and its shared-memory segments go.
 
     python -m dogfilter.commands.janitor FOLDER      (started by the launcher, commands/run.py; not for users)
 
@@ -78,7 +78,16 @@ def stop(folder: Path, pids: list[int] | None = None, grace_s: float = 2.0) -> N
             left = members(folder, left)
         if not left:
             break
+    remove_segments(folder)
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_segments(folder: Path) -> int:
+    """The shared-memory segments of the run in ``folder`` (named after its secret: transport/shmnames.py)."""
+    from dogfilter.common.transport import shmnames
+
+    tok = shmnames.token_of_secret_file(folder / "secret")
+    return shmnames.remove(tok) if tok else 0
 
 
 def clean_stale(tmp: str | None = None) -> list[Path]:

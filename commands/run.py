@@ -250,6 +250,7 @@ class Pipeline:
 
     def stop(self) -> None:
         children.stop(self.procs.values(), group=True)
+        janitor.remove_segments(self.dir)  # capture unlinks its own; not when it was killed
         shutil.rmtree(self.dir, ignore_errors=True)
         self._tell_janitor(None)
 

@@ -36,10 +36,11 @@ from dogfilter.common.errors import DogfilterError
 from dogfilter.common.media.sources import Source, open_source, parse_size
 from dogfilter.common.media.webcam import CameraServer, WebSource, WebTab
 from dogfilter.common.options import Option, non_negative, positive
+from dogfilter.common.transport import shm, wire
 from dogfilter.common.transport.metrics import Counters
-from dogfilter.common.transport.protocol import HEARTBEAT_S, Dispatcher, Job, drain
+from dogfilter.common.transport.protocol import HEARTBEAT_S, Dispatcher, Job, Peer, drain
 from dogfilter.common.transport.seal import Sealer
-from dogfilter.common.transport.sockets import Links
+from dogfilter.common.transport.sockets import Links, is_local
 from dogfilter.common.transport.wire import STREAM_RE, Message, Meta
 
 STAGE = "capture"
@@ -71,6 +72,11 @@ OPTIONS = (
            "https in front: see deploy/README.md)"),
     Option("max_web_streams", 8, "browser cameras at once; when all are taken, one idle for 2 s makes room, else "
            "a new one is turned away (try again later)", type=non_negative(int)),
+    Option("shm", "off", "frames to detect workers on this host through shared memory (a handle on the wire, the "
+           "pixels written once into a slot of capture's own, see ARCHITECTURE.md); workers elsewhere get pixels",
+           choices=("on", "off"), launcher=True),
+    Option("shm_slots", 32, "shared memory: frame slots at most (when all hold frames on their way, a frame goes "
+           "as pixels)", type=positive(int)),
     Option("web_idle_s", 10.0, "a browser camera that sends no frame, or takes no filtered frame, for this long is "
            "closed and its stream ended", type=positive(float)),
 )
@@ -403,6 +409,7 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
     counters = Counters(STAGE, log)
     links = Links(o.curve_dir, o.allow_plaintext)
     camera = None
+    shared: Shared | None = None
     try:
         router = links.bind(zmq.ROUTER, o.frames_addr, "frames")
         wake_addr = f"inproc://wake-{id(links)}"
@@ -410,10 +417,12 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
         waker = Waker(links.ctx, wake_addr)
         feeds, rates = open_feeds(o, waker)
         timeout = o.job_timeout_s or (3.0 if live else 60.0)
+        sealer = Sealer.from_file(o.secret_file)
+        shared = Shared.open(o, sealer.key, log)
         # live with the flow limiter: a detect worker is proven by its frames reaching the display, not its word
         pool = Dispatcher(router, STAGE, counters, max_window=4, job_timeout_s=timeout, jpeg_quality=o.jpeg or None,
-                          done_proves=not (live and o.max_in_flight))
-        sealer = Sealer.from_file(o.secret_file)
+                          done_proves=not (live and o.max_in_flight),
+                          handles=shared.maps if shared is not None else None)
         capture = Capture(feeds, sealer, counters, mode=o.mode, fps=rates, size=parse_size(o.size),
                           max_in_flight=o.max_in_flight, max_age_s=o.max_age_ms / 1000)
         log.info("%s at %s fps, %s mode, frames on %s", ", ".join(f"{f.stream}={f.source.kind}" for f in feeds),
@@ -426,11 +435,61 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
                                   hosts=(*o.web_hosts, o.web_host))
             log.info("browser camera at http://%s:%d/%s", o.web_host, camera.port, f"?token={token}" if token else "")
         health.ready()
-        return loop(capture, pool, Sockets(router, wake, returns), camera, live, o.exit_on_eos)
+        return loop(capture, pool, Sockets(router, wake, returns), camera, live, o.exit_on_eos, shared)
     finally:
         if camera is not None:
             camera.close()
+        if shared is not None:
+            shared.pool.close()
         links.close()
+
+
+@dataclass
+class Shared:
+    """Frames to the detect workers of this host through shared memory (``transport/shm.py``): capture's slots, and
+    who maps them (a worker announcing this pipeline's and this host's shared memory)."""
+
+    pool: shm.Pool
+    domain: str
+
+    @classmethod
+    def open(cls, o: argparse.Namespace, secret: bytes, log: logging.Logger) -> Shared | None:
+        if o.shm != "on":
+            return None
+        dom = shm.domain(secret)
+        why = ("frames go as JPEG (--jpeg)" if o.jpeg else "the frames link reaches beyond this host"
+               if not is_local(o.frames_addr) else "no shared memory here (/dev/shm)" if dom is None else None)
+        if why or dom is None:
+            log.info("shared memory off: %s", why)
+            return None
+        pool = shm.Pool(secret, o.shm_slots)
+        log.info("shared memory on: up to %d frame slots (%d segments of dead captures removed)", o.shm_slots,
+                 pool.cleaned)
+        return cls(pool, dom)
+
+    def maps(self, peer: Peer) -> bool:
+        """The worker maps our segments: it said it sees this host's shared memory as this pipeline."""
+        return peer.info.get("shm") == self.domain
+
+    def put(self, frame: Message, pool: Dispatcher, counters: Counters) -> None:
+        """The frame's pixels into a slot, when a worker that maps them is there (else they go on the wire)."""
+        img = frame.image
+        if img is None or img.dtype != np.uint8 or img.ndim != 3 or not any(self.maps(p) for p in pool.peers.values()):
+            return
+        got = self.pool.put(img, frame)
+        if got is None:
+            counters["shm_full"] += 1  # every slot holds a frame on its way: this one goes as pixels
+            return
+        wire.share(frame, *got)
+        counters["frames_shared"] += 1
+
+    def release(self, pool: Dispatcher, redo: list[Job], capture: Capture) -> None:
+        """Slots whose frame is through: no worker holds it and it is not to be sent again; live, also not before
+        the display said it left (or the flow limiter gave up on it)."""
+        held = {id(j.msg) for j in pool.held()} | {id(j.msg) for j in redo}
+        for frame in self.pool.held_by():
+            if id(frame) not in held and frame.key not in capture.in_flight:
+                self.pool.release(frame)
 
 
 @dataclass
@@ -441,7 +500,7 @@ class Sockets:
 
 
 def loop(capture: Capture, pool: Dispatcher, s: Sockets, camera: CameraServer | None, live: bool,
-         exit_on_eos: bool) -> int:
+         exit_on_eos: bool, shared: Shared | None = None) -> int:
     poller = zmq.Poller()
     for sock in (s.router, s.wake, s.returns):
         if sock is not None:
@@ -469,14 +528,17 @@ def loop(capture: Capture, pool: Dispatcher, s: Sockets, camera: CameraServer | 
             capture.counters.log.info("sending again frames %s", ", ".join(f"{j.msg.stream}:{j.msg.frame}"
                                                                            for j in taken))
             redo = sorted(redo + taken, key=lambda j: (j.msg.frame, j.msg.stream))  # the oldest frames first
-        hand_out(capture, pool, redo, live, time.time())
+        hand_out(capture, pool, redo, live, time.time(), shared)
+        if shared is not None:
+            shared.release(pool, redo, capture)
         capture.forget_ended()
         if exit_on_eos and capture.finished() and not redo and not pool.holding():
             return 0
         capture.counters.maybe_log(f"workers={len(pool.peers)} ")
 
 
-def hand_out(capture: Capture, pool: Dispatcher, redo: list[Job], live: bool, now: float) -> None:
+def hand_out(capture: Capture, pool: Dispatcher, redo: list[Job], live: bool, now: float,
+             shared: Shared | None = None) -> None:
     """Frames to the detect workers: those to send again first (``redo``, oldest first), then new ones.  A frame
     no worker took after all (the worker with room was found gone as it was sent) waits in ``redo`` (file mode:
     nothing is lost) or is counted lost (live)."""
@@ -487,6 +549,8 @@ def hand_out(capture: Capture, pool: Dispatcher, redo: list[Job], live: bool, no
             return
     for frame in capture.tick(now, room=pool.free()) if not redo else []:
         job = Job(frame)
+        if shared is not None:
+            shared.put(frame, pool, capture.counters)  # its pixels into a slot, for the workers that map them
         if pool.submit(job):
             capture.sent_to(frame, job.worker)
         elif live:

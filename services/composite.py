@@ -33,6 +33,7 @@ import zmq
 from dogfilter.common import health, options, service
 from dogfilter.common.options import Option, non_negative, positive
 from dogfilter.common.stage import Busy, epoch_order, too_old
+from dogfilter.common.transport import shm, wire
 from dogfilter.common.transport.metrics import Counters
 from dogfilter.common.transport.protocol import HEARTBEAT_S, Dispatcher, Job, Peer, drain_confirming, send
 from dogfilter.common.transport.seal import Sealer
@@ -419,6 +420,8 @@ def make_handler(o: argparse.Namespace, sealer: Sealer, counters: Counters) -> C
 def run(o: argparse.Namespace, log: logging.Logger) -> int:
     counters = Counters(STAGE, log)
     comp = make_handler(o, Sealer.from_file(o.secret_file), counters)
+    # frames whose pixels capture put in shared memory (transport/shm.py): copied out as they are taken
+    wire.SHM.reader = shm.Reader(shm.token(comp.sealer.key), copy=True)
     links = Links(o.curve_dir, o.allow_plaintext)
     try:
         pull = links.bind(zmq.ROUTER, o.detections_addr, "detections")

@@ -25,10 +25,11 @@ from dogfilter.common import health, options, service
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.options import Option, positive
 from dogfilter.common.stage import too_old
-from dogfilter.common.transport import discovery
+from dogfilter.common.transport import discovery, shm, wire
 from dogfilter.common.transport.metrics import Counters
 from dogfilter.common.transport.protocol import HEARTBEAT_S, Confirmations, WorkerLink, poll_links, send
-from dogfilter.common.transport.sockets import Links, stats_key, worker_identity
+from dogfilter.common.transport.seal import load_or_create_secret
+from dogfilter.common.transport.sockets import Links, is_local, stats_key, worker_identity
 from dogfilter.common.transport.wire import Message
 from dogfilter.common.vision.crops import face_crops
 from dogfilter.common.vision.detectors import DETECTORS, Detector, create_detector, detect_at_most
@@ -78,12 +79,16 @@ class Detect:
             assert msg.image is not None  # a frame carries one (wire.PARTS)
             faces = detect_at_most(self.detector, msg.image, self.detect_size,
                                    None if msg.meta.get("still") else video, msg.frame)  # photos: each on its own
-            out = msg.derive("detections", faces=faces,
-                             crops=face_crops(msg.image, [f.box for f in faces]))
-            self.counters["frames"] += 1
-            self.counters["faces"] += len(faces)
-            self._tracking_counts()
-            out.stamp("detect")
+            crops = face_crops(msg.image, [f.box for f in faces])
+            if wire.image_intact(msg):
+                out = msg.derive("detections", faces=faces, crops=crops)
+                self.counters["frames"] += 1
+                self.counters["faces"] += len(faces)
+                self._tracking_counts()
+                out.stamp("detect")
+            else:  # capture reused the frame's shared-memory slot meanwhile: what we saw is not this frame
+                self.counters.drop("shm_stale", f"frame {msg.stream}:{msg.frame} changed in shared memory")
+                out = msg.derive("skip", image=None, meta={**msg.meta, "reason": "stale"})
         if self.live:
             out.meta.pop("job", None)  # capture's job id: only file mode asks composite to confirm it
         out.stats(self.stats_key, self.counters)
@@ -142,6 +147,10 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
     counters = Counters(STAGE, log)
     handler = make_handler(o, counters)
     detector = handler.detector
+    info: wire.Meta = {"detector": detector.name}
+    shared = share_memory(o, log)
+    if shared is not None:
+        info["shm"] = shared
     links = Links(o.curve_dir, o.allow_plaintext)
     me = worker_identity(STAGE)
     handler.stats_key = stats_key(STAGE, me)
@@ -149,9 +158,10 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
     def open_host(addr: str) -> Host:
         frames = links.connect(zmq.DEALER, addr, routing_id=me)
         out = links.connect(zmq.DEALER, out_of(addr), routing_id=me)
-        link = WorkerLink(frames, 1 if live else 2, {"detector": detector.name}, counters, accepts=("frame", "eos"))
+        link = WorkerLink(frames, 1 if live else 2, info, counters, accepts=("frame", "eos"))
         link.announce()
-        return Host(addr, link, out, Confirmations(out, counters))  # file mode: capture hears "done" once
+        return Host(addr, link, out, Confirmations(out, counters, handles=shared is not None))  # file mode: capture
+        # hears "done" once
         # composite has the frame
 
     def close_host(h: Host) -> None:
@@ -183,7 +193,8 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
                 (result,) = handler.on_message(job, time.time(), h.addr if o.connect else None)
                 if not live:
                     h.sent.send(result, job, on_wait=link.tick)
-                elif not send(h.out, result, block=result.kind == "eos", timeout_s=0.5, on_wait=link.tick):
+                elif not send(h.out, result, block=result.kind == "eos", timeout_s=0.5, on_wait=link.tick,
+                              handles=shared is not None):
                     counters["frames_dropped"] += 1  # live: composite is gone or stuck; the frame is stale anyway
                 if live:
                     link.done(job)
@@ -194,6 +205,23 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
     finally:
         hosts.close()
         links.close()
+
+
+def share_memory(o: argparse.Namespace, log: logging.Logger) -> str | None:
+    """Frames from capture through shared memory (``transport/shm.py``), where capture and the composite are on
+    this host (links on ipc or loopback, no --connect): maps this pipeline's segments (read-only), and returns what
+    to announce (capture then sends handles; a handle is forwarded to the composite as it came).  None: pixels."""
+    if o.connect or not (is_local(o.frames_addr) and is_local(o.detections_addr)):
+        return None
+    try:
+        secret = load_or_create_secret(o.secret_file)
+    except DogfilterError as e:
+        log.info("shared memory off: %s", e)
+        return None
+    dom = shm.domain(secret)
+    if dom is not None:
+        wire.SHM.reader = shm.Reader(shm.token(secret), copy=False)
+    return dom
 
 
 def cli() -> None:

@@ -20,7 +20,7 @@ STAGES = ["capture", "detect_in", "detect", "composite_in", "composite", "displa
 # worker cannot make the statistics grow or churn.  A counter added to a stage must be added here
 # (tests/test_trust_insiders.py checks the sources against it).
 # WireError.fault: every receiver counts them
-WIRE_FAULTS = frozenset({"malformed", "oversized", "bad_value", "unsealed"})
+WIRE_FAULTS = frozenset({"malformed", "oversized", "bad_value", "unsealed", "shm_refused", "shm_stale"})
 PROTOCOL_EVENTS = frozenset({"unexpected", "unknown_job", "unknown_worker", "too_many_workers", "refused_worker",
                              "workers_stalled", "workers_benched_bad_replies", "workers_expired", "workers_evicted",
                              "benched_announces", "late_replies", "jobs_given_back", "resent_unconfirmed",
@@ -29,7 +29,7 @@ _SHARED = WIRE_FAULTS | PROTOCOL_EVENTS
 EVENTS: dict[str, frozenset[str]] = {
     "source": frozenset({"frames", "frames_dropped", "files_skipped", "files_truncated", "frames_in",
                          "frames_replaced", "bad_frames", "results_out", "results_replaced"}),
-    "capture": _SHARED | {"frames_lost_in_workers", "unknown_acks", "tabs_timed_out"},
+    "capture": _SHARED | {"frames_lost_in_workers", "unknown_acks", "tabs_timed_out", "frames_shared", "shm_full"},
     "detect": _SHARED | {"frames", "faces", "stale_frames", "frames_dropped", "full_scans", "scan_passes",
                          "scans_skipped"},
     "classify": _SHARED | {"batches", "faces", "replies_dropped"},

@@ -61,11 +61,11 @@ log = logging.getLogger("protocol")
 
 
 def send(sock: zmq.Socket, msg: Message, *, block: bool = False, timeout_s: float = 1.0,
-         on_wait: Callable[[], None] | None = None, jpeg_quality: int | None = None) -> bool:
+         on_wait: Callable[[], None] | None = None, jpeg_quality: int | None = None, handles: bool = False) -> bool:
     """Send ``msg`` on a PUSH or DEALER socket. Live (``block=False``): wait at most ``timeout_s`` for room, else
     give up and return False (the caller counts a drop). File (``block=True``): wait as long as it takes, calling
-    ``on_wait()`` about every second (heartbeats)."""
-    frames = wire.encode(msg, jpeg_quality)
+    ``on_wait()`` about every second (heartbeats).  ``handles``: see :func:`wire.encode`."""
+    frames = wire.encode(msg, jpeg_quality, handles)
     deadline = time.monotonic() + timeout_s
     while True:
         wait = HEARTBEAT_S if block else max(0.0, min(HEARTBEAT_S, deadline - time.monotonic()))
@@ -124,13 +124,13 @@ class Confirmations:
     a confirmed job is reported done: a worker killed at any moment loses nothing."""
 
     def __init__(self, sock: zmq.Socket, counters: Counters, resend_s: float = 10.0, busy_s: float = 0.05,
-                 give_up_s: float = 1.0) -> None:
-        self.sock, self.counters = sock, counters
+                 give_up_s: float = 1.0, handles: bool = False) -> None:
+        self.sock, self.counters, self.handles = sock, counters, handles
         self.resend_s, self.busy_s, self.give_up_s = resend_s, busy_s, give_up_s
         self.pending: dict[int, _Unconfirmed] = {}
 
     def send(self, msg: Message, job: Message, on_wait: Callable[[], None]) -> None:
-        send(self.sock, msg, block=True, on_wait=on_wait)
+        send(self.sock, msg, block=True, on_wait=on_wait, handles=self.handles)
         self.pending[msg.meta["job"]] = _Unconfirmed(msg, job, time.monotonic())
 
     def wait_s(self, now: float) -> float:
@@ -156,7 +156,7 @@ class Confirmations:
             elif (u.again_at is not None and now >= u.again_at) or now - u.sent > self.resend_s:
                 if u.again_at is None:
                     self.counters["resent_unconfirmed"] += 1
-                send(self.sock, u.msg, block=True, on_wait=on_wait)
+                send(self.sock, u.msg, block=True, on_wait=on_wait, handles=self.handles)
                 u.sent, u.again_at = time.monotonic(), None
         return out
 
@@ -234,19 +234,22 @@ class Dispatcher:
 
     ``replies``: the kinds a worker may answer a job with (besides ``done``); ``check_info``: validates what a
     worker announces (returns a reason to refuse it, or None); ``check_reply(peer, job, reply)``: validates a reply
-    to a job (a reason: the worker is benched, its jobs taken back, this one included).
+    to a job (a reason: the worker is benched, its jobs taken back, this one included).  ``handles(peer)``: the
+    worker maps this host's shared memory (``shm.py``): a job's image goes to it as a handle, to others as pixels.
     """
 
     def __init__(self, sock: zmq.Socket, name: str, counters: Counters, *, max_window: int, job_timeout_s: float,
                  replies: Iterable[str] = (), max_workers: int = 64, expiry_s: float = EXPIRY_S,
                  check_info: Callable[[dict[str, Any]], str | None] | None = None,
                  check_reply: Callable[[Peer, Job, Message], str | None] | None = None,
-                 jpeg_quality: int | None = None, done_proves: bool = True) -> None:
+                 jpeg_quality: int | None = None, done_proves: bool = True,
+                 handles: Callable[[Peer], bool] | None = None) -> None:
         self.sock, self.name, self.counters = sock, name, counters
         self.max_window, self.job_timeout_s, self.expiry_s = max_window, job_timeout_s, expiry_s
         self.replies = frozenset(replies) | {"done"}
         self.max_workers, self.check_info, self.jpeg_quality = max_workers, check_info, jpeg_quality
         self.check_reply = check_reply
+        self.handles = handles
         self.done_proves = done_proves  # False: a job is proven done only by the caller's proved() (the next stage)
         self.peers: dict[bytes, Peer] = {}
         self.benched: OrderedDict[bytes, tuple[float, int]] = OrderedDict()  # ident → (until, strikes)
@@ -372,7 +375,7 @@ class Dispatcher:
             job.id, job.worker, job.sent, job.tries = next(self._ids), peer.ident, time.monotonic(), job.tries + 1
             job.msg.meta["job"] = job.id
             try:
-                frames = wire.encode(job.msg, self.jpeg_quality)
+                frames = wire.encode(job.msg, self.jpeg_quality, self.handles is not None and self.handles(peer))
                 self.sock.send_multipart([peer.ident, *frames], flags=zmq.NOBLOCK, copy=False)
             except zmq.ZMQError as e:  # EHOSTUNREACH: the worker went away; EAGAIN: its queue is full
                 log.warning("%s: worker %s unreachable (%s), forgetting it", self.name, peer.name, e.strerror)
@@ -381,6 +384,12 @@ class Dispatcher:
             peer.jobs[job.id] = job
             peer.last_sent = job.sent
             return True
+
+    def held(self) -> Iterator[Job]:
+        """Every job not finished: held by a worker, or to be given back to the caller (:meth:`take_back`)."""
+        for p in self.peers.values():
+            yield from p.jobs.values()
+        yield from self._pending_redo
 
     def take_back(self) -> list[Job]:
         """Jobs of workers that died or stalled since the last call: send them again, or count them lost."""

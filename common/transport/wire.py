@@ -57,7 +57,7 @@ import msgspec
 import numpy as np
 import zmq
 
-from dogfilter.common.transport import imagehead
+from dogfilter.common.transport import imagehead, shm
 
 SCHEMA: Final = 3  # 3: the header is declared types (msgspec): kind first, defaults left out, faces with named fields
 MAX_HEADER_BYTES = 256 * 1024
@@ -170,16 +170,28 @@ class Meta(TypedDict, total=False):
     detector: Label32
     client_ts: Finite  # a browser's own clock, echoed back for its round-trip time
     retry: bool  # done{retry}: not taken (the receiver is full); send it again shortly
+    shm: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{16}$")]  # ready: the shared memory the worker maps (shm.py)
 
 
-class ImagePart(msgspec.Struct, forbid_unknown_fields=True):
-    """An H×W×3 uint8 BGR frame (a grey or BGRA frame is converted at the source), raw or JPEG."""
+class ShmRef(msgspec.Struct, forbid_unknown_fields=True):
+    """Where an image's pixels lie in a shared-memory segment of capture's on this host (``shm.py``): checked by
+    the receiver's :class:`~.shm.Reader` (this pipeline's segment, within bounds, of this generation)."""
+
+    seg: Annotated[str, msgspec.Meta(pattern=r"^dogfilter-shm-[0-9a-f]{16}-[0-9]{1,10}-[0-9]{1,10}$")]
+    gen: Annotated[int, msgspec.Meta(ge=2, le=2**62)]
+    off: Annotated[int, msgspec.Meta(ge=0, le=2**40)]
+
+
+class ImagePart(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """An H×W×3 uint8 BGR frame (a grey or BGRA frame is converted at the source), raw, JPEG, or in shared memory
+    (``shm``: its part on the wire is empty)."""
 
     name: Literal["image"]
     shape: tuple[Annotated[int, msgspec.Meta(gt=0, le=MAX_DIM)], Annotated[int, msgspec.Meta(gt=0, le=MAX_DIM)],
                  Literal[3]]
     dtype: Literal["uint8"]
-    enc: Literal["raw", "jpeg"]
+    enc: Literal["raw", "jpeg", "shm"]
+    shm: ShmRef | None = None
 
 
 class CropsPart(msgspec.Struct, forbid_unknown_fields=True):
@@ -312,10 +324,11 @@ def now() -> float:
 # --------------------------------------------------------------------------------------------------- encoding
 
 
-def encode(msg: Message, jpeg_quality: int | None = None) -> list[Any]:
+def encode(msg: Message, jpeg_quality: int | None = None, handles: bool = False) -> list[Any]:
     """Message -> multipart frames. Arrays are passed as buffers (zero-copy with ``send_multipart(copy=False)``).
 
-    ``jpeg_quality`` (1..100) sends the image as JPEG instead of raw pixels.
+    ``jpeg_quality`` (1..100) sends the image as JPEG instead of raw pixels.  ``handles``: an image in shared memory
+    (``shm.py``) goes as its handle (the receiver is on this host and said it maps our segments); else as pixels.
     """
     cls = HEADERS.get(msg.kind)
     if cls is None:
@@ -324,7 +337,8 @@ def encode(msg: Message, jpeg_quality: int | None = None) -> list[Any]:
     part_info: list[Part] = []
     if msg.image is not None:
         src = msg._image_src
-        if src is not None and src[0] == id(msg.image) and (jpeg_quality is None or src[2].enc == "jpeg"):
+        if src is not None and src[0] == id(msg.image) and (
+                handles if src[2].enc == "shm" else jpeg_quality is None or src[2].enc == "jpeg"):
             parts.append(src[1])  # forward what we received, untouched: no copy, no re-encode
             part_info.append(src[2])
         else:
@@ -431,6 +445,10 @@ def _check_part(info: Part, nbytes: int) -> None:
     if isinstance(info, ImagePart) and info.shape[0] * info.shape[1] > LIMITS.max_pixels:
         raise WireError(f"image: {info.shape[1]}x{info.shape[0]} is over the {LIMITS.max_pixels} pixel cap",
                         "oversized")
+    if isinstance(info, ImagePart) and (info.enc == "shm") != (info.shm is not None):
+        raise WireError("image: a shared-memory handle goes with enc shm, and only with it")
+    if info.enc == "shm" and nbytes:
+        raise WireError("image: pixels on the wire beside a shared-memory handle")
     if nbytes > LIMITS.max_part_bytes:
         raise WireError(f"part {info.name}: {nbytes} bytes is over the {LIMITS.max_part_bytes} byte limit", "oversized")
     if info.enc == "raw" and math.prod(info.shape) != nbytes:
@@ -450,8 +468,8 @@ def decode(frames: list[Any], keep_jpeg: bool = False, admit: Callable[[Message]
         raise WireError(f"header describes {len(infos)} parts, message has {len(frames) - 1}")
     kind = str(h.__struct_config__.tag)
     msg = Message(kind, h.stream, h.frame, h.epoch, ts=h.ts, faces=h.faces, meta=h.meta)
-    if admit is not None and not keep_jpeg and any(i.enc == "jpeg" for i in infos):
-        admit(msg)  # decoding costs: the receiver refuses what it would drop anyway first
+    if admit is not None and any(i.enc == "shm" or i.enc == "jpeg" and not keep_jpeg for i in infos):
+        admit(msg)  # decoding (or opening a segment) costs: the receiver refuses what it would drop anyway first
     frame_hw = None
     for info, fr in zip(infos, frames[1:], strict=True):
         _decode_part(msg, info, fr, keep_jpeg)
@@ -469,6 +487,10 @@ def _decode_part(msg: Message, info: Part, fr: Any, keep_jpeg: bool = False) -> 
         msg.crops = np.frombuffer(buf, np.uint8).reshape(info.shape)
         return
     shape = info.shape
+    if info.shm is not None:
+        view = msg.image = _shared(info.shm, shape)
+        msg._image_src = None if SHM.reader is None or SHM.reader.copy else (id(view), fr, info)  # a copy is ours
+        return
     if info.enc == "jpeg":  # the JPEG's own size, from its frame header, before a decoder believes it
         size = imagehead.jpeg_size(buf)
         if size is None:
@@ -490,3 +512,51 @@ def _decode_part(msg: Message, info: Part, fr: Any, keep_jpeg: bool = False) -> 
         arr = np.frombuffer(buf, np.uint8).reshape(shape)
     msg.image = arr
     msg._image_src = (id(arr), fr, info)
+
+
+# --------------------------------------------------------------------------------------------------- shared memory
+
+
+@dataclass
+class _Shared:
+    """This process's reader of its pipeline's shared-memory segments (set by detect and the composite; None:
+    a handle is refused)."""
+
+    reader: shm.Reader | None = None
+
+
+SHM = _Shared()
+
+
+def _shared(ref: ShmRef, shape: tuple[int, int, int]) -> np.ndarray:
+    if SHM.reader is None:
+        raise WireError("image: a shared-memory handle, and this stage maps none", "shm_refused")
+    try:
+        return SHM.reader.image(ref.seg, ref.gen, ref.off, shape)
+    except shm.Refused as e:
+        raise WireError(f"image: {e}", "shm_refused") from None
+    except shm.Stale as e:
+        raise WireError(f"image: {e}", "shm_stale") from None
+
+
+def image_intact(msg: Message) -> bool:
+    """The message's image is still what it was when it arrived: False only for a shared-memory view whose slot
+    capture reused since (a handle's pixels are checked again after use)."""
+    src = msg._image_src
+    if src is None or src[2].shm is None or SHM.reader is None or src[0] != id(msg.image):
+        return True
+    return SHM.reader.intact(src[2].shm.seg, src[2].shm.gen)
+
+
+def shm_view(msg: Message) -> bool:
+    """The message's image is a view into a shared-memory segment (not its own pixels)."""
+    src = msg._image_src
+    return src is not None and src[2].shm is not None and src[0] == id(msg.image)
+
+
+def share(msg: Message, view: np.ndarray, seg: str, gen: int, off: int) -> None:
+    """Capture: the message's image is now ``view``, the slot (``shm.Pool.put``) its pixels were copied into; sent
+    as its handle to receivers that map it (``encode(handles=True)``), as pixels to the others."""
+    h, w = view.shape[:2]
+    msg.image = view
+    msg._image_src = (id(view), b"", ImagePart("image", (h, w, 3), "uint8", "shm", ShmRef(seg, gen, off)))
