@@ -223,6 +223,26 @@ def test_a_capture_that_starts_removes_the_segments_of_dead_captures_only(tmp_pa
     assert shmnames.remove(tok, shm_dir=tmp_path) == 1 and other.exists()
 
 
+@pytest.mark.unit
+@pytest.mark.timeout(10)
+def test_the_next_launcher_removes_the_segments_of_one_killed_with_its_janitor(tmp_path: Path) -> None:
+    if shm.domain(SECRET) is None:
+        pytest.skip("no /dev/shm here")
+    run = tmp_path / "dogfilter-killed"
+    run.mkdir(mode=0o700)
+    (run / janitor.MARKER).write_text(f"{2**22 + 12345} 0\n")  # a launcher that is gone
+    (run / "secret").write_text(os.urandom(32).hex() + "\n")
+    tok = shmnames.token_of_secret_file(run / "secret")
+    assert tok is not None
+    seg = shmnames.SHM_DIR / f"{shmnames.PREFIX}{tok}-{os.getpid()}-1"  # its capture may even look alive
+    seg.write_bytes(b"x")
+    try:
+        assert janitor.clean_stale(str(tmp_path)) == [run]
+        assert not seg.exists() and not run.exists()
+    finally:
+        seg.unlink(missing_ok=True)
+
+
 # ----------------------------------------------------------------------------------------------- system
 
 
@@ -264,7 +284,8 @@ def test_kill_9_of_capture_and_a_consumer_leaves_no_segment(tmp_path: Path) -> N
     with p:
         token = shmnames.token_of_secret_file(p.secret)
         assert token is not None
-        wait_for(stats, lambda s: s["counters"].get("capture", {}).get("frames_shared", 0) >= 10, timeout=60)
+        s = wait_for(stats, lambda s: s["counters"].get("capture", {}).get("frames_shared", 0) >= 10, timeout=60)
+        assert not [k for c in s["counters"].values() for k in c if k.startswith("shm_")], s["counters"]
         first = {x.name for x in shmnames.segments(token)}
         assert first
         for name in ("capture.1", "detect.1"):  # the producer, and a consumer that maps its segments
