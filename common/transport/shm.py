@@ -48,6 +48,7 @@ MAGIC = b"dfshm\x00\x00\x01"
 HEAD = 64  # bytes before the pixels
 MAX_POOL_BYTES = 512 * 1024 * 1024  # all of a capture's slots together
 MAX_MAPS = 64  # segments a consumer keeps mapped
+POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # the pages mapped at once, not a fault per page at first touch
 IDLE_MAP_S = 10.0  # a mapping not used this long is dropped (its segment was replaced or its capture ended)
 
 __all__ = ["HEAD", "MAGIC", "Pool", "Reader", "Refused", "Stale", "domain", "token"]
@@ -142,7 +143,7 @@ class Pool:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             os.ftruncate(fd, HEAD + nbytes)
-            mm = mmap.mmap(fd, HEAD + nbytes, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            mm = mmap.mmap(fd, HEAD + nbytes, mmap.MAP_SHARED | POPULATE, mmap.PROT_READ | mmap.PROT_WRITE)
         except OSError:
             os.unlink(path)
             raise
@@ -237,7 +238,7 @@ class Reader:
                 raise Refused(f"segment {seg} is not a private file of this user")
             if st.st_size < HEAD + 1 or st.st_size > (1 << 34):
                 raise Refused(f"segment {seg} is {st.st_size} bytes")
-            mm = mmap.mmap(fd, st.st_size, mmap.MAP_SHARED, mmap.PROT_READ)
+            mm = mmap.mmap(fd, st.st_size, mmap.MAP_SHARED | POPULATE, mmap.PROT_READ)
         except OSError as e:
             raise Refused(f"segment {seg}: {e.strerror}") from None
         finally:
