@@ -54,16 +54,19 @@ def interrupt(*_: Any) -> None:
 
 @contextlib.contextmanager
 def uninterrupted() -> Iterator[None]:
-    """A step that a stop must not split (a frame written to a recording, and counted): a SIGTERM, SIGHUP or SIGINT
-    that comes meanwhile raises its KeyboardInterrupt right after it.  Main thread only."""
+    """A step that a stop must not split (a frame written to a recording and counted; a recording committed): a
+    SIGTERM, SIGHUP or SIGINT that comes meanwhile raises its KeyboardInterrupt right after it (unless the step
+    fails: its own error goes on instead).  Main thread only."""
     _Held.depth += 1
     try:
         yield
     finally:
         _Held.depth -= 1
-        if not _Held.depth and _Held.pending:
+        stop = not _Held.depth and _Held.pending
+        if stop:
             _Held.pending = False
-            raise KeyboardInterrupt
+    if stop:
+        raise KeyboardInterrupt
 
 
 def main(stage: str, doc: str, groups: Iterable[tuple[str, Sequence[Option]]], run: Run,

@@ -229,7 +229,8 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
         raise
     finally:
         try:
-            finish(recorders.values(), complete)
+            with service.uninterrupted():  # a second stop (Ctrl-C and honcho's SIGTERM) must not cut a commit short
+                finish(recorders.values(), complete)
         finally:
             if view is not None:
                 view.close()

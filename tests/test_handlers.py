@@ -458,3 +458,31 @@ def test_a_stop_while_a_live_recording_writes_a_frame_keeps_the_recording(tmp_pa
     cap = cv2.VideoCapture(str(path))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 2
     cap.release()
+
+
+def test_a_stop_inside_an_uninterrupted_step_comes_right_after_it_unless_the_step_fails() -> None:
+    import signal
+
+    from dogfilter.common import service
+    from dogfilter.common.errors import DogfilterError
+
+    done = []
+    before = signal.signal(signal.SIGTERM, service.interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with service.uninterrupted():
+                signal.raise_signal(signal.SIGTERM)
+                with service.uninterrupted():  # nested: the stop waits for the outer step
+                    done.append(1)
+                done.append(2)
+        assert done == [1, 2]
+        with pytest.raises(DogfilterError, match="disk full"):  # the step's own error goes on
+            with service.uninterrupted():
+                signal.raise_signal(signal.SIGTERM)
+                raise DogfilterError("disk full")
+        with service.uninterrupted():  # nothing pending is left behind
+            pass
+        with pytest.raises(KeyboardInterrupt):  # outside a step: at once
+            signal.raise_signal(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, before)
