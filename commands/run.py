@@ -249,8 +249,12 @@ class Pipeline:
         return next(((n, p.returncode) for n, p in self.procs.items() if p.poll() not in (None, 0)), None)
 
     def stop(self) -> None:
+        display = self.procs.get("display.1")
+        running = display is not None and display.poll() is None
         children.stop(self.procs.values(), group=True)
         janitor.remove_segments(self.dir)  # capture unlinks its own; not when it was killed
+        if running and display is not None and display.returncode == 2:  # a recording it could not commit at the stop
+            print(self.last_line("display.1"), file=sys.stderr)
         shutil.rmtree(self.dir, ignore_errors=True)
         self._tell_janitor(None)
 

@@ -229,7 +229,8 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
         raise
     finally:
         try:
-            finish(recorders.values(), complete)
+            with service.uninterrupted():  # a second stop (Ctrl-C and honcho's SIGTERM) must not cut a commit short
+                finish(recorders.values(), complete)
         finally:
             if view is not None:
                 view.close()
@@ -288,7 +289,10 @@ def record(recorders: dict[str | None, Recorder], msg: Message) -> None:
     rec = recorders.get(msg.stream) or recorders.get(None)
     if rec is not None:
         assert msg.image is not None  # a painted frame carries one (wire.PARTS)
-        rec.write(msg.image, float(msg.meta.get("fps", 30.0)))
+        # a live recording is committed at a stop: a stop between the writer's write and the count would leave it
+        # one frame more than counted, and the commit's check would throw it away
+        with service.uninterrupted():
+            rec.write(msg.image, float(msg.meta.get("fps", 30.0)))
 
 
 def write_stats(path: str | None, display: Display) -> None:

@@ -416,3 +416,73 @@ def test_display_drops_a_frame_older_than_max_age_at_now_live_only(live: bool) -
     assert disp.counters["unsealed"] == 1
     end = sealer.seal(Message("eos", "cam0", 2, 1, meta={"last": 1}))
     assert disp.on_message(end, now=40.4) == [] and disp.finished() and disp.tick(41.0) == []
+
+
+def test_a_stop_while_a_live_recording_writes_a_frame_keeps_the_recording(tmp_path) -> None:
+    """SIGTERM while the video writer is in its write (the handler runs right after it returns, as Python runs
+    handlers): the frame is written and counted before the stop, so the recording that a live stop commits holds
+    every frame it counts.  Without that, one frame more than counted failed the commit's check and the
+    recording was thrown away (the virtual-camera test's flake)."""
+    import signal
+
+    import cv2
+
+    from dogfilter.common import service
+    from dogfilter.common.media.sinks import Recorder, finish
+    from dogfilter.services.display import record
+
+    class SignalledInWrite:  # the writer, with SIGTERM arriving while it writes
+        def __init__(self, writer: cv2.VideoWriter) -> None:
+            self.writer = writer
+
+        def write(self, img: np.ndarray) -> None:
+            self.writer.write(img)
+            signal.raise_signal(signal.SIGTERM)
+
+        def release(self) -> None:
+            self.writer.release()
+
+    path = tmp_path / "rec.avi"
+    rec = Recorder(str(path))
+    frame = _frame("composited", 0, 1.0)
+    record({None: rec}, frame)
+    rec.writer = SignalledInWrite(rec.writer)  # type: ignore[assignment]  # a stand-in for cv2.VideoWriter
+    before = signal.signal(signal.SIGTERM, service.interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            record({None: rec}, frame)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert rec.n == 2
+    finish([rec], complete=True)  # what the live display does at a stop
+    cap = cv2.VideoCapture(str(path))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 2
+    cap.release()
+
+
+def test_a_stop_inside_an_uninterrupted_step_comes_right_after_it_unless_the_step_fails() -> None:
+    import signal
+
+    from dogfilter.common import service
+    from dogfilter.common.errors import DogfilterError
+
+    done = []
+    before = signal.signal(signal.SIGTERM, service.interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with service.uninterrupted():
+                signal.raise_signal(signal.SIGTERM)
+                with service.uninterrupted():  # nested: the stop waits for the outer step
+                    done.append(1)
+                done.append(2)
+        assert done == [1, 2]
+        with pytest.raises(DogfilterError, match="disk full"):  # the step's own error goes on
+            with service.uninterrupted():
+                signal.raise_signal(signal.SIGTERM)
+                raise DogfilterError("disk full")
+        with service.uninterrupted():  # nothing pending is left behind
+            pass
+        with pytest.raises(KeyboardInterrupt):  # outside a step: at once
+            signal.raise_signal(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, before)

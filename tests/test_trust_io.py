@@ -239,3 +239,29 @@ def test_an_odd_frame_size_is_kept_in_avi_and_named_when_mp4_rounds_it(tmp_path)
     assert len(frames) == 8 and frames[0].shape == (479, 641, 3)
     r = run_cli("file", str(src), str(tmp_path / "o.mp4"))
     assert r.returncode == 0 and "641x479 frames are recorded as 640x478" in r.stderr, r.stderr
+
+
+@pytest.mark.timeout(120)
+def test_a_live_recording_that_cannot_be_committed_at_the_stop_is_said_by_the_launcher(tmp_path) -> None:
+    """Ctrl-C/SIGTERM ends a live recording by committing it; when that fails (here: its partial file was removed
+    under it), the display's one line reaches the user through the launcher, not only its log in the run folder."""
+    import signal
+    import sys
+
+    from tests.conftest import ROOT
+
+    rec, stats = tmp_path / "rec.avi", tmp_path / "s.json"
+    p = subprocess.Popen([sys.executable, "-m", "dogfilter.commands.run", "live", "--size", "160x120", "--output",
+                          str(rec), "--http-port", "0", "--web-port", "0", "--stats-out", str(stats)], cwd=ROOT,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(stats, lambda s: s["frames"] > 10, timeout=90)
+        (partial,) = tmp_path.glob(".rec.avi.partial-*")
+        partial.unlink()
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert not rec.exists() and "Traceback" not in err
+    assert f"dogfilter-display: error: cannot write {rec}: the video holds 0 of the" in err, err

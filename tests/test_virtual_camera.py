@@ -63,6 +63,7 @@ def test_live_pipewire_camera_to_virtual_camera(pipewire, tmp_path: Path) -> Non
     stats, rec = tmp_path / "stats.json", tmp_path / "rec.avi"
     env = {**pipewire.env, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     launcher = consumer = None
+    err, stopped_in_time = b"", False
     try:
         assert bench_vcam.wait_node(pipewire.env, "dogfilter-test-cam", 15), "the test camera did not appear"
         launcher = subprocess.Popen(
@@ -95,6 +96,7 @@ def test_live_pipewire_camera_to_virtual_camera(pipewire, tmp_path: Path) -> Non
             os.killpg(launcher.pid, signal.SIGTERM)
             try:
                 _, err = launcher.communicate(timeout=20)
+                stopped_in_time = True
             except subprocess.TimeoutExpired:
                 os.killpg(launcher.pid, signal.SIGKILL)
                 _, err = launcher.communicate()
@@ -116,7 +118,10 @@ def test_live_pipewire_camera_to_virtual_camera(pipewire, tmp_path: Path) -> Non
     assert s["virtual_camera"]["frames_repeated"] > 0, "the stall after the kill was not bridged by repeats"
 
     # the masks: the consumer's frames are the display's recording (same frame number, same picture), not the
-    # camera's raw frames
+    # camera's raw frames.  A stop commits the recording (services/display.py)
+    said = err.decode(errors="replace").strip()[-1000:]
+    assert stopped_in_time, f"the launcher did not stop within 20 s of SIGTERM: {said}"
+    assert rec.exists(), f"SIGTERM to the launcher left no recording at {rec}: {said}"
     recorded = {bench_vcam.read_stamp(f): f for f in read_video(rec)}
     compared = 0
     for _, f in consumer.kept:
