@@ -60,7 +60,8 @@ OPTIONS = (
     Option("jpeg", 0, "send frames as JPEG of this quality, for links to other machines (0: raw pixels)",
            type=non_negative(int)),
     Option("job_timeout_s", 0.0, "a detect worker holding a frame longer than this is benched and the frame taken "
-           "back (0: 3 s live, 60 s file)", type=non_negative(float)),
+           "back (0: 3 s live; 30 s file, half the composite's --file-timeout-s, so a frame taken back from a stalled "
+           "worker still arrives in time)", type=non_negative(float)),
     Option("exit_on_eos", False, "exit once every stream has ended and its frames are through detection",
            kind="flag"),
     Option("max_in_flight", 8, "live: frames on their way through the pipeline at once, at most (display says "
@@ -416,7 +417,7 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
         wake = links.bind(zmq.PULL, wake_addr, "wake", recv_limit=False)
         waker = Waker(links.ctx, wake_addr)
         feeds, rates = open_feeds(o, waker)
-        timeout = o.job_timeout_s or (3.0 if live else 60.0)
+        timeout = o.job_timeout_s or (3.0 if live else 30.0)
         sealer = Sealer.from_file(o.secret_file)
         shared = Shared.open(o, sealer.key, log)
         # live with the flow limiter: a detect worker is proven by its frames reaching the display, not its word
