@@ -42,6 +42,8 @@ from dogfilter.common.service import interrupt
 
 STARTED = tuple(reversed(stage.STAGES))  # sinks first: a stage's receiver is up before it sends
 MAX_BACKOFF_S = 30.0
+HEALTHY_S = 60.0  # a worker that ran this long before it died starts its back-off over (1 s)
+DISPLAY_STOP_S = 15.0  # how long the display may take to stop (commit a recording) before it is killed
 LAUNCHER = (
     Option("inline", "auto", "file and image: run the stages in this one process (auto: for pictures and clips of at "
            "most 150 frames in all, where starting five processes would take longer than the work)",
@@ -92,6 +94,7 @@ def to_args(opt: Option, value: Any) -> list[str]:
     return [f"{opt.flag}={value}"]
 
 
+
 class Pipeline:
     """The five services as child processes on private endpoints.
 
@@ -121,6 +124,7 @@ class Pipeline:
         self.procs: dict[str, subprocess.Popen] = {}
         self.args: dict[str, tuple[str, list[str]]] = {}
         self.logs: dict[str, Path] = {}
+        self.started: dict[str, float] = {}  # name → when its process started
         self.restarts: dict[str, tuple[int, float]] = {}  # name → (restarts, when the next may happen)
         self.events: list[str] = []
 
@@ -143,6 +147,7 @@ class Pipeline:
                                  stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
                                  preexec_fn=_die_with(os.getpid()))
         self.procs[name] = p
+        self.started[name] = time.monotonic()
         self._tell_janitor(f"{p.pid}\n")
         return p
 
@@ -191,6 +196,8 @@ class Pipeline:
 
     def _restart(self, name: str) -> None:
         n, when = self.restarts.get(name, (0, 0.0))
+        if when == 0.0 and time.monotonic() - self.started.get(name, 0.0) >= HEALTHY_S:
+            n = 0  # it did its work a good while: an occasional crash is not a crash loop
         if when == 0.0:  # just found dead: say so, and when it comes back
             delay = min(MAX_BACKOFF_S, 2.0 ** n)
             self.events.append(f"{self.why(name)}; restarting it in {delay:.0f}s")
@@ -251,7 +258,10 @@ class Pipeline:
     def stop(self) -> None:
         display = self.procs.get("display.1")
         running = display is not None and display.poll() is None
-        children.stop(self.procs.values(), group=True)
+        others = [p for name, p in self.procs.items() if name != "display.1"]
+        children.stop(others, group=True)
+        if display is not None:  # last, and with more time: a live recording is committed as it stops
+            children.stop([display], wait_s=DISPLAY_STOP_S, group=True)
         janitor.remove_segments(self.dir)  # capture unlinks its own; not when it was killed
         if running and display is not None and display.returncode == 2:  # a recording it could not commit at the stop
             print(self.last_line("display.1"), file=sys.stderr)
