@@ -443,3 +443,24 @@ def test_the_launcher_names_a_stage_that_dies_and_why(tmp_path, capsys) -> None:
         p.stop()
     assert code != 0
     assert "dogfilter: composite.1 died (killed by SIGKILL)" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(30)
+def test_a_worker_that_crashes_after_a_good_while_is_back_in_a_second_not_after_its_old_back_off() -> None:
+    p = Pipeline(mode="file")  # nothing started but its janitor: the crashes are made up
+    try:
+        crashed = subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"])
+        crashed.wait(10)
+        p.procs["detect.1"], p.args["detect.1"] = crashed, ("detect", [])
+        (p.dir / "detect.1.log").write_text("")
+        p.logs["detect.1"] = p.dir / "detect.1.log"
+        p.restarts["detect.1"] = (4, 0.0)  # four crashes so far: the fifth waits 16 s ...
+        p.started["detect.1"] = time.monotonic() - 5
+        p.check()
+        assert p.events[-1].endswith("restarting it in 16s")
+        p.restarts["detect.1"] = (4, 0.0)  # ... unless it had been running a good while (a minute) before it died
+        p.started["detect.1"] = time.monotonic() - 61
+        p.check()
+        assert p.events[-1].endswith("restarting it in 1s")
+    finally:
+        p.stop()
