@@ -83,6 +83,25 @@ def test_a_face_learns_by_label_so_two_models_never_mix() -> None:
     assert t2 is t and ids.known([11, 10, 50, 50])
 
 
+def test_iou_of_xywh_boxes_is_the_iou_of_their_corners_exactly() -> None:
+    """The identities' IoU on the wire's (x, y, w, h) boxes, computed inline, is :func:`boxes.iou` of the corners,
+    to the last bit, for ints, floats and numpy numbers, overlapping, touching, apart, nested and empty."""
+    from dogfilter.common.vision.boxes import iou, iou_xywh
+
+    rng = np.random.default_rng(20)
+    cases = [((0, 0, 10, 10), (0, 0, 10, 10)), ((0, 0, 10, 10), (10, 0, 10, 10)), ((0, 0, 10, 10), (50, 50, 5, 5)),
+             ((0, 0, 100, 100), (10, 10, 5, 5)), ((3, 3, 0, 0), (3, 3, 0, 0)), ((-20, -5, 40, 30), (-10, 0, 15, 50))]
+    for _ in range(2000):
+        a = [*rng.integers(-50, 600, 2), *rng.integers(0, 200, 2)]
+        b = [a[0] + rng.uniform(-80, 80), a[1] + int(rng.integers(-80, 80)), *rng.uniform(0, 200, 2)]
+        cases.append((tuple(a), tuple(b)))
+    for a, b in cases:
+        corners = [tuple(float(v) for v in (x, y, x + w, y + h)) for x, y, w, h in
+                   ((float(v) for v in box) for box in (a, b))]
+        assert iou_xywh(a, b) == iou(*corners), (a, b)
+    assert iou_xywh((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(1 / 3)
+
+
 @pytest.mark.parametrize("live", [True, False])
 def test_a_followed_face_is_read_again_every_reclassify_ms_live_and_every_frame_in_file_mode(live: bool) -> None:
     """Live: a face whose emotion is known is sent to the classifier again only every ``reclassify_s`` (3 of 9

@@ -27,10 +27,13 @@ def iou(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> flo
 
 
 def iou_xywh(a: Sequence[float], b: Sequence[float]) -> float:
-    """IoU of two (x, y, w, h) boxes (the wire's convention)."""
-    ax, ay, aw, ah = (float(v) for v in a[:4])
-    bx, by, bw, bh = (float(v) for v in b[:4])
-    return iou((ax, ay, ax + aw, ay + ah), (bx, by, bx + bw, by + bh))
+    """IoU of two (x, y, w, h) boxes (the wire's convention): :func:`iou`'s arithmetic, inline (the composite's
+    identities call it for each pair of face and known face, several times a frame)."""
+    ax0, ay0, aw, ah = float(a[0]), float(a[1]), float(a[2]), float(a[3])
+    bx0, by0, bw, bh = float(b[0]), float(b[1]), float(b[2]), float(b[3])
+    ax1, ay1, bx1, by1 = ax0 + aw, ay0 + ah, bx0 + bw, by0 + bh
+    inter = max(0.0, min(ax1, bx1) - max(ax0, bx0)) * max(0.0, min(ay1, by1) - max(ay0, by0))
+    return inter / max((ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter, 1e-9)
 
 
 def match(found: Sequence[Sequence[float]], truth: Sequence[Sequence[float]],
