@@ -182,3 +182,42 @@ def test_roll_from_keypoints() -> None:
     assert masks.roll_from_keypoints(None) == 0.0
     assert masks.roll_from_keypoints([[1, 2]]) == 0.0
     assert masks.roll_from_keypoints([["a", 2], [3, 4]]) == 0.0
+
+
+def _turned_with_numpy_matrices(frame: np.ndarray, bgra: np.ndarray, w: int, h: int, ox: int, oy: int,
+                                deg: float) -> None:
+    """``_paint_turned`` as it was before its warp's numbers were computed in plain floats (numpy 2×2 matrices)."""
+    sh, sw = bgra.shape[:2]
+    side = int(np.ceil(np.hypot(w, h)))
+    t = np.radians(-deg)
+    c, s = np.cos(t), np.sin(t)
+    lin = np.array([[c, s], [-s, c]]) @ np.diag([w / sw, h / sh])
+    M = np.hstack([lin, (np.array([side / 2, side / 2]) - lin @ np.array([sw / 2, sh / 2]))[:, None]])
+    sx, sy = ox - (side - w) // 2, oy - (side - h) // 2
+    hx, hy = (abs(c) * w + abs(s) * h) / 2 + 1, (abs(s) * w + abs(c) * h) / 2 + 1
+    bx0, bx1 = max(0, int(np.floor(side / 2 - hx))), min(side, int(np.ceil(side / 2 + hx)))
+    by0, by1 = max(0, int(np.floor(side / 2 - hy))), min(side, int(np.ceil(side / 2 + hy)))
+    H, W = frame.shape[:2]
+    fx0, fy0, fx1, fy1 = max(0, sx + bx0), max(0, sy + by0), min(W, sx + bx1), min(H, sy + by1)
+    if fx1 <= fx0 or fy1 <= fy0:
+        return
+    M[:, 2] -= (fx0 - sx, fy0 - sy)
+    r = cv2.warpAffine(bgra, M, (fx1 - fx0, fy1 - fy0), flags=cv2.INTER_LINEAR)
+    masks._blend(frame[fy0:fy1, fx0:fx1], *masks._blend_terms(r))
+
+
+def test_turned_mask_is_the_same_picture_as_with_numpy_matrices() -> None:
+    """The turned mask's warp is computed in plain floats (cheaper than numpy on 2×2 matrices, per face per frame):
+    the same numbers, so the same pictures, bit for bit, over rolls, sizes and positions (inside and clipped)."""
+    rng = np.random.default_rng(20)
+    mask = masks.load_mask(masks.MASK_DIR / "dog.png")
+    frame = rng.integers(0, 256, (240, 320, 3), np.uint8)
+    for _ in range(300):
+        w, h = (int(v) for v in rng.integers(8, 200, 2))
+        ox, oy = int(rng.integers(-100, 300)), int(rng.integers(-100, 220))
+        deg = float(rng.uniform(-90, 90))
+        src = mask.level(w, h, masks.ROLL_UPSCALE)
+        ours, ref = frame.copy(), frame.copy()
+        masks._paint_turned(ours, src, w, h, ox, oy, deg)
+        _turned_with_numpy_matrices(ref, src, w, h, ox, oy, deg)
+        assert np.array_equal(ours, ref), (w, h, ox, oy, deg)

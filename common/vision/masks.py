@@ -12,6 +12,7 @@ SIMD passes a face, within 2 of a float blend); a turned mask is warped only ove
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -227,22 +228,26 @@ def _paint_turned(frame: np.ndarray, bgra: np.ndarray, w: int, h: int, ox: int, 
     ``frame`` where an upright w×h mask would have its top-left at (ox, oy).  The warp (colour and alpha in one)
     computes only the pixels the turned mask can touch — its bounding box, clipped to the frame — into reused
     buffers, and the blend writes into the frame in place."""
+    # the few numbers of the warp in plain floats (numpy's cost per call on 2×2 matrices is the most of it)
     sh, sw = bgra.shape[:2]
-    side = int(np.ceil(np.hypot(w, h)))  # the square that holds the turned mask, centred where the mask is
-    t = np.radians(-deg)
-    c, s = np.cos(t), np.sin(t)
-    lin = np.array([[c, s], [-s, c]]) @ np.diag([w / sw, h / sh])  # scale to w×h, then turn
-    M = np.hstack([lin, (np.array([side / 2, side / 2]) - lin @ np.array([sw / 2, sh / 2]))[:, None]])
+    side = math.ceil(math.hypot(w, h))  # the square that holds the turned mask, centred where the mask is
+    t = math.radians(-deg)
+    c, s = math.cos(t), math.sin(t)
+    kx, ky = w / sw, h / sh  # scale to w×h, then turn: [[c, s], [-s, c]] · diag(kx, ky)
+    m00, m01, m10, m11 = c * kx, s * ky, -s * kx, c * ky
     sx, sy = ox - (side - w) // 2, oy - (side - h) // 2  # the square's top-left in the frame
     # the turned w×h box within the square, a pixel more on each side for the bilinear fringe
     hx, hy = (abs(c) * w + abs(s) * h) / 2 + 1, (abs(s) * w + abs(c) * h) / 2 + 1
-    bx0, bx1 = max(0, int(np.floor(side / 2 - hx))), min(side, int(np.ceil(side / 2 + hx)))
-    by0, by1 = max(0, int(np.floor(side / 2 - hy))), min(side, int(np.ceil(side / 2 + hy)))
+    bx0, bx1 = max(0, math.floor(side / 2 - hx)), min(side, math.ceil(side / 2 + hx))
+    by0, by1 = max(0, math.floor(side / 2 - hy)), min(side, math.ceil(side / 2 + hy))
     H, W = frame.shape[:2]
     fx0, fy0, fx1, fy1 = max(0, sx + bx0), max(0, sy + by0), min(W, sx + bx1), min(H, sy + by1)
     if fx1 <= fx0 or fy1 <= fy0:
         return False
-    M[:, 2] -= (fx0 - sx, fy0 - sy)  # the warp's output starts at that corner of the square
+    # the mask's centre to the square's, and the warp's output starting at that corner of the square
+    tx = side / 2 - (m00 * (sw / 2) + m01 * (sh / 2)) - (fx0 - sx)
+    ty = side / 2 - (m10 * (sw / 2) + m11 * (sh / 2)) - (fy0 - sy)
+    M = np.array(((m00, m01, tx), (m10, m11, ty)))
     r, pre, inv = _SCRATCH.take(fy1 - fy0, fx1 - fx0)
     cv2.warpAffine(bgra, M, (fx1 - fx0, fy1 - fy0), dst=r, flags=cv2.INTER_LINEAR)
     _blend_terms(r, pre, inv)
