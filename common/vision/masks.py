@@ -104,9 +104,8 @@ def _blend_terms(bgra: np.ndarray, pre: np.ndarray | None = None,
     """A BGRA mask as the two terms of the blend: colour·alpha/255 and 255 − alpha (3 channels each, uint8, into
     ``pre`` and ``inv`` when given)."""
     pre = cv2.cvtColor(bgra, cv2.COLOR_BGRA2BGR, dst=pre)
-    if inv is None:
-        inv = np.empty_like(pre)
-    cv2.mixChannels([bgra], [inv], [3, 0, 3, 1, 3, 2])
+    # alpha to 3 channels: one channel out, then gray to BGR (twice as fast as mixChannels' general copy)
+    inv = cv2.cvtColor(cv2.extractChannel(bgra, 3), cv2.COLOR_GRAY2BGR, dst=inv)
     cv2.multiply(pre, inv, dst=pre, scale=1 / 255)
     cv2.bitwise_not(inv, dst=inv)
     return pre, inv
