@@ -260,3 +260,17 @@ if __name__ == "__main__":
     GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
     for key in GOLDEN:
         cv2.imwrite(str(_golden_path(*key)), _thumb(*key))
+
+
+@pytest.mark.system
+@pytest.mark.timeout(60)
+def test_a_process_that_ends_while_the_demo_loop_is_being_made_ends_cleanly() -> None:
+    """The warm-up thread is inside OpenCV most of the time: the process must not end under it (C++ then aborts with
+    "terminate called without an active exception")."""
+    import subprocess
+    import sys
+
+    code = ("from dogfilter.common.media.sources import DemoSource\n"
+            "DemoSource((640, 480), 30.0).render_at(0)\n")  # live: the rest of the loop is being made as we leave
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=50)
+    assert done.returncode == 0 and "terminate called" not in done.stderr, done.stderr

@@ -11,8 +11,10 @@ one size share what is kept, whatever their rate or starting moment.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
+import weakref
 from collections.abc import Iterable
 
 import numpy as np
@@ -27,6 +29,7 @@ __all__ = ["BUDGET_BYTES", "CachedScene"]
 BUDGET_BYTES = 192 << 20
 
 log = logging.getLogger("scene")
+_CACHES: weakref.WeakSet[CachedScene] = weakref.WeakSet()  # their warm-ups end before the process does
 
 
 class CachedScene:
@@ -46,6 +49,8 @@ class CachedScene:
         self._frames: dict[float, tuple[Patch, ...]] = {}
         self._lock = threading.Lock()
         self._warming: threading.Thread | None = None
+        self._stop = threading.Event()
+        _CACHES.add(self)
 
     def render(self, t: float) -> np.ndarray:
         """The frame at ``t`` seconds: a new BGR uint8 array, the very pixels of ``scene.render(t)``."""
@@ -75,11 +80,18 @@ class CachedScene:
             key = float(t) % LOOP_SECONDS
             if key in self._frames:
                 continue
-            if self.full:
+            if self.full or self._stop.is_set():
                 break
             self._keep(key, self.scene.patches(key))
         log.debug("demo scene %dx%d: %d frames kept, %.0f MiB", self.scene.width, self.scene.height,
                   len(self._frames), self.nbytes / 2**20)
+
+    def stop(self) -> None:
+        """The warm-up ends after the frame it is making (the process ends: a thread inside OpenCV then would abort
+        it with "terminate called without an active exception")."""
+        self._stop.set()
+        if self._warming is not None:
+            self._warming.join(timeout=5.0)
 
     def _keep(self, key: float, patches: tuple[Patch, ...]) -> None:
         size = sum(p.nbytes for _, _, p in patches)
@@ -93,3 +105,9 @@ class CachedScene:
                 p.flags.writeable = False  # shared by every stream that shows this frame
             self._frames[key] = patches
             self.nbytes += size
+
+
+@atexit.register
+def _stop_all() -> None:
+    for cache in list(_CACHES):
+        cache.stop()
