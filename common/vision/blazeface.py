@@ -43,6 +43,7 @@ WEIGHTS = {"short": MODEL_DIR / "blazeface_short_range.pth", "full": MODEL_DIR /
 ONNX = {kind: path.with_suffix(".onnx") for kind, path in WEIGHTS.items()}
 ENGINES = ("auto", "onnxruntime", "torch")
 SCORE_CLIP = 100.0  # MediaPipe clips logits to ±100 before the sigmoid
+TILE_MARGIN = 8  # input pixels: a part of a pass keeps boxes this far inside its edges within the frame
 KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear_tragion", "left_ear_tragion")
 
 @dataclass(frozen=True)
@@ -76,6 +77,25 @@ def anchors(net: Arch | Any, height: int, width: int) -> np.ndarray:
         c = np.stack([(gx + 0.5) * stride, (gy + 0.5) * stride], -1).reshape(-1, 1, 2)
         out.append(np.repeat(c, per_cell, axis=1).reshape(-1, 2))
     return np.concatenate(out)
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One unit of a spread-out scan: a pyramid pass (``side``: its longer input side; ``lo``, ``hi``: the box
+    widths it keeps, input pixels), whole or one part of it: ``x0, y0, x1, y1``, the part of the pass's resized
+    frame it reads (input pixels; the whole of it for a pass run whole).  Parts of a pass overlap by more than the
+    widest face the pass keeps plus ``margin`` on each side, and a part keeps only the boxes lying ``margin`` or more
+    inside each of its edges that is not an edge of the frame: so every face a whole pass would keep lies well inside
+    one part, and a face cut by a part's edge is not taken for a smaller one (:meth:`BlazeFace.tiles`)."""
+
+    side: int
+    lo: float
+    hi: float
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    margin: float = 0.0
 
 
 @dataclass
@@ -272,7 +292,8 @@ class BlazeFace:
     model: 461×346 and 128×96; for 1280×720, 922×519, 307×173 and 128×72.
 
     ``input_size`` instead runs one pass, the frame resized so that its longer side is that many pixels.
-    :meth:`detect_rois` looks for one face in each of a few square regions at once (what tracking needs).
+    :meth:`detect_rois` looks for one face in each of a few square regions at once (what tracking needs);
+    :meth:`tiles` and :meth:`scan_tiles` cut a pass too big for one frame of a spread-out scan into parts.
     """
 
     def __init__(self, kind: str = "short", min_face: float = 30.0, input_size: int | None = None,
@@ -304,6 +325,43 @@ class BlazeFace:
             handover = 0.75 * hi * side / sides[i - 1]
             out.append((side, max(lo, handover), hi if i < len(sides) - 1 else np.inf))
         return out
+
+    def tiles(self, height: int, width: int, max_pixels: int | None = None) -> list[Tile]:
+        """The passes of a full scan as units of at most ``max_pixels`` network input pixels each (None: each pass
+        whole): a pass bigger than that is cut into a grid of overlapping parts (:class:`Tile`), the fewest that fit.
+        For 1280×720 and 200 000: the 922×519 pass as 2×2 parts of 528×336, then the 307×173 and 128×72 passes whole
+        (a 640×480 frame's passes all fit whole).  The coarsest pass (no upper bound on the faces it keeps) is never
+        cut: it is the network's own input size."""
+        out = []
+        for side, lo, hi in self.passes(height, width):
+            rh, rw, ph, pw = input_shape(height, width, side, self.net.align)
+            if max_pixels is None or ph * pw <= max_pixels or not np.isfinite(hi):
+                out.append(Tile(side, lo, hi, 0, 0, rw, rh))
+                continue
+            margin = float(TILE_MARGIN)
+            overlap = int(np.ceil(hi)) + 2 * TILE_MARGIN + 2  # +2: the parts' starts are rounded to whole pixels
+            cols, rows, tw, th = self._grid(rw, rh, overlap, max_pixels)
+            xs = [round(i * (rw - tw) / (cols - 1)) if cols > 1 else 0 for i in range(cols)]
+            ys = [round(j * (rh - th) / (rows - 1)) if rows > 1 else 0 for j in range(rows)]
+            out += [Tile(side, lo, hi, x, y, min(rw, x + tw), min(rh, y + th), margin) for y in ys for x in xs]
+        return out
+
+    def _grid(self, rw: int, rh: int, overlap: int, max_pixels: int) -> tuple[int, int, int, int]:
+        """(columns, rows, part width, part height) of the fewest parts of an rw×rh input, overlapping by
+        ``overlap``, each at most ``max_pixels`` once padded to the network's alignment (the finest tried when none
+        fits: a part cannot be narrower than the overlap)."""
+        a = self.net.align
+
+        def part(n: int, length: int) -> int:  # ceil((length + (n - 1) · overlap) / n), padded to the alignment
+            side = -(-(length + (n - 1) * overlap) // n)
+            return -(-side // a) * a
+
+        grids = [(c, r, part(c, rw), part(r, rh)) for c in range(1, 9) for r in range(1, 9)]
+        grids = [g for g in grids if (g[0] == 1 or overlap < g[2] < rw) and (g[1] == 1 or overlap < g[3] < rh)]
+        fit = [g for g in grids if g[2] * g[3] <= max_pixels]
+        if fit:
+            return min(fit, key=lambda g: (g[0] * g[1], g[0] * g[1] * g[2] * g[3]))
+        return min(grids, key=lambda g: g[2] * g[3])
 
     def anchors_for(self, h: int, w: int) -> np.ndarray:
         anc = self._anchors.get((h, w))
@@ -337,6 +395,43 @@ class BlazeFace:
             return []
         boxes, scores, kps = (np.concatenate(v) for v in zip(*parts, strict=True))
         return suppress_inner(weighted_nms(boxes, scores, kps, self.nms_iou))
+
+    def scan_tiles(self, bgr: np.ndarray, tiles: list[Tile]) -> list[Detection]:
+        """Run some units of a spread-out scan (:meth:`tiles`) over the frame; merged detections, frame pixels.
+        Each reads only its part of the frame, resized from the frame itself."""
+        if not tiles:
+            return []
+        parts = [self._tile_candidates(bgr, t) for t in tiles]
+        boxes, scores, kps = (np.concatenate(v) for v in zip(*parts, strict=True))
+        return suppress_inner(weighted_nms(boxes, scores, kps, self.nms_iou))
+
+    def region(self, t: Tile, height: int, width: int) -> tuple[int, int, int, int]:
+        """The frame pixels a unit reads, x0, y0, x1, y1 (whole pixels: a little more than its part of the pass)."""
+        rh, rw, _, _ = input_shape(height, width, t.side, self.net.align)
+        sx, sy = rw / width, rh / height
+        return (int(t.x0 / sx), int(t.y0 / sy), min(width, int(np.ceil(t.x1 / sx))),
+                min(height, int(np.ceil(t.y1 / sy))))
+
+    def _tile_candidates(self, bgr: np.ndarray, t: Tile) -> tuple[np.ndarray, ...]:
+        H, W = bgr.shape[:2]
+        rh, rw, _, _ = input_shape(H, W, t.side, self.net.align)
+        sx, sy = rw / W, rh / H
+        fx0, fy0, fx1, fy1 = self.region(t, H, W)  # resized from the frame as the whole pass would be
+        ow, oh = max(1, round((fx1 - fx0) * sx)), max(1, round((fy1 - fy0) * sy))
+        a = self.net.align
+        small = _resize(_bgr(bgr[fy0:fy1, fx0:fx1]), ow, oh)
+        boxes, scores, kps = self.candidates(_blob(small, -(-oh // a) * a, -(-ow // a) * a), ow / (fx1 - fx0),
+                                             oh / (fy1 - fy0), t.lo, t.hi)
+        boxes = boxes + np.array([fx0, fy0, fx0, fy0], np.float32)
+        kps = kps + np.array([fx0, fy0], np.float32)
+        if t.margin > 0:  # a part's edge inside the frame: only the boxes well inside it (the next part has the rest)
+            mx, my = t.margin / sx, t.margin / sy
+            inside = ((boxes[:, 0] >= (fx0 + mx if fx0 > 0 else -np.inf))
+                      & (boxes[:, 1] >= (fy0 + my if fy0 > 0 else -np.inf))
+                      & (boxes[:, 2] <= (fx1 - mx if fx1 < W else np.inf))
+                      & (boxes[:, 3] <= (fy1 - my if fy1 < H else np.inf)))
+            boxes, scores, kps = boxes[inside], scores[inside], kps[inside]
+        return boxes, scores, kps
 
     def detect(self, bgr: np.ndarray) -> list[Detection]:
         """Every face of the frame (a full scan: no memory of earlier frames)."""

@@ -8,20 +8,24 @@ follow   every known face is looked for again in a square region around where it
          moved by its velocity), ``roi_scale`` × its width, resized to ``roi_input`` (48) pixels: all regions go
          through the network as one batch.  A face the network no longer sees there (score under
          ``follow_score``) is dropped; a scan finds it again if it comes back.
-scan     the pyramid passes of a full scan (:meth:`BlazeFace.passes`) are spread over ``rescan`` frames, one pass
+scan     the pyramid passes of a full scan (:meth:`BlazeFace.passes`) are spread over ``rescan`` frames, one unit
          at a time (for 640×480: the 461×346 pass, ``rescan``/2 frames later the 128×96 pass), so the cost per
-         frame stays flat; a face that appears is found within ``rescan`` frames.  A scanned face that matches a
-         followed one replaces it; any other becomes a new followed face.
-gate     a pass that is due is skipped when nothing changed in the picture, outside the faces being followed,
-         since that pass last ran (a grey 1/8-size thumbnail, differences over ``change_level`` grey levels on
-         more than ``change_share`` of it): a new face cannot have appeared in a still background.  It runs
-         anyway once ``idle_scans`` of its turns have been skipped (a face missed once gets another look; slow
-         lighting drift), and at its next turn after a followed face was lost (it may be there still, seen less
-         well).  ``change_level=None`` turns the gate off.
+         frame stays flat; a face that appears is found within ``rescan`` frames.  A pass of more than
+         ``max_scan_pixels`` network input pixels is cut into overlapping parts (:meth:`BlazeFace.tiles`), each a
+         unit of its own (for 1280×720: the 922×519 pass as four 528×336 parts, then the 307×173 and 128×72
+         passes: six units, ~20 ms at most on a frame instead of ~55 ms for the whole pass).  A scanned face that
+         matches a followed one replaces it; any other becomes a new followed face.
+gate     a unit that is due is skipped when nothing changed in the part of the picture it reads, outside the
+         faces being followed, since that unit last ran (a grey 1/8-size thumbnail, differences over
+         ``change_level`` grey levels on more than ``change_share`` of that part): a new face cannot have appeared
+         in a still background.  It runs anyway once ``idle_scans`` of its turns have been skipped (a face missed
+         once gets another look; slow lighting drift), and at its next turn after a followed face was lost (it may
+         be there still, seen less well).  ``change_level=None`` turns the gate off.
 fresh    the first frame of a stream, or one after a gap of more than ``max_gap`` frames (a restarted capture, a
-         seek, a stream that went quiet), gets a full scan at once.  Shorter gaps are followed: where several
-         detect workers share a stream, each sees every other frame or so, and a busy source skips some, so gaps of
-         a dozen frames are routine there, and a full scan costs several frames' worth of following.
+         seek, a stream that went quiet), gets a full scan at once, every pass whole (the one frame that pays for
+         a whole scan).  Shorter gaps are followed: where several detect workers share a stream, each sees every
+         other frame or so, and a busy source skips some, so gaps of a dozen frames are routine there, and a full
+         scan costs several frames' worth of following.
 
 Faces are matched by IoU of their boxes; duplicates (two followed faces converging on one) are merged by score.
 Everything is in frame pixels; the boxes and keypoints are the network's (:class:`common.vision.blazeface.Detection`).
@@ -36,7 +40,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from dogfilter.common.vision.blazeface import BlazeFace, Detection, suppress_inner
+from dogfilter.common.vision.blazeface import BlazeFace, Detection, Tile, suppress_inner
 from dogfilter.common.vision.boxes import iou
 
 
@@ -78,8 +82,10 @@ class FaceTracker:
     def __init__(self, detector: BlazeFace, rescan: int = 8, roi_scale: float = 1.8, roi_input: int = 48,
                  follow_score: float = 0.5, match_iou: float = 0.3, max_tracks: int = 32,
                  max_streams: int = 64, change_level: float | None = 12.0, change_share: float = 0.002,
-                 idle_scans: int = 4, max_gap: int = 30) -> None:
+                 idle_scans: int = 4, max_gap: int = 30, max_scan_pixels: int | None = 200_000) -> None:
         self.bf = detector
+        self.max_scan_pixels = max_scan_pixels
+        self._units: dict[tuple[int, int], list[Tile]] = {}  # frame shape → the units of its spread-out scan
         self.rescan = max(1, int(rescan))
         self.max_gap = max(1, int(max_gap))
         self.roi_scale, self.roi_input = roi_scale, roi_input
@@ -96,10 +102,20 @@ class FaceTracker:
             self.streams.popitem(last=False)
         return st
 
-    def _scheduled(self, passes: list, step: int) -> list[int]:
-        """The passes due at this step of the schedule: pass j at step j·rescan/len(passes) (mod rescan)."""
-        n = len(passes)
+    def _scheduled(self, units: list, step: int) -> list[int]:
+        """The units due at this step of the schedule: unit j at step j·rescan/len(units) (mod rescan)."""
+        n = len(units)
         return [j for j in range(n) if step % self.rescan == (j * self.rescan) // n]
+
+    def units(self, height: int, width: int) -> list[Tile]:
+        """The units of the spread-out scan of a frame of this size: each pass, or the parts of a pass bigger than
+        ``max_scan_pixels`` (:meth:`BlazeFace.tiles`)."""
+        units = self._units.get((height, width))
+        if units is None:
+            if len(self._units) >= 16:  # a few frame sizes at a time; any number over time
+                self._units.clear()
+            units = self._units[(height, width)] = self.bf.tiles(height, width, self.max_scan_pixels)
+        return units
 
     @staticmethod
     def thumbnail(bgr: np.ndarray) -> np.ndarray:
@@ -108,8 +124,9 @@ class FaceTracker:
         return cv2.resize(grey, (max(1, grey.shape[1] // 8), max(1, grey.shape[0] // 8)),
                           interpolation=cv2.INTER_AREA)
 
-    def _changed(self, st: StreamState, j: int, thumb: np.ndarray) -> bool:
-        """Has the picture changed, outside the followed faces, since pass j last ran?"""
+    def _changed(self, st: StreamState, j: int, thumb: np.ndarray, region: tuple[int, int, int, int]) -> bool:
+        """Has the picture changed, in ``region`` (frame pixels: what unit j reads) and outside the followed faces,
+        since unit j last ran?"""
         ref, then = st.seen.get(j, (None, []))
         assert self.change_level is not None  # the gate is on: the caller checked
         if ref is None or ref.shape != thumb.shape:
@@ -122,7 +139,9 @@ class FaceTracker:
             w = x1 - x0
             moved[max(0, int(y0 - 0.8 * w)):max(0, int(y1 + 0.5 * w) + 1),
                   max(0, int(x0 - 0.4 * w)):max(0, int(x1 + 0.4 * w) + 1)] = False
-        return bool(moved.mean() > self.change_share)
+        x0, y0, x1, y1 = (v // 8 for v in region)
+        part = moved[y0:max(y0 + 1, y1), x0:max(x0 + 1, x1)]
+        return bool(part.size and part.mean() > self.change_share)
 
     def step(self, bgr: np.ndarray, key: Hashable = None, frame: int | None = None) -> list[Detection]:
         """The faces of frame ``frame`` of stream ``key``: the passes due (when the picture changed), then the
@@ -130,41 +149,42 @@ class FaceTracker:
         st = self._state(key)
         n = (st.frame + 1 if st.frame is not None else 0) if frame is None else int(frame)
         gap = None if st.frame is None else n - st.frame
-        passes = self.bf.passes(*bgr.shape[:2])
+        units = self.units(*bgr.shape[:2])
         if gap is None or gap <= 0 or gap > self.max_gap or self.rescan == 1:
-            return self._fresh(st, bgr, n, passes)
-        due = self._gate(st, self._scheduled(passes, st.step), bgr)
-        scanned = self.bf.scan(bgr, [passes[j] for j in due]) if due else []
+            return self._fresh(st, bgr, n, len(units))
+        due = self._gate(st, self._scheduled(units, st.step), bgr, units)
+        scanned = self.bf.scan_tiles(bgr, [units[j] for j in due]) if due else []
         self.counts["scan_passes"] += len(due)
         followed, unmatched = self._match(st, scanned, n)
-        followed += self._follow(st, unmatched, bgr, n, len(passes))
+        followed += self._follow(st, unmatched, bgr, n, len(units))
         st.tracks = self._dedupe(followed)[:self.max_tracks]
         st.frame, st.step = n, st.step + 1
         kept = suppress_inner([t.det for t in st.tracks])
         st.tracks = [t for t in st.tracks if any(t.det is d for d in kept)]
         return kept
 
-    def _fresh(self, st: StreamState, bgr: np.ndarray, n: int, passes: list) -> list[Detection]:
-        """A full scan: the first frame of a stream, or one after a jump."""
-        dets = self.bf.scan(bgr, passes)
+    def _fresh(self, st: StreamState, bgr: np.ndarray, n: int, n_units: int) -> list[Detection]:
+        """A full scan, every pass whole: the first frame of a stream, or one after a jump."""
+        dets = self.bf.scan(bgr)
         self.counts["full_scans"] += 1
         st.tracks = [Track(d, frame=n) for d in dets[:self.max_tracks]]
         st.frame, st.step = n, 1
         if self.change_level is not None:
             thumb = self.thumbnail(bgr)
-            st.seen = dict.fromkeys(range(len(passes)), (thumb, [t.det.box for t in st.tracks]))
+            st.seen = dict.fromkeys(range(n_units), (thumb, [t.det.box for t in st.tracks]))
             st.skipped = {}
         return dets
 
-    def _gate(self, st: StreamState, due: list[int], bgr: np.ndarray) -> list[int]:
-        """The due passes worth running: those where the picture changed outside the followed faces (or that were
-        skipped too often, or must look again after a face was lost)."""
+    def _gate(self, st: StreamState, due: list[int], bgr: np.ndarray, units: list[Tile]) -> list[int]:
+        """The due units worth running: those where the picture they read changed outside the followed faces (or
+        that were skipped too often, or must look again after a face was lost)."""
         if not due or self.change_level is None:
             return due
         thumb = self.thumbnail(bgr)
         run = []
         for j in due:
-            if j in st.unsure or self._changed(st, j, thumb) or st.skipped.get(j, 0) + 1 >= self.idle_scans:
+            if (j in st.unsure or st.skipped.get(j, 0) + 1 >= self.idle_scans
+                    or self._changed(st, j, thumb, self.bf.region(units[j], *bgr.shape[:2]))):
                 run.append(j)
                 st.unsure.discard(j)
                 st.seen[j], st.skipped[j] = (thumb, [t.det.box for t in st.tracks]), 0
@@ -191,7 +211,7 @@ class FaceTracker:
                 followed.append(best)
         return followed, unmatched
 
-    def _follow(self, st: StreamState, tracks: list[Track], bgr: np.ndarray, n: int, n_passes: int) -> list[Track]:
+    def _follow(self, st: StreamState, tracks: list[Track], bgr: np.ndarray, n: int, n_units: int) -> list[Track]:
         """Each face not found by a scan, looked for in its region (one batch); the ones still there."""
         if not tracks:
             return []
@@ -205,7 +225,7 @@ class FaceTracker:
                            strict=True):
             if best is None:  # gone, or no longer seen well here: the next scans must look, changed or not
                 self.counts["lost"] += 1
-                st.unsure.update(range(n_passes))
+                st.unsure.update(range(n_units))
                 continue
             t.update(best, n)
             kept.append(t)
