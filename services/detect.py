@@ -44,6 +44,10 @@ OPTIONS = (
            "loads PyTorch)", choices=("auto", "onnxruntime", "torch")),
     Option("rescan", 8, "blazeface: spread the full scan for new faces over this many frames of a stream and follow "
            "known faces in between (1 = a full scan of every frame)", type=positive(int)),
+    Option("scan_pixels", 200_000, "blazeface: a pass of the spread-out scan bigger than this many network input "
+           "pixels is cut into overlapping parts, each run on a frame of its own, so no frame waits long for "
+           "detection (the default cuts 1280×720's finest pass in four; 640×480's passes fit whole)",
+           type=positive(int)),
     Option("detect_size", 1920, "longest side, in pixels, of the picture detection looks at: bigger frames are "
            "scaled down for detection (masks are still painted on the full frame)", type=positive(int),
            launcher=True),
@@ -110,7 +114,8 @@ class Detect:
 
 def make_handler(o: argparse.Namespace, counters: Counters) -> Detect:
     """The stage's handler, from its options (the process below and the one-shot path use it)."""
-    extra = {"min_face": o.min_face, "engine": o.detect_engine, "rescan": o.rescan} if o.detector == "blazeface" else {}
+    extra = {"min_face": o.min_face, "engine": o.detect_engine, "rescan": o.rescan,
+             "scan_pixels": o.scan_pixels} if o.detector == "blazeface" else {}
     return Detect(create_detector(o.detector, **extra), counters, live=o.mode == "live", max_age_s=o.max_age_ms / 1000,
                   detect_size=o.detect_size)
 

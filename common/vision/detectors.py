@@ -56,7 +56,8 @@ class BlazeFaceDetector:
     keypoints: right eye, left eye, nose tip, mouth, right ear, left ear (the subject's sides: keypoint 0 is the eye
     on the image's left in a frontal face).  A still photo gets a full scan; frames of a stream are tracked
     (``common/vision/facetrack.py``: known faces followed in small regions, the full scan spread over ``rescan``
-    frames), which costs a fraction of a scan per frame (``python -m dogfilter.commands.bench_detect`` prints both).
+    frames, a pass over ``scan_pixels`` network input pixels cut into parts), which costs a fraction of a scan per
+    frame (``python -m dogfilter.commands.bench_detect`` prints both).
 
     The masks are placed for Haar's boxes (square, about mid-forehead to chin), so BlazeFace's boxes are mapped onto
     them: a square of ``box_scale`` × the network's box width, its centre moved by ``box_shift`` × that width.  The
@@ -71,7 +72,7 @@ class BlazeFaceDetector:
     def __init__(self, model: str = "short", min_face: float = 30.0, input_size: int | None = None,
                  min_score: float | None = 0.6, box_scale: float | None = None,
                  box_shift: tuple[float, float] | None = None, threads: int = 1, engine: str = "auto",
-                 rescan: int = 8) -> None:
+                 rescan: int = 8, scan_pixels: int | None = 200_000) -> None:
         from dogfilter.common.vision.blazeface import BlazeFace
         from dogfilter.common.vision.facetrack import FaceTracker
 
@@ -82,7 +83,7 @@ class BlazeFaceDetector:
         # One thread: one core per detect process; run several processes to scale.
         self.impl = BlazeFace(model, min_face=min_face / self.box_scale, input_size=input_size, min_score=min_score,
                               engine=engine, threads=threads)
-        self.tracker = FaceTracker(self.impl, rescan=rescan)
+        self.tracker = FaceTracker(self.impl, rescan=rescan, max_scan_pixels=scan_pixels)
 
     def detect(self, bgr: np.ndarray, stream: Hashable = None, frame: int | None = None) -> list[Face]:
         dets = self.impl.detect(bgr) if stream is None else self.tracker.step(bgr, stream, frame)
