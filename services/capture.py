@@ -533,7 +533,7 @@ def loop(capture: Capture, pool: Dispatcher, s: Sockets, camera: CameraServer | 
         if shared is not None:
             shared.release(pool, redo, capture)
         capture.forget_ended()
-        if exit_on_eos and capture.finished() and not redo and not pool.holding():
+        if exit_on_eos and capture.finished() and not redo and next(pool.held(), None) is None:
             return 0
         capture.counters.maybe_log(f"workers={len(pool.peers)} ")
 

@@ -82,7 +82,7 @@ def test_file_mode_keeps_a_frame_sent_to_a_worker_that_just_vanished(sockets) ->
     _vanish(links, b"a", pool)  # a is free again, as far as the dispatcher knows, but dead; b is full
     hand_out(cap, pool, redo, live=False, now=100.1)  # frame 2 goes to a: unreachable, and nobody else has room
     assert [j.msg.frame for j in redo] == [2]  # kept, not lost
-    assert list(pool.peers) == [b"b"] and pool.holding() == 1
+    assert list(pool.peers) == [b"b"] and len(list(pool.held())) == 1
     (job,) = _until(lambda: links[b"b"].receive())
     links[b"b"].done(job)
     _until(lambda: pool.receive() or not pool.peers[b"b"].jobs)

@@ -405,11 +405,6 @@ class Dispatcher:
                 redo += self.forget(ident)
         return redo
 
-    def holding(self) -> int:
-        """Jobs not through yet: held by workers, or taken back from one and not yet collected by
-        :meth:`take_back`."""
-        return sum(len(p.jobs) for p in self.peers.values()) + len(self._pending_redo)
-
     def forget(self, ident: bytes) -> list[Job]:
         peer = self.peers.pop(ident, None)
         if peer is None:
