@@ -21,27 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from dogfilter.common.children import alive, start_time
+
 MARKER = "launcher"  # in a run folder: "PID START_TIME" of the launcher that owns it
-
-
-def start_time(pid: int) -> str | None:
-    """When process ``pid`` started (clock ticks since boot), or None if there is no such process: with the pid it
-    names one process, even after pids are reused."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def alive(pid: int) -> bool:
-    st = start_time(pid)
-    if st is None:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def members(folder: Path, pids: list[int] | None = None) -> list[int]:

@@ -1,6 +1,8 @@
 """Ending child processes: SIGTERM to every one still running, one bounded wait for them all, SIGKILL to what is
 left. The launcher, the virtual camera's and the PipeWire source's gst-launch children, the namespace harness and
-the benchmarks all end their children this way."""
+the benchmarks all end their children this way.  And whether a process is there at all (:func:`alive`: the
+janitor's stages, the shared-memory segments of dead captures).  The standard library only: the janitor starts in
+tens of milliseconds."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 
 def _signal(p: subprocess.Popen, sig: int, group: bool) -> None:
@@ -35,3 +38,21 @@ def stop(procs: Iterable[subprocess.Popen], wait_s: float = 5.0, group: bool = F
         except subprocess.TimeoutExpired:
             _signal(p, signal.SIGKILL, group)
             p.wait()
+
+
+def start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot), or None if there is no such process: with the pid it
+    names one process, even after pids are reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def alive(pid: int) -> bool:
+    """Process ``pid`` exists and is not a zombie (one killed and not yet reaped is gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -15,6 +15,8 @@ import os
 import re
 from pathlib import Path
 
+from dogfilter.common.children import alive
+
 SHM_DIR = Path("/dev/shm")
 PREFIX = "dogfilter-shm-"
 NAME_RE = re.compile(r"dogfilter-shm-([0-9a-f]{16})-([0-9]{1,10})-([0-9]{1,10})")
@@ -42,16 +44,6 @@ def segments(tok: str, shm_dir: Path = SHM_DIR) -> list[Path]:
         return []
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove(tok: str, *, dead_only: bool = False, shm_dir: Path = SHM_DIR) -> int:
     """Unlink the segments of the pipeline ``tok`` (``dead_only``: only those whose capture process is gone).
     Returns how many went."""
@@ -59,7 +51,7 @@ def remove(tok: str, *, dead_only: bool = False, shm_dir: Path = SHM_DIR) -> int
     for p in segments(tok, shm_dir):
         m = NAME_RE.fullmatch(p.name)
         assert m is not None  # segments() keeps only such names
-        if dead_only and _alive(int(m.group(2))):
+        if dead_only and alive(int(m.group(2))):
             continue
         try:
             if p.is_symlink() or p.stat().st_uid != os.getuid():
