@@ -27,6 +27,7 @@ from dogfilter.common.transport.wire import Message, WireError
 from tests.conftest import make_clip, read_index, read_video, wait_for
 
 SECRET = bytes(range(32))
+needs_shm = pytest.mark.skipif(shm.domain(SECRET) is None, reason="no /dev/shm here: frames always travel on the wire")
 SHAPE = (48, 64, 3)
 
 
@@ -225,9 +226,8 @@ def test_a_capture_that_starts_removes_the_segments_of_dead_captures_only(tmp_pa
 
 @pytest.mark.unit
 @pytest.mark.timeout(10)
+@needs_shm
 def test_the_next_launcher_removes_the_segments_of_one_killed_with_its_janitor(tmp_path: Path) -> None:
-    if shm.domain(SECRET) is None:
-        pytest.skip("no /dev/shm here")
     run = tmp_path / "dogfilter-killed"
     run.mkdir(mode=0o700)
     (run / janitor.MARKER).write_text(f"{2**22 + 12345} 0\n")  # a launcher that is gone
@@ -259,9 +259,8 @@ def _run_file(tmp_path: Path, clip: Path, shm_on: str) -> tuple[list[np.ndarray]
 
 @pytest.mark.system
 @pytest.mark.timeout(180)
+@needs_shm
 def test_file_mode_through_shared_memory_paints_the_same_frames(tmp_path: Path) -> None:
-    if shm.domain(SECRET) is None:
-        pytest.skip("no /dev/shm here: frames always travel on the wire")
     clip = tmp_path / "clip.avi"
     n = len(make_clip(clip, n=12))
     on, s_on = _run_file(tmp_path, clip, "on")
@@ -275,9 +274,8 @@ def test_file_mode_through_shared_memory_paints_the_same_frames(tmp_path: Path) 
 
 @pytest.mark.system
 @pytest.mark.timeout(120)
+@needs_shm
 def test_kill_9_of_capture_and_a_consumer_leaves_no_segment(tmp_path: Path) -> None:
-    if shm.domain(SECRET) is None:
-        pytest.skip("no /dev/shm here")
     stats = tmp_path / "stats.json"
     p = Pipeline(mode="live", values={"source": ["demo"], "size": "320x240", "fps": 15.0, "shm": "on",
                                       "stats_out": str(stats)})
