@@ -94,7 +94,6 @@ def to_args(opt: Option, value: Any) -> list[str]:
     return [f"{opt.flag}={value}"]
 
 
-
 class Pipeline:
     """The five services as child processes on private endpoints.
 
