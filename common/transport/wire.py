@@ -57,7 +57,7 @@ import msgspec
 import numpy as np
 import zmq
 
-from dogfilter.common.transport import imagehead, shm
+from dogfilter.common.transport import imagehead, shm, shmnames
 
 SCHEMA: Final = 3  # 3: the header is declared types (msgspec): kind first, defaults left out, faces with named fields
 MAX_HEADER_BYTES = 256 * 1024
@@ -177,7 +177,7 @@ class ShmRef(msgspec.Struct, forbid_unknown_fields=True):
     """Where an image's pixels lie in a shared-memory segment of capture's on this host (``shm.py``): checked by
     the receiver's :class:`~.shm.Reader` (this pipeline's segment, within bounds, of this generation)."""
 
-    seg: Annotated[str, msgspec.Meta(pattern=r"^dogfilter-shm-[0-9a-f]{16}-[0-9]{1,10}-[0-9]{1,10}$")]
+    seg: Annotated[str, msgspec.Meta(pattern=f"^{shmnames.NAME_RE.pattern}$")]
     gen: Annotated[int, msgspec.Meta(ge=2, le=2**62)]
     off: Annotated[int, msgspec.Meta(ge=0, le=2**40)]
 
@@ -546,12 +546,6 @@ def image_intact(msg: Message) -> bool:
     if src is None or src[2].shm is None or SHM.reader is None or src[0] != id(msg.image):
         return True
     return SHM.reader.intact(src[2].shm.seg, src[2].shm.gen)
-
-
-def shm_view(msg: Message) -> bool:
-    """The message's image is a view into a shared-memory segment (not its own pixels)."""
-    src = msg._image_src
-    return src is not None and src[2].shm is not None and src[0] == id(msg.image)
 
 
 def share(msg: Message, view: np.ndarray, seg: str, gen: int, off: int) -> None:
