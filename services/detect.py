@@ -165,9 +165,8 @@ def run(o: argparse.Namespace, log: logging.Logger) -> int:
         out = links.connect(zmq.DEALER, out_of(addr), routing_id=me)
         link = WorkerLink(frames, 1 if live else 2, info, counters, accepts=("frame", "eos"))
         link.announce()
-        return Host(addr, link, out, Confirmations(out, counters, handles=shared is not None))  # file mode: capture
-        # hears "done" once
-        # composite has the frame
+        # file mode: capture hears "done" once the composite has the frame
+        return Host(addr, link, out, Confirmations(out, counters, handles=shared is not None))
 
     def close_host(h: Host) -> None:
         links.discard(h.link.sock)
