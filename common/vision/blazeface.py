@@ -391,17 +391,17 @@ class BlazeFace:
                 level = bgr  # passes given out of order: start again from the frame
             level = _resize(level, rw, rh)  # each level from the one before: a cheap pyramid
             parts.append(self.candidates(_blob(level, ph, pw), rw / W, rh / H, lo, hi))
-        if not parts:
-            return []
-        boxes, scores, kps = (np.concatenate(v) for v in zip(*parts, strict=True))
-        return suppress_inner(weighted_nms(boxes, scores, kps, self.nms_iou))
+        return self._merge(parts)
 
     def scan_tiles(self, bgr: np.ndarray, tiles: list[Tile]) -> list[Detection]:
         """Run some units of a spread-out scan (:meth:`tiles`) over the frame; merged detections, frame pixels.
         Each reads only its part of the frame, resized from the frame itself."""
-        if not tiles:
+        return self._merge([self._tile_candidates(bgr, t) for t in tiles])
+
+    def _merge(self, parts: list[tuple[np.ndarray, ...]]) -> list[Detection]:
+        """The candidates of several passes or parts (boxes, scores, keypoints each) as one set of detections."""
+        if not parts:
             return []
-        parts = [self._tile_candidates(bgr, t) for t in tiles]
         boxes, scores, kps = (np.concatenate(v) for v in zip(*parts, strict=True))
         return suppress_inner(weighted_nms(boxes, scores, kps, self.nms_iou))
 
