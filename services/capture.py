@@ -552,6 +552,8 @@ def hand_out(capture: Capture, pool: Dispatcher, redo: list[Job], live: bool, no
         job = Job(frame)
         if shared is not None:
             shared.put(frame, pool, capture.counters)  # its pixels into a slot, for the workers that map them
+        if frame.kind == "eos":  # the stream's last word: capture's counts as it leaves, its last frames' included
+            frame.stats(STAGE, capture.counters)
         if pool.submit(job):
             capture.sent_to(frame, job.worker)
         elif live:
