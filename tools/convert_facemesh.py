@@ -73,6 +73,7 @@ MEMBER = "mediapipe/modules/face_landmark/face_landmark.tflite"
 MEMBER_SHA256 = "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814"
 OUTPUT = MODEL_DIR / "face_landmark.onnx"
 PROVENANCE = MODEL_DIR / "FACEMESH_PROVENANCE.md"
+TEST_REFERENCE = ROOT / "tests" / "data" / "facemesh_reference.npz"  # the reference's answers, checked by the tests
 INPUT_NAME = "input"
 OUTPUTS = {"conv2d_21": "landmarks", "conv2d_31": "presence"}  # TFLite output tensor → ONNX output
 OPSET, IR_VERSION = 17, 8  # IR 8: the version of opset 17, read by every onnxruntime since 1.12
@@ -379,9 +380,20 @@ def session(path: Path) -> Any:
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
+def write_test_reference(inputs: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> None:
+    """The real face and its mirror image (as uint8: the inputs are whole grey levels / 255) with the reference
+    interpreter's outputs, for ``tests/test_faces3d.py``: the product's model is checked against the reference runtime
+    in every test run, without the runtime."""
+    x = inputs["face_and_mirror"]
+    pixels = np.round(x * 255).astype(np.uint8)
+    assert np.array_equal(pixels.astype(np.float32) / 255, x)
+    np.savez_compressed(TEST_REFERENCE, input=pixels, landmarks=ref["face_and_mirror:conv2d_21"].reshape(2, -1),
+                        presence=ref["face_and_mirror:conv2d_31"].reshape(2, 1))
+
+
 def check(model: Path, onnx_model: Path, reference: Path) -> tuple[list[dict], float]:
     """The ONNX model under onnxruntime against the reference interpreter, on the same inputs; and the reference's
-    time per face (one thread, seconds)."""
+    time per face (one thread, seconds).  Writes the test's reference (:func:`write_test_reference`)."""
     inputs = check_inputs()
     with tempfile.TemporaryDirectory() as d:
         arrays: dict[str, Any] = dict(inputs)
@@ -390,6 +402,7 @@ def check(model: Path, onnx_model: Path, reference: Path) -> tuple[list[dict], f
         subprocess.run([sys.executable, "-c", _REFERENCE_RUNNER, str(model), f"{d}/in.npz", f"{d}/out.npz"],
                        check=True, env=env)
         ref = dict(np.load(Path(d) / "out.npz"))
+    write_test_reference(inputs, ref)
     sess = session(onnx_model)
     rows = []
     for key, x in inputs.items():

@@ -59,7 +59,7 @@ import zmq
 
 from dogfilter.common.transport import imagehead, shm, shmnames
 
-SCHEMA: Final = 3  # 3: the header is declared types (msgspec): kind first, defaults left out, faces with named fields
+SCHEMA: Final = 4  # 3: declared types (msgspec), faces with named fields; 4: faces carry pose and anchors
 MAX_HEADER_BYTES = 256 * 1024
 MAX_DIM = 32768
 MAX_FACES = 128
@@ -128,6 +128,63 @@ Box = tuple[Coord, Coord, Size, Size]  # x, y, w, h in frame pixels
 Point = tuple[PointCoord, PointCoord]
 
 
+Angle = Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)]
+Ratio = Annotated[float, msgspec.Meta(ge=0.0, le=10.0)]
+Depth = Annotated[float, msgspec.Meta(gt=0.0, le=1e6)]
+
+
+class Pose(msgspec.Struct, forbid_unknown_fields=True, array_like=True):
+    """The head's pose (``common/vision/headpose.py``): degrees from facing the camera (yaw > 0: the nose towards the
+    image's right; pitch > 0: looking up; roll > 0: tilted counter-clockwise), and where the canonical face is, in
+    centimetres in the camera's axes (x right, y down, z ahead; the camera: principal point at the frame's centre,
+    63° vertical field of view)."""
+
+    yaw: Angle
+    pitch: Angle
+    roll: Angle
+    t: tuple[Finite, Finite, Depth]
+
+
+class Anchors(msgspec.Struct, forbid_unknown_fields=True, array_like=True):
+    """Named points of the face's landmarks (frame pixels; the subject's sides: the right eye is on the image's left
+    when the face looks at the camera), and how open its mouth and eyes are and how raised its brows (ratios,
+    ``common/vision/facemesh.signals``)."""
+
+    right_eye: Point
+    left_eye: Point
+    nose_tip: Point
+    mouth_right: Point
+    mouth_left: Point
+    upper_lip: Point
+    lower_lip: Point
+    brow: Point
+    chin: Point
+    forehead: Point
+    mouth: Ratio
+    right_eye_open: Ratio
+    left_eye_open: Ratio
+    brows: Ratio
+
+    @classmethod
+    def make(cls, points: list[tuple[float, float]], mouth: float, right_eye_open: float, left_eye_open: float,
+             brows: float) -> Anchors:
+        """From the points in :data:`ANCHOR_POINTS` order and the four ratios."""
+        named = dict(zip(ANCHOR_POINTS, points, strict=True))
+        return cls(**named, mouth=mouth, right_eye_open=right_eye_open, left_eye_open=left_eye_open, brows=brows)
+
+    def scaled(self, k: float) -> Anchors:
+        return Anchors.make([(x * k, y * k) for x, y in self.points()], self.mouth, self.right_eye_open,
+                            self.left_eye_open, self.brows)
+
+    def points(self) -> list[tuple[float, float]]:
+        return [self.right_eye, self.left_eye, self.nose_tip, self.mouth_right, self.mouth_left, self.upper_lip,
+                self.lower_lip, self.brow, self.chin, self.forehead]
+
+
+ANCHOR_POINTS: Final = ("right_eye", "left_eye", "nose_tip", "mouth_right", "mouth_left", "upper_lip", "lower_lip",
+                        "brow", "chin", "forehead")
+
+
 class Face(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
     """One face, from detect to display: each stage fills in what it knows (a field left at its default is not
     sent).  ``box`` is checked against the frame after decoding (:func:`_check_faces`)."""
@@ -140,13 +197,15 @@ class Face(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fiel
     p: Unit | None = None  # its smoothed probability
     stale: bool = False  # painted with an earlier reading (its answer missed the frame), or never classified
     track: Id | None = None  # which face it is across frames (composite)
+    pose: Pose | None = None  # the head's pose in 3-D (detect, from the face mesh; smoothed by the composite)
+    anchors: Anchors | None = None  # named landmarks (detect, from the face mesh; smoothed by the composite)
 
     def scaled(self, k: float) -> Face:
-        """The same face in a picture ``k`` times the size."""
+        """The same face in a picture ``k`` times the size (a pose does not change: the camera scales with it)."""
         x, y, w, h = self.box
         kps = [(px * k, py * k) for px, py in self.keypoints] if self.keypoints else None
         return Face(box=(round(x * k), round(y * k), max(1, round(w * k)), max(1, round(h * k))), score=self.score,
-                    keypoints=kps)
+                    keypoints=kps, pose=self.pose, anchors=self.anchors.scaled(k) if self.anchors else None)
 
 
 class Meta(TypedDict, total=False):
@@ -210,7 +269,7 @@ class Header(msgspec.Struct, kw_only=True, tag_field="kind", omit_defaults=True,
     """What every message says before its parts.  One subclass per kind (the tag): those with pixels declare
     which parts they carry, in order; the others carry none."""
 
-    v: Literal[3]  # SCHEMA
+    v: Literal[4]  # SCHEMA
     stream: Stream = "cam0"
     epoch: Id = 0  # capture's start time in ms: a restarted capture starts a new epoch of its stream
     frame: Id = 0

@@ -100,11 +100,13 @@ class Tile:
 
 @dataclass
 class Detection:
-    """One face in frame pixels: box (x0, y0, x1, y1) as the network draws it, score, 6 keypoints (x, y)."""
+    """One face in frame pixels: box (x0, y0, x1, y1) as the network draws it, score, 6 keypoints (x, y), and its
+    face mesh's 468 landmarks where the tracker ran it (``common/vision/facemesh.py``)."""
 
     box: np.ndarray
     score: float
     keypoints: np.ndarray
+    landmarks: np.ndarray | None = None
 
 
 def decode(reg: np.ndarray, logits: np.ndarray, anchor_xy: np.ndarray, min_score: float) -> tuple[np.ndarray, ...]:

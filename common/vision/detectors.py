@@ -16,7 +16,9 @@ import cv2.data  # the cascades' folder: a submodule that OpenCV's stubs (cv2/__
 import numpy as np
 
 from dogfilter.common.errors import DogfilterError
-from dogfilter.common.transport.wire import Face  # the wire's record: what a detector finds is what detect sends
+from dogfilter.common.transport.wire import ANCHOR_POINTS, Anchors, Face, Pose  # the wire's records: what a
+
+# detector finds is what detect sends
 
 __all__ = ["DETECTORS", "Detector", "Face", "HaarDetector", "BlazeFaceDetector", "create_detector", "detect_at_most"]
 
@@ -72,8 +74,9 @@ class BlazeFaceDetector:
     def __init__(self, model: str = "short", min_face: float = 30.0, input_size: int | None = None,
                  min_score: float | None = 0.6, box_scale: float | None = None,
                  box_shift: tuple[float, float] | None = None, threads: int = 1, engine: str = "auto",
-                 rescan: int = 8, scan_pixels: int | None = 200_000) -> None:
+                 rescan: int = 8, scan_pixels: int | None = 200_000, landmarks: bool = True) -> None:
         from dogfilter.common.vision.blazeface import BlazeFace
+        from dogfilter.common.vision.facemesh import FaceMesh
         from dogfilter.common.vision.facetrack import FaceTracker
 
         scale, shift = self.CALIBRATION.get(model, (1.0, (0.0, 0.0)))
@@ -83,11 +86,13 @@ class BlazeFaceDetector:
         # One thread: one core per detect process; run several processes to scale.
         self.impl = BlazeFace(model, min_face=min_face / self.box_scale, input_size=input_size, min_score=min_score,
                               engine=engine, threads=threads)
-        self.tracker = FaceTracker(self.impl, rescan=rescan, max_scan_pixels=scan_pixels)
+        self.mesh = FaceMesh(threads=threads) if landmarks else None
+        self.tracker = FaceTracker(self.impl, rescan=rescan, max_scan_pixels=scan_pixels, mesh=self.mesh)
 
     def detect(self, bgr: np.ndarray, stream: Hashable = None, frame: int | None = None) -> list[Face]:
-        dets = self.impl.detect(bgr) if stream is None else self.tracker.step(bgr, stream, frame)
+        dets = self.tracker.still(bgr) if stream is None else self.tracker.step(bgr, stream, frame)
         faces = []
+        height, width = bgr.shape[:2]
         for d in dets:
             x0, y0, x1, y1 = (float(v) for v in d.box)
             w = x1 - x0
@@ -95,9 +100,32 @@ class BlazeFaceDetector:
             cx = (x0 + x1) / 2 + self.box_shift[0] * w
             cy = (y0 + y1) / 2 + self.box_shift[1] * w
             box = (int(round(cx - side / 2)), int(round(cy - side / 2)), int(round(side)), int(round(side)))
-            faces.append(Face(box=box, score=min(1.0, max(0.0, float(d.score))),
-                              keypoints=[(float(x), float(y)) for x, y in d.keypoints]))
+            face = Face(box=box, score=min(1.0, max(0.0, float(d.score))),
+                        keypoints=[(float(x), float(y)) for x, y in d.keypoints])
+            if d.landmarks is not None:
+                face.pose, face.anchors = pose_and_anchors(d.landmarks, width, height)
+            faces.append(face)
         return faces
+
+
+def pose_and_anchors(landmarks: np.ndarray, width: int, height: int) -> tuple[Pose | None, Anchors | None]:
+    """What the wire carries of a face mesh: the head's pose (``common/vision/headpose.py``) and the named points
+    and openings (``common/vision/facemesh.py``); None for a pose no fit explains."""
+    from dogfilter.common.vision import facemesh, headpose
+
+    fit = headpose.fit(landmarks, width, height)
+    pose = None
+    if fit is not None:
+        yaw, pitch, roll = fit.yaw_pitch_roll
+        tx, ty, tz = (float(v) for v in fit.t)
+        if tz < 1e6 and abs(tx) < 1e17 and abs(ty) < 1e17:
+            pose = Pose(yaw, pitch, roll, (tx, ty, tz))
+    pts = facemesh.anchors(landmarks)
+    sig = facemesh.signals(landmarks)
+    ratio = {k: min(10.0, max(0.0, v)) for k, v in sig.items()}  # as the wire bounds them
+    anchors = Anchors.make([pts[name] for name in ANCHOR_POINTS], ratio["mouth"], ratio["right_eye"],
+                           ratio["left_eye"], ratio["brows"])
+    return pose, anchors
 
 
 DETECTORS: dict[str, type] = {"haar": HaarDetector, "blazeface": BlazeFaceDetector}

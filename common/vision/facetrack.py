@@ -27,12 +27,22 @@ fresh    the first frame of a stream, or one after a gap of more than ``max_gap`
          other frame or so, and a busy source skips some, so gaps of a dozen frames are routine there, and a full
          scan costs several frames' worth of following.
 
+mesh     with a face mesh (``common/vision/facemesh.py``), every face kept gets its 468 landmarks each frame, in a
+         region taken from its landmarks of the frame before (moved by its velocity) or, for a face just found,
+         from its detection, as MediaPipe's face pipeline does.  A face with landmarks is followed by them alone (no
+         detector pass): the mesh keeps a face that turns further than the detector sees, and costs what the
+         detector's region pass would have.  A face whose mesh says it is no face (presence under
+         ``mesh_presence``) is dropped: a followed one is lost, a detected one a false box.  Its box and keypoints
+         are then the landmarks' (:func:`common.vision.facemesh.box_from_landmarks`, the detector's box calibrated).
+
 Faces are matched by IoU of their boxes; duplicates (two followed faces converging on one) are merged by score.
 Everything is in frame pixels; the boxes and keypoints are the network's (:class:`common.vision.blazeface.Detection`).
+Each track has an ``id``, unique within the tracker, that stays with the face while it is followed.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -42,6 +52,15 @@ import numpy as np
 
 from dogfilter.common.vision.blazeface import BlazeFace, Detection, Tile, suppress_inner
 from dogfilter.common.vision.boxes import iou
+from dogfilter.common.vision.facemesh import (
+    FaceMesh,
+    box_from_landmarks,
+    keypoints,
+    roi_from_keypoints,
+    roi_from_landmarks,
+)
+
+_ids = itertools.count(1)
 
 
 @dataclass(eq=False)  # tracks compare by identity
@@ -49,6 +68,8 @@ class Track:
     det: Detection
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float32))  # box centre, pixels per frame
     frame: int = 0  # frame number it was last seen in
+    id: int = field(default_factory=lambda: next(_ids))
+    landmarks: np.ndarray | None = None  # its face mesh (468×3, frame pixels) of frame ``frame``, if it has one
 
     def predicted(self, frame: int) -> np.ndarray:
         """The box moved by the velocity to ``frame``."""
@@ -82,8 +103,10 @@ class FaceTracker:
     def __init__(self, detector: BlazeFace, rescan: int = 8, roi_scale: float = 1.8, roi_input: int = 48,
                  follow_score: float = 0.5, match_iou: float = 0.3, max_tracks: int = 32,
                  max_streams: int = 64, change_level: float | None = 12.0, change_share: float = 0.002,
-                 idle_scans: int = 4, max_gap: int = 30, max_scan_pixels: int | None = 200_000) -> None:
+                 idle_scans: int = 4, max_gap: int = 30, max_scan_pixels: int | None = 200_000,
+                 mesh: FaceMesh | None = None, mesh_presence: float = 0.5) -> None:
         self.bf = detector
+        self.mesh, self.mesh_presence = mesh, mesh_presence
         self.max_scan_pixels = max_scan_pixels
         self._units: dict[tuple[int, int], list[Tile]] = {}  # frame shape → the units of its spread-out scan
         self.rescan = max(1, int(rescan))
@@ -93,7 +116,8 @@ class FaceTracker:
         self.max_tracks, self.max_streams = max_tracks, max_streams
         self.change_level, self.change_share, self.idle_scans = change_level, change_share, max(1, idle_scans)
         self.streams: OrderedDict[Hashable, StreamState] = OrderedDict()
-        self.counts = {"full_scans": 0, "scan_passes": 0, "scans_skipped": 0, "followed": 0, "lost": 0, "new": 0}
+        self.counts = {"full_scans": 0, "scan_passes": 0, "scans_skipped": 0, "followed": 0, "lost": 0, "new": 0,
+                       "meshed": 0, "mesh_rejected": 0}
 
     def _state(self, key: Hashable) -> StreamState:
         st = self.streams.pop(key, None) or StreamState()
@@ -156,7 +180,10 @@ class FaceTracker:
         scanned = self.bf.scan_tiles(bgr, [units[j] for j in due]) if due else []
         self.counts["scan_passes"] += len(due)
         followed, unmatched = self._match(st, scanned, n)
-        followed += self._follow(st, unmatched, bgr, n, len(units))
+        by_mesh = [t for t in unmatched if t.landmarks is not None] if self.mesh is not None else []
+        followed += self._follow(st, [t for t in unmatched if t.landmarks is None], bgr, n, len(units))
+        if self.mesh is not None:
+            followed = self._landmark(st, bgr, n, followed, by_mesh, len(units))
         st.tracks = self._dedupe(followed)[:self.max_tracks]
         st.frame, st.step = n, st.step + 1
         kept = suppress_inner([t.det for t in st.tracks])
@@ -168,6 +195,9 @@ class FaceTracker:
         dets = self.bf.scan(bgr)
         self.counts["full_scans"] += 1
         st.tracks = [Track(d, frame=n) for d in dets[:self.max_tracks]]
+        if self.mesh is not None:
+            st.tracks = self._landmark(st, bgr, n, st.tracks, [], n_units)
+            dets = [t.det for t in st.tracks]
         st.frame, st.step = n, 1
         if self.change_level is not None:
             thumb = self.thumbnail(bgr)
@@ -207,7 +237,8 @@ class FaceTracker:
                 self.counts["new"] += 1
             else:
                 unmatched.remove(best)
-                best.update(d, n)
+                if best.landmarks is None:  # one with landmarks is placed by them (the next step), not by the scan
+                    best.update(d, n)
                 followed.append(best)
         return followed, unmatched
 
@@ -230,6 +261,55 @@ class FaceTracker:
             t.update(best, n)
             kept.append(t)
             self.counts["followed"] += 1
+        return kept
+
+    def still(self, bgr: np.ndarray) -> list[Detection]:
+        """The faces of a photo (no stream): a full scan, then each face's mesh from its detection and once more
+        from its own landmarks (the region a video's next frame would get: the landmarks settle in it)."""
+        st = StreamState()
+        st.tracks = [Track(d) for d in self.bf.scan(bgr)[:self.max_tracks]]
+        if self.mesh is None:
+            return [t.det for t in st.tracks]
+        for _ in range(2):
+            st.tracks = self._landmark(st, bgr, 0, st.tracks, [], 0)
+        return suppress_inner([t.det for t in self._dedupe(st.tracks)])
+
+    def _landmark(self, st: StreamState, bgr: np.ndarray, n: int, detected: list[Track], by_mesh: list[Track],
+                  n_units: int) -> list[Track]:
+        """The face mesh of every track, in one batch: ``detected`` (found by a scan or the detector's region pass
+        this frame) and ``by_mesh`` (followed by their landmarks alone).  The tracks that keep a face."""
+        assert self.mesh is not None
+        tracks = detected + by_mesh
+        if not tracks:
+            return []
+        rois = []
+        for t in tracks:
+            if t.landmarks is not None:  # where its landmarks were (frame t.frame), moved as the face moves
+                rois.append(roi_from_landmarks(t.landmarks[:, :2] + t.velocity * float(n - t.frame)))
+            else:
+                rois.append(roi_from_keypoints(t.det.box, t.det.keypoints))
+        lms, presence = self.mesh(bgr, rois)
+        kept = []
+        for i, t in enumerate(tracks):
+            if presence[i] < self.mesh_presence:  # no face there (any more)
+                t.landmarks = None
+                if i >= len(detected):
+                    self.counts["lost"] += 1
+                    st.unsure.update(range(n_units))
+                else:
+                    self.counts["mesh_rejected"] += 1
+                continue
+            lm = lms[i]
+            det = Detection(box_from_landmarks(lm), float(presence[i]), keypoints(lm), lm)
+            if i >= len(detected):
+                self.counts["followed"] += 1
+            if t.landmarks is not None:
+                t.update(det, n)
+            else:  # just found: its detection was this frame's
+                t.det, t.frame = det, n
+            t.landmarks = lm
+            self.counts["meshed"] += 1
+            kept.append(t)
         return kept
 
     def _dedupe(self, tracks: list[Track]) -> list[Track]:

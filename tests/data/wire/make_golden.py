@@ -28,6 +28,9 @@ SEAL = "00112233445566778899aabbccddeeff"
 TS = {"capture": 1_700_000_000.25, "detect_in": 1_700_000_000.2525, "detect": 1_700_000_000.2575}
 STATS = {"capture": {"frames": 120, "frames_dropped": 2}, "detect@detect.1@host:4242": {"frames": 118, "faces": 354}}
 KP = [(30.5, 40.0), (50.5, 40.25), (40.0, 50.0), (40.0, 60.5), (22.0, 44.0), (58.0, 44.0)]
+POSE = wire.Pose(12.5, -3.25, 1.5, (1.0, -2.5, 55.0))
+ANCHORS = wire.Anchors.make([(30.5, 40.0), (50.5, 40.25), (40.0, 50.0), (33.0, 60.0), (47.0, 60.0), (40.0, 59.0),
+                             (40.0, 61.0), (40.0, 36.0), (40.0, 72.0), (40.0, 30.0)], 0.125, 0.25, 0.3125, 0.375)
 
 
 def _image() -> np.ndarray:
@@ -40,8 +43,10 @@ def _crops(n: int) -> np.ndarray:
 
 def valid() -> dict[str, Message]:
     """One message of every kind."""
-    found = [Face(box=(2, 1, 6, 6), score=0.93, keypoints=KP), Face(box=(9, 3, 5, 5), score=0.71)]
-    painted = [Face(box=(2, 1, 6, 6), score=0.93, keypoints=KP, emotion="happy", p=0.875, track=7),
+    found = [Face(box=(2, 1, 6, 6), score=0.93, keypoints=KP, pose=POSE, anchors=ANCHORS),
+             Face(box=(9, 3, 5, 5), score=0.71)]
+    painted = [Face(box=(2, 1, 6, 6), score=0.93, keypoints=KP, emotion="happy", p=0.875, track=7, pose=POSE,
+                    anchors=ANCHORS),
                Face(box=(9, 3, 5, 5), score=0.71, emotion="neutral", stale=True, track=8)]
     return {
         "valid-frame": Message("frame", "cam0", 41, EPOCH, ts={"capture": TS["capture"]},
@@ -133,6 +138,14 @@ def invalid() -> dict[str, tuple[list[bytes], str, str]]:
                                      "at `$.faces[0].probs[0]`"),
         "invalid-face-keypoints": ([_head("frame", img, faces=[{"box": [0, 0, 5, 5], "keypoints": [[1, 2, 3]]}]),
                                     PIX], BAD, "at `$.faces[0].keypoints[0]`"),
+        "invalid-pose-yaw": ([_head("frame", img, faces=[{"box": [0, 0, 5, 5], "pose": [200.0, 0.0, 0.0,
+                                                                                        [0.0, 0.0, 50.0]]}]),
+                              PIX], BAD, "at `$.faces[0].pose[0]`"),
+        "invalid-pose-behind-camera": ([_head("frame", img, faces=[{"box": [0, 0, 5, 5], "pose": [0.0, 0.0, 0.0,
+                                                                                                  [0.0, 0.0, -5.0]]}]),
+                                        PIX], BAD, "at `$.faces[0].pose[3][2]`"),
+        "invalid-anchors-short": ([_head("frame", img, faces=[{"box": [0, 0, 5, 5], "anchors": [[1.0, 2.0]]}]),
+                                   PIX], BAD, "at `$.faces[0].anchors`"),
         "invalid-timestamp-nan": ([_head("frame", img, ts={"capture": float("nan")}), PIX], BAD, "at `$.ts[...]`"),
         "invalid-meta-fps": ([_head("frame", img, meta={"fps": "thirty"}), PIX], BAD, "at `$.meta.fps`"),
         "invalid-meta-seal": ([_head("frame", img, meta={"seal": "not hex"}), PIX], BAD, "at `$.meta.seal`"),
