@@ -357,8 +357,10 @@ class Composite:
             return None
         image = np.array(msg.image)  # the one copy: the received pixels are ZeroMQ's, read-only; painted in place
         tracks = st.faces.assign(msg.frame, [f.box for f in msg.faces])
+        t = msg.frame / float(msg.meta.get("fps") or 30.0)  # the video's own time: frames painted in order
         for i, (face, track) in enumerate(zip(msg.faces, tracks, strict=True)):
             face.track = track.id
+            track.motion(face, t)
             if i in entry.asked:  # a face seen first in this frame was asked about then
                 track.asked = max(track.asked, entry.asked_at)
             reading = entry.readings.get(i)

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dogfilter.common.vision.boxes import iou_xywh
+from dogfilter.common.vision.smoothing import FaceSmoother
 
 MATCH_IOU = 0.3
 MAX_LABELS = 16  # labels kept per face (the wire allows 16 classes a worker)
@@ -30,6 +31,7 @@ class Track:
     last_frame: int
     probs: dict[str, float] | None = None
     asked: float = float("-inf")  # when (monotonic s) the composite last sent this face to the classifier
+    motion: FaceSmoother = field(default_factory=FaceSmoother)  # its anchors and pose, smoothed in frame order
 
     @property
     def emotion(self) -> tuple[str, float] | None:
