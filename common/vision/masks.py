@@ -270,6 +270,36 @@ def draw_debug(frame: np.ndarray, face: Face, color: tuple[int, int, int] = (0, 
         cv2.putText(frame, text, (x + 2, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
 
 
+def draw_geometry(frame: np.ndarray, face: Face) -> None:
+    """The face's 3-D fit, for ``--debug``: the canonical face's 468 points where its pose puts them (grey), the
+    anchors (yellow; the eyes cyan), and the head's axes from the nose tip (x red: the face's left, y green: up,
+    z blue: out of the face), 8 cm long; each angle written under the box."""
+    from dogfilter.common.vision import headpose
+
+    h, w = frame.shape[:2]
+    p = face.pose
+    if p is not None:
+        pose = headpose.Pose(headpose.rotation(p.yaw, p.pitch, p.roll), np.array(p.t, np.float64))
+        face3d = headpose.canonical()
+        for x, y in pose.project(face3d.vertices, w, h):
+            if 0 <= x < w and 0 <= y < h:
+                frame[int(y), int(x)] = (200, 200, 200)
+        nose = face3d.vertices[1]
+        ends = pose.project(np.array([nose, nose + [8, 0, 0], nose + [0, 8, 0], nose + [0, 0, 8]]), w, h)
+        o = (int(ends[0][0]), int(ends[0][1]))
+        for end, color in zip(ends[1:], ((0, 0, 255), (0, 255, 0), (255, 0, 0)), strict=True):
+            cv2.line(frame, o, (int(end[0]), int(end[1])), color, 2, cv2.LINE_AA)
+        x, y, bw, bh = face.box
+        text = f"yaw {p.yaw:.0f} pitch {p.pitch:.0f} roll {p.roll:.0f}"
+        cv2.putText(frame, text, (int(x), int(y + bh + 14)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 255, 255), 1,
+                    cv2.LINE_AA)
+    a = face.anchors
+    if a is not None:
+        for i, (x, y) in enumerate(a.points()):
+            cv2.circle(frame, (int(round(x)), int(round(y))), 3, (255, 255, 0) if i < 2 else (0, 255, 255), -1,
+                       cv2.LINE_AA)
+
+
 def load_masks(specs: list[str]) -> dict[str, Mask]:
     """The product's masks by emotion, with ``EMOTION=PATH`` specs (``--mask``) replacing or adding some."""
     table = default_masks()
@@ -299,3 +329,5 @@ class Painter:
                     paint(image, face.box, mask, roll_deg=roll_from_keypoints(face.keypoints))
             if self.debug or self.render == "boxes":
                 draw_debug(image, face)
+            if self.debug:
+                draw_geometry(image, face)
