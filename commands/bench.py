@@ -5,6 +5,7 @@ single loop — one command, one table (Markdown on stdout) and a JSON file.
     dogfilter-bench --quick               # tiny counts: a smoke test
     dogfilter-bench --only transport,classifier --json out.json
     dogfilter-bench --only fleet          # K pipeline hosts × M classify workers in network namespaces (root)
+    dogfilter-bench --only faces          # faces at every pose: found, landmarked, posed, steady; cost per face
 
 Each stage alone is a real process on real sockets, driven by a feeder and a sink that the benchmark plays (the
 same wire and credit code as the neighbouring stages).  Each figure is the median of ``--repeats`` runs, with the
@@ -573,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--quick", action="store_true", help="tiny counts (smoke test): one run per figure, 640×480 only")
     ap.add_argument("--repeats", type=int, default=3,
                     help="runs per figure, which is their median (default: %(default)s; 1 with --quick)")
-    ap.add_argument("--only", default="stages,transport,classifier,e2e,tutorial,oneshot,streams,faults,vcam",
+    ap.add_argument("--only", default="stages,transport,classifier,e2e,tutorial,oneshot,streams,faults,vcam,faces",
                     help="comma-separated sections to run (default: %(default)s; also: fleet, hosts in network "
                     "namespaces, which needs root)")
     ap.add_argument("--json", default="bench.json", help="where to write the figures as JSON (default: %(default)s)")
@@ -748,6 +749,13 @@ def section_streams(run: Run) -> list[str]:
     return lines
 
 
+def section_faces(run: Run) -> list[str]:
+    from dogfilter.commands import bench_faces
+
+    lines, run.out["faces"] = bench_faces.run(run.quick, log)
+    return lines
+
+
 def section_fleet(run: Run) -> list[str]:
     from dogfilter.commands import bench_fleet
 
@@ -771,7 +779,8 @@ def section_vcam(run: Run) -> list[str]:
 
 SECTIONS = {"stages": section_stages, "transport": section_transport, "classifier": section_classifier,
             "e2e": section_e2e, "tutorial": section_tutorial, "oneshot": section_oneshot,
-            "streams": section_streams, "faults": section_faults, "fleet": section_fleet, "vcam": section_vcam}
+            "streams": section_streams, "faults": section_faults, "fleet": section_fleet, "vcam": section_vcam,
+            "faces": section_faces}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -161,17 +161,31 @@ def box_from_landmarks(lm: np.ndarray) -> np.ndarray:
     return np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], np.float32)
 
 
+def _averaging(rows: list[tuple[int, ...]]) -> np.ndarray:
+    """A matrix whose product with the 468×2 landmarks is the mean of each row's landmarks (one product, not a
+    dozen small numpy means: this runs for every face of every frame)."""
+    m = np.zeros((len(rows), N_LANDMARKS), np.float32)
+    for i, ix in enumerate(rows):
+        m[i, list(ix)] = 1.0 / len(ix)
+    return m
+
+
+_ANCHOR_MATRIX = _averaging(list(ANCHORS.values()))
+#: BlazeFace's keypoints: right eye, left eye, nose tip, mouth centre, right and left ear tragion
+_KEYPOINT_MATRIX = _averaging([ANCHORS["right_eye"], ANCHORS["left_eye"], ANCHORS["nose_tip"],
+                               ANCHORS["upper_lip"] + ANCHORS["lower_lip"], (234,), (454,)])
+
+
 def anchors(lm: np.ndarray) -> dict[str, tuple[float, float]]:
     """The named points of one face's landmarks (frame pixels)."""
-    return {name: (float(lm[list(ix), 0].mean()), float(lm[list(ix), 1].mean())) for name, ix in ANCHORS.items()}
+    pts = (_ANCHOR_MATRIX @ lm[:, :2].astype(np.float32)).tolist()
+    return {name: (p[0], p[1]) for name, p in zip(ANCHORS, pts, strict=True)}
 
 
 def keypoints(lm: np.ndarray) -> np.ndarray:
-    """BlazeFace's six keypoints from the landmarks: right eye, left eye, nose tip, mouth, right and left ear
-    tragion (6×2, frame pixels), so a face followed by its mesh reads like a detected one."""
-    a = anchors(lm)
-    mouth = ((a["upper_lip"][0] + a["lower_lip"][0]) / 2, (a["upper_lip"][1] + a["lower_lip"][1]) / 2)
-    return np.array([a["right_eye"], a["left_eye"], a["nose_tip"], mouth, lm[234, :2], lm[454, :2]], np.float32)
+    """BlazeFace's six keypoints from the landmarks (6×2, frame pixels), so a face followed by its mesh reads like
+    a detected one."""
+    return _KEYPOINT_MATRIX @ lm[:, :2].astype(np.float32)
 
 
 def signals(lm: np.ndarray) -> dict[str, float]:

@@ -10,7 +10,7 @@ focal length scales with the height).
 The canonical face (``common/assets/models/canonical_face.npz``, made by ``tools/make_canonical_face.py`` from
 MediaPipe's face-geometry data): 468 vertices in centimetres, x to the face's left (the image's right when it faces
 the camera), y up, z towards the viewer.  The fit uses the 33 landmarks MediaPipe's Procrustes fit uses (eyes' corners,
-nose, brows, cheeks, no lips: they move with expression): ``cv2.solvePnP`` (SQPnP, a global optimum), then refined.
+nose, brows, cheeks, no lips: they move with expression): ``cv2.solvePnP`` with SQPnP (a global optimum, ~0.1 ms).
 
 Angles, in degrees, of the head turned from facing the camera (an upright face looking into the lens is 0, 0, 0):
 ``yaw`` > 0 the nose turns towards the image's right, ``pitch`` > 0 the face looks up, ``roll`` > 0 the head tilts
@@ -116,9 +116,9 @@ def pose_from(r_cv: np.ndarray, t: np.ndarray) -> Pose:
     return Pose(FLIP @ r_cv, np.asarray(t, np.float64).reshape(3))
 
 
-def fit(landmarks: np.ndarray, width: int, height: int, guess: Pose | None = None) -> Pose | None:
+def fit(landmarks: np.ndarray, width: int, height: int) -> Pose | None:
     """The head pose of one face's landmarks (468×2 or ×3, frame pixels) in a frame of this size, or None where no
-    pose explains them (degenerate points).  ``guess``: the pose of the frame before, a start for the refinement."""
+    pose explains them (degenerate points)."""
     face = canonical()
     idx = face.basis
     obj = face.vertices[idx]
@@ -126,10 +126,9 @@ def fit(landmarks: np.ndarray, width: int, height: int, guess: Pose | None = Non
     if not np.isfinite(img).all():
         return None
     k = camera(width, height)
-    ok, rvec, tvec = cv2.solvePnP(obj, img, k, None, flags=cv2.SOLVEPNP_SQPNP)
-    if not ok:
+    ok, rvec, tvec = cv2.solvePnP(obj, img, k, None, flags=cv2.SOLVEPNP_SQPNP)  # no refinement: as accurate
+    if not ok:  # on noisy points (measured: within 1° either way) at a third of the time
         return None
-    rvec, tvec = cv2.solvePnPRefineLM(obj, img, k, None, rvec, tvec)
     r_cv, _ = cv2.Rodrigues(rvec)
     if not np.isfinite(tvec).all() or float(tvec[2, 0]) <= 0:
         return None
