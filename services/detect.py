@@ -52,6 +52,9 @@ OPTIONS = (
            "for its 3-D head pose and named points (the 3-D dog, aligned crops); a face is then followed by its "
            "landmarks, also turned further than the detector sees (off: boxes and 6 keypoints only, as before)",
            choices=("on", "off"), launcher=True),
+    Option("mesh_every", 1, "blazeface, --landmarks on: run a followed face's mesh on one frame in this many (faces "
+           "take turns; in between its landmarks move with the face): 2 halves the mesh's cost, at some liveliness",
+           type=positive(int)),
     Option("detect_size", 1920, "longest side, in pixels, of the picture detection looks at: bigger frames are "
            "scaled down for detection (masks are still painted on the full frame)", type=positive(int),
            launcher=True),
@@ -112,14 +115,15 @@ class Detect:
         """The tracker's own figures (full scans of a stream, scan passes run and skipped), beside the stage's."""
         tracker = getattr(self.detector, "tracker", None)
         if tracker is not None:
-            for k in ("full_scans", "scan_passes", "scans_skipped", "meshed", "mesh_rejected"):
+            for k in ("full_scans", "scan_passes", "scans_skipped", "meshed", "mesh_rejected",
+                      "mesh_carried"):
                 self.counters[k] = tracker.counts[k]
 
 
 def make_handler(o: argparse.Namespace, counters: Counters) -> Detect:
     """The stage's handler, from its options (the process below and the one-shot path use it)."""
     extra = {"min_face": o.min_face, "engine": o.detect_engine, "rescan": o.rescan, "scan_pixels": o.scan_pixels,
-             "landmarks": o.landmarks == "on"} if o.detector == "blazeface" else {}
+             "landmarks": o.landmarks == "on", "mesh_every": o.mesh_every} if o.detector == "blazeface" else {}
     return Detect(create_detector(o.detector, **extra), counters, live=o.mode == "live", max_age_s=o.max_age_ms / 1000,
                   detect_size=o.detect_size)
 

@@ -210,3 +210,21 @@ def test_the_debug_view_draws_the_fitted_face_and_its_axes(detector: BlazeFaceDe
     painted = img.copy()
     Painter({}, render="masks", debug=True).paint(painted, [face])  # --debug: the box, and the fit drawn on it
     assert (np.any(painted != img, axis=2) & changed).sum() > 0.9 * changed.sum()
+
+
+@pytest.mark.unit
+@pytest.mark.timeout(60)
+def test_mesh_every_two_runs_each_face_on_every_other_frame_and_still_follows_it(room: np.ndarray) -> None:
+    det = BlazeFaceDetector(mesh_every=2)
+    base = render(pose_at(10, 0, 0, distance_for(140, 480)), room).image
+    for i in range(12):
+        dx = 3 * i  # the head moves 3 px a frame
+        img = np.roll(base, dx, axis=1)
+        faces = det.detect(img, "s", i)
+        assert len(faces) == 1 and faces[0].anchors is not None
+        if i == 0:
+            nose0 = faces[0].anchors.nose_tip[0]
+        else:
+            assert abs(faces[0].anchors.nose_tip[0] - (nose0 + dx)) < 2.5, i  # carried frames move with it too
+    c = det.tracker.counts
+    assert c["mesh_carried"] >= 3 and c["meshed"] + c["mesh_carried"] == 12, c  # a scan's match runs it too

@@ -31,7 +31,7 @@ EVENTS: dict[str, frozenset[str]] = {
                          "frames_replaced", "bad_frames", "results_out", "results_replaced"}),
     "capture": _SHARED | {"frames_lost_in_workers", "unknown_acks", "tabs_timed_out", "frames_shared", "shm_full"},
     "detect": _SHARED | {"frames", "faces", "stale_frames", "frames_dropped", "full_scans", "scan_passes",
-                         "scans_skipped", "meshed", "mesh_rejected"},
+                         "scans_skipped", "meshed", "mesh_rejected", "mesh_carried"},
     "classify": _SHARED | {"batches", "faces", "replies_dropped"},
     "composite": _SHARED | {"frames", "busy", "stale_frames", "frames_dropped", "faces_read_earlier",
                             "updated_after_paint", "late_results", "frames_lost", "faces_unclassified", "faces_late",

@@ -74,7 +74,8 @@ class BlazeFaceDetector:
     def __init__(self, model: str = "short", min_face: float = 30.0, input_size: int | None = None,
                  min_score: float | None = 0.6, box_scale: float | None = None,
                  box_shift: tuple[float, float] | None = None, threads: int = 1, engine: str = "auto",
-                 rescan: int = 8, scan_pixels: int | None = 200_000, landmarks: bool = True) -> None:
+                 rescan: int = 8, scan_pixels: int | None = 200_000, landmarks: bool = True,
+                 mesh_every: int = 1) -> None:
         from dogfilter.common.vision.blazeface import BlazeFace
         from dogfilter.common.vision.facemesh import FaceMesh
         from dogfilter.common.vision.facetrack import FaceTracker
@@ -87,7 +88,8 @@ class BlazeFaceDetector:
         self.impl = BlazeFace(model, min_face=min_face / self.box_scale, input_size=input_size, min_score=min_score,
                               engine=engine, threads=threads)
         self.mesh = FaceMesh(threads=threads) if landmarks else None
-        self.tracker = FaceTracker(self.impl, rescan=rescan, max_scan_pixels=scan_pixels, mesh=self.mesh)
+        self.tracker = FaceTracker(self.impl, rescan=rescan, max_scan_pixels=scan_pixels, mesh=self.mesh,
+                                   mesh_every=mesh_every)
 
     def detect(self, bgr: np.ndarray, stream: Hashable = None, frame: int | None = None) -> list[Face]:
         dets = self.tracker.still(bgr) if stream is None else self.tracker.step(bgr, stream, frame)

@@ -34,6 +34,8 @@ mesh     with a face mesh (``common/vision/facemesh.py``), every face kept gets 
          detector's region pass would have.  A face whose mesh says it is no face (presence under
          ``mesh_presence``) is dropped: a followed one is lost, a detected one a false box.  Its box and keypoints
          are then the landmarks' (:func:`common.vision.facemesh.box_from_landmarks`, the detector's box calibrated).
+         ``mesh_every`` > 1 runs a followed face's mesh on one frame in that many (faces take turns, so the cost
+         per frame stays even); in between, its landmarks move with the face's velocity.
 
 Faces are matched by IoU of their boxes; duplicates (two followed faces converging on one) are merged by score.
 Everything is in frame pixels; the boxes and keypoints are the network's (:class:`common.vision.blazeface.Detection`).
@@ -70,6 +72,7 @@ class Track:
     frame: int = 0  # frame number it was last seen in
     id: int = field(default_factory=lambda: next(_ids))
     landmarks: np.ndarray | None = None  # its face mesh (468×3, frame pixels) of frame ``frame``, if it has one
+    meshed_at: int = -(10**9)  # the frame its mesh last ran on (``mesh_every``)
 
     def predicted(self, frame: int) -> np.ndarray:
         """The box moved by the velocity to ``frame``."""
@@ -104,9 +107,9 @@ class FaceTracker:
                  follow_score: float = 0.5, match_iou: float = 0.3, max_tracks: int = 32,
                  max_streams: int = 64, change_level: float | None = 12.0, change_share: float = 0.002,
                  idle_scans: int = 4, max_gap: int = 30, max_scan_pixels: int | None = 200_000,
-                 mesh: FaceMesh | None = None, mesh_presence: float = 0.5) -> None:
+                 mesh: FaceMesh | None = None, mesh_presence: float = 0.5, mesh_every: int = 1) -> None:
         self.bf = detector
-        self.mesh, self.mesh_presence = mesh, mesh_presence
+        self.mesh, self.mesh_presence, self.mesh_every = mesh, mesh_presence, max(1, int(mesh_every))
         self.max_scan_pixels = max_scan_pixels
         self._units: dict[tuple[int, int], list[Tile]] = {}  # frame shape → the units of its spread-out scan
         self.rescan = max(1, int(rescan))
@@ -117,7 +120,7 @@ class FaceTracker:
         self.change_level, self.change_share, self.idle_scans = change_level, change_share, max(1, idle_scans)
         self.streams: OrderedDict[Hashable, StreamState] = OrderedDict()
         self.counts = {"full_scans": 0, "scan_passes": 0, "scans_skipped": 0, "followed": 0, "lost": 0, "new": 0,
-                       "meshed": 0, "mesh_rejected": 0}
+                       "meshed": 0, "mesh_rejected": 0, "mesh_carried": 0}
 
     def _state(self, key: Hashable) -> StreamState:
         st = self.streams.pop(key, None) or StreamState()
@@ -279,9 +282,21 @@ class FaceTracker:
         """The face mesh of every track, in one batch: ``detected`` (found by a scan or the detector's region pass
         this frame) and ``by_mesh`` (followed by their landmarks alone).  The tracks that keep a face."""
         assert self.mesh is not None
+        carried = []
+        if self.mesh_every > 1:  # a face followed by its mesh runs it on one frame in mesh_every (faces take turns)
+            carried = [t for t in by_mesh if n - t.meshed_at < self.mesh_every and (n + t.id) % self.mesh_every]
+            by_mesh = [t for t in by_mesh if not any(t is c for c in carried)]
+            for t in carried:  # in between, its landmarks move as the face moves
+                shift = t.velocity * float(n - t.frame)
+                lm = t.landmarks.copy() if t.landmarks is not None else np.zeros((0, 3), np.float32)
+                lm[:, :2] += shift
+                t.det = Detection(t.det.box + np.array([*shift, *shift], np.float32), t.det.score,
+                                  t.det.keypoints + shift, lm)
+                t.landmarks, t.frame = lm, n
+                self.counts["mesh_carried"] += 1
         tracks = detected + by_mesh
         if not tracks:
-            return []
+            return carried
         rois = []
         for t in tracks:
             if t.landmarks is not None:  # where its landmarks were (frame t.frame), moved as the face moves
@@ -307,10 +322,10 @@ class FaceTracker:
                 t.update(det, n)
             else:  # just found: its detection was this frame's
                 t.det, t.frame = det, n
-            t.landmarks = lm
+            t.landmarks, t.meshed_at = lm, n
             self.counts["meshed"] += 1
             kept.append(t)
-        return kept
+        return kept + carried
 
     def _dedupe(self, tracks: list[Track]) -> list[Track]:
         out: list[Track] = []
