@@ -61,6 +61,11 @@ class BlazeFaceDetector:
     frames, a pass over ``scan_pixels`` network input pixels cut into parts), which costs a fraction of a scan per
     frame (``python -m dogfilter.commands.bench_detect`` prints both).
 
+    With ``landmarks`` (the default) each face also gets MediaPipe's face mesh (``common/vision/facemesh.py``), its
+    head pose and named points (``pose_and_anchors``), a followed face is followed by its mesh, and the mesh
+    confirms each box: so the detector keeps MediaPipe's own threshold, 0.5 (turned faces score 0.5-0.6; without
+    the mesh the threshold is 0.6, which the mesh-less detector's false boxes needed).
+
     The masks are placed for Haar's boxes (square, about mid-forehead to chin), so BlazeFace's boxes are mapped onto
     them: a square of ``box_scale`` × the network's box width, its centre moved by ``box_shift`` × that width.  The
     defaults are the medians measured against Haar's boxes of the same faces (tests/test_detectors.py checks the
@@ -72,7 +77,7 @@ class BlazeFaceDetector:
     CALIBRATION = {"short": (1.20, (0.0, -0.115)), "full": (1.22, (0.0, -0.045))}
 
     def __init__(self, model: str = "short", min_face: float = 30.0, input_size: int | None = None,
-                 min_score: float | None = 0.6, box_scale: float | None = None,
+                 min_score: float | None = None, box_scale: float | None = None,
                  box_shift: tuple[float, float] | None = None, threads: int = 1, engine: str = "auto",
                  rescan: int = 8, scan_pixels: int | None = 200_000, landmarks: bool = True,
                  mesh_every: int = 1) -> None:
@@ -85,6 +90,8 @@ class BlazeFaceDetector:
         self.box_shift = shift if box_shift is None else box_shift
         # min_face is in the boxes this detector reports (Haar's units); the network's own boxes are box_scale smaller.
         # One thread: one core per detect process; run several processes to scale.
+        if min_score is None:  # with the mesh to confirm each box, MediaPipe's own threshold (turned faces score low)
+            min_score = 0.5 if landmarks else 0.6
         self.impl = BlazeFace(model, min_face=min_face / self.box_scale, input_size=input_size, min_score=min_score,
                               engine=engine, threads=threads)
         self.mesh = FaceMesh(threads=threads) if landmarks else None

@@ -30,10 +30,12 @@ fresh    the first frame of a stream, or one after a gap of more than ``max_gap`
 mesh     with a face mesh (``common/vision/facemesh.py``), every face kept gets its 468 landmarks each frame, in a
          region taken from its landmarks of the frame before (moved by its velocity) or, for a face just found,
          from its detection, as MediaPipe's face pipeline does.  A face with landmarks is followed by them alone (no
-         detector pass): the mesh keeps a face that turns further than the detector sees, and costs what the
-         detector's region pass would have.  A face whose mesh says it is no face (presence under
-         ``mesh_presence``) is dropped: a followed one is lost, a detected one a false box.  Its box and keypoints
-         are then the landmarks' (:func:`common.vision.facemesh.box_from_landmarks`, the detector's box calibrated).
+         detector pass): the mesh keeps a face that turns further than the detector sees.  A face whose mesh
+         says it is no face (presence under ``mesh_presence``) is dropped: a followed one is lost, a detected one
+         a false box (the detector's low-score boxes on hair, flags and glasses), unless the detector scored it
+         ``sure_score`` or more (a face too small for the mesh to read: it is kept, without landmarks).  Its box
+         and keypoints are then the landmarks' (:func:`common.vision.facemesh.box_from_landmarks`, the detector's box
+         calibrated).
          ``mesh_every`` > 1 runs a followed face's mesh on one frame in that many (faces take turns, so the cost
          per frame stays even); in between, its landmarks move with the face's velocity.
 
@@ -73,6 +75,7 @@ class Track:
     id: int = field(default_factory=lambda: next(_ids))
     landmarks: np.ndarray | None = None  # its face mesh (468×3, frame pixels) of frame ``frame``, if it has one
     meshed_at: int = -(10**9)  # the frame its mesh last ran on (``mesh_every``)
+    meshes: int = 0  # how many times its mesh ran: from 2 on, its velocity is known
 
     def predicted(self, frame: int) -> np.ndarray:
         """The box moved by the velocity to ``frame``."""
@@ -107,8 +110,10 @@ class FaceTracker:
                  follow_score: float = 0.5, match_iou: float = 0.3, max_tracks: int = 32,
                  max_streams: int = 64, change_level: float | None = 12.0, change_share: float = 0.002,
                  idle_scans: int = 4, max_gap: int = 30, max_scan_pixels: int | None = 200_000,
-                 mesh: FaceMesh | None = None, mesh_presence: float = 0.5, mesh_every: int = 1) -> None:
+                 mesh: FaceMesh | None = None, mesh_presence: float = 0.5, mesh_every: int = 1,
+                 sure_score: float = 0.8) -> None:
         self.bf = detector
+        self.sure_score = sure_score
         self.mesh, self.mesh_presence, self.mesh_every = mesh, mesh_presence, max(1, int(mesh_every))
         self.max_scan_pixels = max_scan_pixels
         self._units: dict[tuple[int, int], list[Tile]] = {}  # frame shape → the units of its spread-out scan
@@ -284,7 +289,8 @@ class FaceTracker:
         assert self.mesh is not None
         carried = []
         if self.mesh_every > 1:  # a face followed by its mesh runs it on one frame in mesh_every (faces take turns)
-            carried = [t for t in by_mesh if n - t.meshed_at < self.mesh_every and (n + t.id) % self.mesh_every]
+            carried = [t for t in by_mesh
+                       if t.meshes >= 2 and n - t.meshed_at < self.mesh_every and (n + t.id) % self.mesh_every]
             by_mesh = [t for t in by_mesh if not any(t is c for c in carried)]
             for t in carried:  # in between, its landmarks move as the face moves
                 shift = t.velocity * float(n - t.frame)
@@ -311,6 +317,8 @@ class FaceTracker:
                 if i >= len(detected):
                     self.counts["lost"] += 1
                     st.unsure.update(range(n_units))
+                elif t.det.score >= self.sure_score:  # the detector is sure (a small face the mesh cannot read)
+                    kept.append(t)
                 else:
                     self.counts["mesh_rejected"] += 1
                 continue
@@ -322,7 +330,7 @@ class FaceTracker:
                 t.update(det, n)
             else:  # just found: its detection was this frame's
                 t.det, t.frame = det, n
-            t.landmarks, t.meshed_at = lm, n
+            t.landmarks, t.meshed_at, t.meshes = lm, n, t.meshes + 1
             self.counts["meshed"] += 1
             kept.append(t)
         return kept + carried
