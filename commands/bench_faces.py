@@ -116,6 +116,37 @@ def rendered(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
                 row["pitch"].append(abs(f.pose.pitch - pitch))
                 row["roll"].append(abs(f.pose.roll - roll))
         out[name] = rows
+    # harder pictures, |yaw| ≤ 30°: dim light, the lower face covered (a hand, a microphone), small faces
+    rng = np.random.default_rng(11)
+    room_dim = DemoScene(640, 480, faces=0).render(2.0)
+    cases: list[tuple[str, Any, np.ndarray]] = []
+    for _ in range(4 if quick else 12):
+        yaw = float(rng.uniform(-30, 30))
+        pf = render(pose_at(yaw, 0, 0, distance_for(110, 480), float(rng.uniform(-8, 8))), room_dim)
+        dim = np.clip(pf.image * 0.3 + rng.normal(0, 3, pf.image.shape), 0, 255).astype(np.uint8)
+        cases.append(("dim light (×0.3, noise)", pf, dim))
+        covered = pf.image.copy()
+        chin, nose = pf.landmarks[152], pf.landmarks[1]
+        half = 0.35 * float(np.ptp(pf.landmarks[:, 0]))
+        cv2.rectangle(covered, (int(nose[0] - half), int(nose[1] + 0.35 * (chin[1] - nose[1]))),
+                      (int(nose[0] + half), int(chin[1] + 10)), (40, 40, 40), -1)
+        cases.append(("lower face covered", pf, covered))
+        small = render(pose_at(yaw, 0, 0, distance_for(float(rng.uniform(24, 32)), 480), float(rng.uniform(-20, 20)),
+                               float(rng.uniform(-10, 10))), room_dim)
+        cases.append(("small (24–32 px)", small, small.image))
+    for name, landmarks in (("before", False), ("after", True)):
+        det = BlazeFaceDetector(min_face=20.0, landmarks=landmarks)
+        hard: dict[str, dict[str, list[float]]] = {}
+        for case, pf, img in cases:
+            row = hard.setdefault(case, {"found": [], "eyes": []})
+            hits = [f for f in det.detect(img) if _found(f, pf.landmarks)]
+            row["found"].append(float(bool(hits)))
+            if hits:
+                re = pf.landmarks[list(facemesh.ANCHORS["right_eye"])].mean(0)
+                le = pf.landmarks[list(facemesh.ANCHORS["left_eye"])].mean(0)
+                e = _errors(hits[0], {"right_eye": re, "left_eye": le}, float(np.linalg.norm(le - re)))
+                row["eyes"] += list(e.values())
+        out[f"{name} hard"] = hard
     # video: a head turning from frontal to each side at 90°/s, followed
     room = DemoScene(640, 480, faces=0).render(1.0)
     for name, landmarks in (("before", False), ("after", True)):
@@ -290,6 +321,12 @@ def run(quick: bool, log: Callable[[str], None]) -> tuple[list[str], dict[str, A
                      f"{_pct(ta)} | {_med(b['eyes'])} | {_med(a['eyes'])} | {_med(b['nose'])} | "
                      f"{_med(a['nose'])} | {_med(a['yaw'], 1, '')} | {_med(a['pitch'], 1, '')} | "
                      f"{_med(a['roll'], 1, '')} |")
+    lines += ["", "| harder pictures, \\|yaw\\| ≤ 30° | faces | found before | after | eyes err before | after |",
+              "|---|---|---|---|---|---|"]
+    for case, b in rnd["before hard"].items():
+        a = rnd["after hard"][case]
+        lines.append(f"| {case} | {len(b['found'])} | {_pct(b['found'])} | {_pct(a['found'])} | {_med(b['eyes'])} | "
+                     f"{_med(a['eyes'])} |")
     fb = sum(sum(r["false"]) for r in rnd["before"].values())
     fa = sum(sum(r["false"]) for r in rnd["after"].values())
     n = sum(len(r["found"]) for r in rnd["after"].values())
