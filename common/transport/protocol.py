@@ -13,9 +13,11 @@ detect, classify) — the ZeroMQ guide's load-balancing broker with heartbeats b
   announce itself again) or whose reply fails the caller's checks (``check_reply``: it waits 2, 4 ... 60 s at
   once): the jobs either held come back to the caller, who sends them again (file mode: nothing is lost when a
   worker dies) or counts them lost (live mode);
-* dispatch is fair whatever credit a worker claims: the next job goes to the worker holding the fewest jobs, a
-  worker that finished a job lately before one that did not (which gets a trial job once every ``TRIAL_S``), then
-  the one that waited longest.  Credit only lets a worker take more while the others are full;
+* dispatch is fair whatever credit a worker claims: the next job goes to a worker that finished a job lately
+  (*proven*), the one holding the fewest jobs, then the one that waited longest; workers not proven (newcomers, and
+  identities that take jobs and hand them back) share one trial job every ``TRIAL_S`` between them, however many
+  they are, and get work freely only while no proven worker has room.  Credit only lets a worker take more while
+  the others are full;
 * worker slots are recycled: when all ``max_workers`` are taken, a newcomer takes the slot of a worker that has not
   finished a job for ``PROVEN_S`` (never, or not lately), unless every such worker joined in the last
   ``GRACE_S``, so identities that announce and do no work cannot lock a genuine worker out.
@@ -218,11 +220,6 @@ class Peer:
         """It finished a job in the last ``PROVEN_S``."""
         return now - self.last_done < PROVEN_S
 
-    def trusted(self, now: float) -> bool:
-        """First in line among workers holding as many jobs: a proven one, or one not sent a job for ``TRIAL_S``
-        (a trial: a newcomer, or one whose last trial did not prove it)."""
-        return self.proven(now) or now - self.last_sent >= TRIAL_S
-
     @property
     def free(self) -> int:
         return self.window - len(self.jobs)
@@ -257,6 +254,7 @@ class Dispatcher:
         self._ids = itertools.count(1)
         self._pending_redo: list[Job] = []  # jobs of workers found gone while sending
         self.done_by_name: OrderedDict[str, int] = OrderedDict()  # jobs done per worker, the last 64 workers
+        self._last_trial = float("-inf")  # when a worker not proven last got a job while a proven one had room
 
     # -------------------------------------------------------------- receiving
     def receive(self, limit: int = 256) -> list[tuple[Peer, Job, Message]]:
@@ -366,10 +364,18 @@ class Dispatcher:
         """Hand ``job`` to the best worker. False: no worker can take it now."""
         while True:
             now = time.monotonic()
-            ready = [(len(p.jobs), not p.trusted(now), p.last_sent, i) for i, p in self.peers.items() if p.free > 0]
-            if not ready:
+            proven = [(len(p.jobs), p.last_sent, i) for i, p in self.peers.items() if p.free > 0 and p.proven(now)]
+            others = [(p.last_sent, len(p.jobs), i) for i, p in self.peers.items()
+                      if p.free > 0 and not p.proven(now)]
+            if not proven and not others:
                 return False
-            peer = self.peers[min(ready)[3]]
+            if others and (not proven or now - self._last_trial >= TRIAL_S):  # a trial, or no proven worker has room
+                ident = min(others)[2]
+                if proven:
+                    self._last_trial = now
+            else:
+                ident = min(proven)[2]
+            peer = self.peers[ident]
             if job.id:
                 self._remember_reassigned(job.id)
             job.id, job.worker, job.sent, job.tries = next(self._ids), peer.ident, time.monotonic(), job.tries + 1
