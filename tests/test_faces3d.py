@@ -228,3 +228,24 @@ def test_mesh_every_two_runs_each_face_on_every_other_frame_and_still_follows_it
             assert abs(faces[0].anchors.nose_tip[0] - (nose0 + dx)) < 2.5, i  # carried frames move with it too
     c = det.tracker.counts
     assert c["mesh_carried"] >= 3 and c["meshed"] + c["mesh_carried"] == 12, c  # a scan's match runs it too
+
+
+@pytest.mark.system
+@pytest.mark.timeout(120)
+def test_a_real_head_turning_towards_profile_stays_one_track() -> None:
+    """tests/data/clips/selfie_turn_to_profile.mp4 (CC BY 2.0): from frame 148 the face comes into view and turns
+    from frontal towards profile; it is found on every frame of the turn as one face, with a pose."""
+    cap = cv2.VideoCapture(str(DATA / "clips" / "selfie_turn_to_profile.mp4"))
+    det = BlazeFaceDetector()
+    ids: set[int] = set()
+    found = []
+    for i in range(169):
+        ok, frame = cap.read()
+        assert ok, i
+        faces = det.detect(frame, "clip", i)
+        if i >= 150:
+            found.append(len(faces) == 1 and faces[0].pose is not None)
+            ids.update(t.id for t in det.tracker.streams["clip"].tracks)
+    cap.release()
+    assert all(found), found
+    assert len(ids) == 1, ids

@@ -14,10 +14,10 @@ detect, classify) — the ZeroMQ guide's load-balancing broker with heartbeats b
   once): the jobs either held come back to the caller, who sends them again (file mode: nothing is lost when a
   worker dies) or counts them lost (live mode);
 * dispatch is fair whatever credit a worker claims: the next job goes to a worker that finished a job lately
-  (*proven*), the one holding the fewest jobs, then the one that waited longest; workers not proven (newcomers, and
-  identities that take jobs and hand them back) share one trial job every ``TRIAL_S`` between them, however many
-  they are, and get work freely only while no proven worker has room.  Credit only lets a worker take more while
-  the others are full;
+  (*proven*) or a newcomer (never sent a job), the one holding the fewest jobs, then the one that waited longest;
+  workers sent jobs that finished none lately (identities that take jobs and hand them back among them) share one
+  trial job every ``TRIAL_S`` between them, however many they are, and get work freely only while no other worker
+  has room.  Credit only lets a worker take more while the others are full;
 * worker slots are recycled: when all ``max_workers`` are taken, a newcomer takes the slot of a worker that has not
   finished a job for ``PROVEN_S`` (never, or not lately), unless every such worker joined in the last
   ``GRACE_S``, so identities that announce and do no work cannot lock a genuine worker out.
@@ -254,7 +254,7 @@ class Dispatcher:
         self._ids = itertools.count(1)
         self._pending_redo: list[Job] = []  # jobs of workers found gone while sending
         self.done_by_name: OrderedDict[str, int] = OrderedDict()  # jobs done per worker, the last 64 workers
-        self._last_trial = float("-inf")  # when a worker not proven last got a job while a proven one had room
+        self._last_trial = float("-inf")  # when a tried, unproven worker last got a job while others had room
 
     # -------------------------------------------------------------- receiving
     def receive(self, limit: int = 256) -> list[tuple[Peer, Job, Message]]:
@@ -364,17 +364,20 @@ class Dispatcher:
         """Hand ``job`` to the best worker. False: no worker can take it now."""
         while True:
             now = time.monotonic()
-            proven = [(len(p.jobs), p.last_sent, i) for i, p in self.peers.items() if p.free > 0 and p.proven(now)]
-            others = [(p.last_sent, len(p.jobs), i) for i, p in self.peers.items()
-                      if p.free > 0 and not p.proven(now)]
-            if not proven and not others:
+            # proven workers and newcomers (never sent a job) first; workers sent jobs that finished none lately
+            # (identities that hand every job back among them) share one trial job a TRIAL_S
+            first = [(len(p.jobs), p.last_sent, i) for i, p in self.peers.items()
+                     if p.free > 0 and (p.proven(now) or not p.last_sent)]
+            tried = [(p.last_sent, len(p.jobs), i) for i, p in self.peers.items()
+                     if p.free > 0 and p.last_sent and not p.proven(now)]
+            if not first and not tried:
                 return False
-            if others and (not proven or now - self._last_trial >= TRIAL_S):  # a trial, or no proven worker has room
-                ident = min(others)[2]
-                if proven:
+            if tried and (not first or now - self._last_trial >= TRIAL_S):  # a trial, or nobody else has room
+                ident = min(tried)[2]
+                if first:
                     self._last_trial = now
             else:
-                ident = min(proven)[2]
+                ident = min(first)[2]
             peer = self.peers[ident]
             if job.id:
                 self._remember_reassigned(job.id)
