@@ -113,7 +113,7 @@ def test_pose_and_anchors_on_rendered_faces_of_known_pose(detector: BlazeFaceDet
         assert a is not None and p is not None
         re, le = _eyes(pf.landmarks)
         iod = float(np.linalg.norm(le - re))
-        errors += [np.linalg.norm(np.array(a.nose_tip) - pf.landmarks[1]) / iod,
+        errors += [np.linalg.norm(np.array(a.nose_tip) - pf.landmarks[4]) / iod,
                    np.linalg.norm(np.array(a.right_eye) - re) / iod, np.linalg.norm(np.array(a.left_eye) - le) / iod]
         worst_angle = max(worst_angle, abs(p.yaw - yaw), abs(p.pitch - pitch), abs(p.roll - roll))
     assert max(errors) < 0.08, max(errors)  # of the inter-ocular distance

@@ -35,7 +35,7 @@ MIN_PRESENCE = 0.5  # MediaPipe's min_tracking_confidence: below it the face is 
 ANCHORS: dict[str, tuple[int, ...]] = {
     "right_eye": (33, 133, 159, 145, 160, 144, 158, 153),  # the subject's right eye: its ring (the image's left)
     "left_eye": (263, 362, 386, 374, 387, 373, 385, 380),
-    "nose_tip": (1,),
+    "nose_tip": (4,),  # the tip (pronasale): hand-placed nose tips lie 8 % IOD from it, 12 % from landmark 1
     "mouth_right": (61,),
     "mouth_left": (291,),
     "upper_lip": (13,),  # inner lip midpoints: their distance is the mouth's opening

@@ -284,7 +284,7 @@ def draw_geometry(frame: np.ndarray, face: Face) -> None:
         for x, y in pose.project(face3d.vertices, w, h):
             if 0 <= x < w and 0 <= y < h:
                 frame[int(y), int(x)] = (200, 200, 200)
-        nose = face3d.vertices[1]
+        nose = face3d.vertices[4]
         ends = pose.project(np.array([nose, nose + [8, 0, 0], nose + [0, 8, 0], nose + [0, 0, 8]]), w, h)
         o = (int(ends[0][0]), int(ends[0][1]))
         for end, color in zip(ends[1:], ((0, 0, 255), (0, 255, 0), (255, 0, 0)), strict=True):
