@@ -10,6 +10,8 @@ rendered  faces of known pose (``common/scene/posed.py``: a real face's texture 
 real      the photos of ``tests/data/faces`` (public domain, CC0) with hand-placed boxes, poses, eyes and nose tips
           (``labels.json``, placed by eye on zoomed grids, never from a detector): faces found by pose and false
           boxes, and the eye and nose-tip error.
+clips     the real clips of ``tests/data/clips`` (CC BY 2.0): faces found a frame and the tracks they were cut into;
+          on a real head turning to profile, the frames it was found on and the furthest yaw read.
 steady    a still rendered head under camera noise (σ 4 grey levels): anchor jitter, px RMS, raw and smoothed
           (the composite's One-Euro filter); a head turning at 90°/s: the smoothed pose's and nose's lag, frames.
 cost      CPU per face of each step, one thread: the detector's region pass (before), the mesh, the pose fit, the
@@ -106,7 +108,7 @@ def rendered(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
             frontal_iod = float(np.linalg.norm(headpose.rendered_landmarks(
                 headpose.Pose(np.eye(3), pf.pose.t), 640, 480)[[33, 263]] @ [1, -1])) / 1.42  # eye centres
             truth = {"right_eye": re if pf.visible[33] else None, "left_eye": le if pf.visible[263] else None,
-                     "nose_tip": pf.landmarks[1]}
+                     "nose_tip": pf.landmarks[4]}
             e = _errors(f, truth, frontal_iod)
             if "nose_tip" in e:
                 row["nose"].append(e["nose_tip"])
@@ -126,7 +128,7 @@ def rendered(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
         dim = np.clip(pf.image * 0.3 + rng.normal(0, 3, pf.image.shape), 0, 255).astype(np.uint8)
         cases.append(("dim light (×0.3, noise)", pf, dim))
         covered = pf.image.copy()
-        chin, nose = pf.landmarks[152], pf.landmarks[1]
+        chin, nose = pf.landmarks[152], pf.landmarks[4]
         half = 0.35 * float(np.ptp(pf.landmarks[:, 0]))
         cv2.rectangle(covered, (int(nose[0] - half), int(nose[1] + 0.35 * (chin[1] - nose[1]))),
                       (int(nose[0] + half), int(chin[1] + 10)), (40, 40, 40), -1)
@@ -200,6 +202,51 @@ def real(log: Callable[[str], None]) -> dict[str, Any]:
             false += sum(1 for i, f in enumerate(faces) if i not in used and f.box[2] >= 30)
         out[name] = {"by_pose": by_pose, "false": false, "images": images}
     log("faces: real photos done")
+    return out
+
+
+CLIPS = Path(__file__).resolve().parent.parent / "tests" / "data" / "clips"
+#: the turning face of selfie_turn_to_profile.mp4: frontal at 150, three-quarter, near profile by 172 (by eye)
+TURN = ("selfie_turn_to_profile.mp4", 150, 172)
+
+
+def clips(log: Callable[[str], None]) -> dict[str, Any]:
+    """Real video (tests/data/clips, CC BY 2.0): faces found a frame, how many tracks the faces were cut into,
+    and on the turn to profile, the frames with the face and the furthest yaw read."""
+    out: dict[str, Any] = {}
+    if not CLIPS.is_dir():
+        return out
+    for name, landmarks in (("before", False), ("after", True)):
+        for clip in sorted(CLIPS.glob("*.mp4")):
+            det = BlazeFaceDetector(landmarks=landmarks)
+            cap = cv2.VideoCapture(str(clip))
+            counts: list[int] = []
+            turn_found: list[float] = []
+            yaws: list[float] = []
+            ids: set[int] = set()
+            turn_ids: set[int] = set()
+            i = 0
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                faces = det.detect(frame, "clip", i)
+                counts.append(len(faces))
+                tracks = det.tracker.streams["clip"].tracks
+                ids.update(t.id for t in tracks)
+                if clip.name == TURN[0] and TURN[1] <= i <= TURN[2]:
+                    turn_found.append(float(bool(faces)))
+                    turn_ids.update(t.id for t in tracks)
+                    yaws += [abs(f.pose.yaw) for f in faces if f.pose is not None]
+                i += 1
+            cap.release()
+            row: dict[str, Any] = {"frames": i, "faces_per_frame": float(np.mean(counts)) if counts else 0.0,
+                                   "tracks": len(ids)}
+            if turn_found:
+                row.update(turn_found=float(np.mean(turn_found)), turn_tracks=len(turn_ids),
+                           turn_max_yaw=max(yaws) if yaws else None)
+            out[f"{name} {clip.name}"] = row
+    log("faces: clips done")
     return out
 
 
@@ -303,7 +350,8 @@ def _med(v: list[float], scale: float = 100.0, unit: str = " %") -> str:
 
 
 def run(quick: bool, log: Callable[[str], None]) -> tuple[list[str], dict[str, Any]]:
-    out = {"rendered": rendered(quick, log), "real": real(log), "steady": steady(log), "cost": cost(quick, log)}
+    out = {"rendered": rendered(quick, log), "real": real(log), "clips": clips(log), "steady": steady(log),
+           "cost": cost(quick, log)}
     rnd = out["rendered"]
     lines = ["## Faces at every pose: before (BlazeFace alone) and after (+ face mesh, head pose), same run", "",
              "Rendered faces of known pose (a real face's texture on the canonical face; the texture is stretched "
@@ -344,6 +392,22 @@ def run(quick: bool, log: Callable[[str], None]) -> tuple[list[str], dict[str, A
                          f"{_med(b['eyes'])} | {_med(a['eyes'])} | {_med(b['nose'])} | {_med(a['nose'])} |")
         lines += ["", f"False boxes (30 px or more, on no labelled face): before {rl['before']['false']}, after "
                   f"{rl['after']['false']}.", ""]
+    cl = out["clips"]
+    if cl:
+        lines += ["Real clips (tests/data/clips, CC BY 2.0; no labels: what was found, and in how many pieces):", "",
+                  "| clip | frames | faces a frame before | after | tracks before | after |",
+                  "|---|---|---|---|---|---|"]
+        for clip in sorted({k.split(" ", 1)[1] for k in cl}):
+            b, a = cl[f"before {clip}"], cl[f"after {clip}"]
+            lines.append(f"| {clip} | {b['frames']} | {b['faces_per_frame']:.2f} | {a['faces_per_frame']:.2f} | "
+                         f"{b['tracks']} | {a['tracks']} |")
+        b, a = cl.get(f"before {TURN[0]}", {}), cl.get(f"after {TURN[0]}", {})
+        if "turn_found" in a:
+            yaw = a.get("turn_max_yaw")
+            lines += ["", f"The real turn to profile ({TURN[0]} frames {TURN[1]}–{TURN[2]}): the face found on "
+                      f"{100 * b['turn_found']:.0f} % of the frames before, {100 * a['turn_found']:.0f} % after; "
+                      f"{b['turn_tracks']} track(s) before, {a['turn_tracks']} after"
+                      + (f"; furthest yaw read {yaw:.0f}°." if yaw is not None else "."), ""]
     s = out["steady"]
     lines += [f"Steadiness (rendered head, 640×480): still head with camera noise, anchor jitter {s['jitter_raw']:.2f} "
               f"px RMS raw → {s['jitter_smoothed']:.2f} smoothed; turning at 90°/s, lag of the smoothed yaw "
