@@ -1,11 +1,14 @@
 """The README's pictures, made from the real pipeline (run it from the final tree before a release):
 
-    python -m tools.make_docs_media            # docs/demo.gif, docs/browser_view.png, docs/camera.png
+    python -m tools.make_docs_media            # docs/demo.gif, docs/browser_view.png, docs/camera.png,
+                                               # docs/faces3d.jpg
 
 ``demo.gif``: 10 s of the built-in demo through the five processes (every dog appears: the faces change
 expression), recorded by the display and cut down to a small animation.  ``browser_view.png``: the browser view of
 ``dogfilter live`` with two streams, in headless Chromium.  ``camera.png``: the browser camera page in headless
 Chromium with a fake webcam (the demo scene played as a camera), showing its filtered frames and round trip.
+``faces3d.jpg``: real photos (tests/data/faces) through ``dogfilter image --debug``: each face's 3-D fit (the
+canonical face where its pose puts it), anchors, the head's axes and angles, from frontal to profile.
 """
 
 from __future__ import annotations
@@ -80,9 +83,39 @@ def screenshots(d: Path) -> None:
         browser.close()
 
 
+FACES3D = ["astronaut_collins_frontal_smile.jpg", "iss_two_men_laughing.jpg", "iss_frick_threequarter_smile.jpg",
+           "iss_wiseman_threequarter_pitch_up.jpg", "cameraman_nearprofile.jpg", "iss_rubins_profile.jpg"]
+
+
+def faces3d(d: Path, out: Path, tile: int = 420) -> None:
+    """Real photos through the product's own command, ``dogfilter image IN OUT --debug``, cut around their faces and
+    tiled 3 × 2."""
+    import subprocess
+
+    import numpy as np
+
+    faces = Path(__file__).resolve().parent.parent / "tests" / "data" / "faces"
+    tiles = []
+    for name in FACES3D:
+        dst = d / f"{name}.png"
+        subprocess.run([sys.executable, "-m", "dogfilter.commands.run", "image", str(faces / name), str(dst),
+                        "--debug"], check=True, timeout=120)
+        img = cv2.imread(str(dst))
+        h, w = img.shape[:2]
+        k = tile / max(h, w)
+        small = cv2.resize(img, (round(w * k), round(h * k)), interpolation=cv2.INTER_AREA)
+        canvas = np.zeros((tile, tile, 3), np.uint8)
+        y, x = (tile - small.shape[0]) // 2, (tile - small.shape[1]) // 2
+        canvas[y:y + small.shape[0], x:x + small.shape[1]] = small
+        tiles.append(canvas)
+    grid = np.vstack([np.hstack(tiles[:3]), np.hstack(tiles[3:])])
+    cv2.imwrite(str(out), grid, [cv2.IMWRITE_JPEG_QUALITY, 85])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=("gif", "screenshots"), default=None, help="make one of them (default: all)")
+    ap.add_argument("--only", choices=("gif", "screenshots", "faces3d"), default=None,
+                    help="make one of them (default: all)")
     a = ap.parse_args(argv)
     DOCS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             demo_gif(Path(tmp), DOCS / "demo.gif")
         if a.only in (None, "screenshots"):
             screenshots(Path(tmp))
+        if a.only in (None, "faces3d"):
+            faces3d(Path(tmp), DOCS / "faces3d.jpg")
     return 0
 
 
