@@ -36,6 +36,7 @@ import numpy as np
 from dogfilter.common import ASSETS, optional
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.vision.boxes import box_iou
+from dogfilter.common.vision.onnxrun import open_session
 
 MODEL_DIR = ASSETS / "models"
 WEIGHTS = {"short": MODEL_DIR / "blazeface_short_range.pth", "full": MODEL_DIR / "blazeface_full_range.pth"}
@@ -221,27 +222,11 @@ class OnnxEngine:
     name = "onnxruntime"
 
     def __init__(self, kind: str, path: str | Path | None = None, threads: int = 1) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise DogfilterError("onnxruntime is not installed (pip install onnxruntime), or use the torch "
-                                 "engine") from None
         p = Path(path) if path else ONNX[kind]
-        if not p.is_file():
-            raise DogfilterError(f"BlazeFace ONNX model not found: {p} (make it with `python -m "
-                                 f"tools.convert_blazeface`)")
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = max(1, threads), 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
-            (inp,), outs = self.session.get_inputs(), self.session.get_outputs()
-        except Exception as e:  # any failure is "this file is not our model"
-            raise DogfilterError(f"cannot load BlazeFace ONNX model {p}: {type(e).__name__}: {str(e)[:160]}") from None
-        if [o.name for o in outs] != ["regressors", "logits"]:
-            raise DogfilterError(f"{p} is not a BlazeFace export (outputs {[o.name for o in outs]})")
-        self.input = inp.name
+        self.session, self.input = open_session(p, "BlazeFace ONNX model", threads=threads,
+                                                outputs=["regressors", "logits"], export="BlazeFace export",
+                                                missing=", or use the torch engine",
+                                                make="python -m tools.convert_blazeface")
         net, size = SPECS[kind], SPECS[kind].default_input
         reg, cls = self(np.zeros((1, 3, size, size), np.float32))  # the anchors must be this network's
         if reg.shape != (1, len(anchors(net, size, size)), 16) or cls.shape != reg.shape[:2]:

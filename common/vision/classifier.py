@@ -19,6 +19,7 @@ import numpy as np
 
 from dogfilter.common import ASSETS, optional
 from dogfilter.common.errors import DogfilterError
+from dogfilter.common.vision.onnxrun import open_session
 
 DEFAULT_MODEL = ASSETS / "models" / "fer4_fernet.pth"
 TUTORIAL_CLASSES = ["happy", "sad", "surprise"]  # the tutorial's outputs, in order (its checkpoints, its data)
@@ -41,15 +42,7 @@ class OnnxClassifier:
     engine = "onnxruntime"
 
     def __init__(self, onnx_path: Path, info: dict[str, Any], threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = max(1, threads), 1
-        so.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
-        except Exception as e:  # any failure is "this file is not our export"
-            raise DogfilterError(f"cannot load {onnx_path}: {type(e).__name__}: {str(e)[:160]}") from None
+        self.session, _ = open_session(onnx_path, "", threads=threads, export="classifier export")
         self.name, self.classes = str(info["name"]), list(info["classes"])
 
     def predict_proba(self, crops: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from dogfilter.common import ASSETS
-from dogfilter.common.errors import DogfilterError
+from dogfilter.common.vision.onnxrun import open_session
 
 ONNX = ASSETS / "models" / "face_landmark.onnx"
 SIZE = 192  # the network's input side
@@ -107,26 +107,10 @@ class FaceMesh:
     """The face mesh network under onnxruntime: regions in, (landmarks N×468×3 in frame pixels, presence N) out."""
 
     def __init__(self, path: str | Path | None = None, threads: int = 1) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise DogfilterError("onnxruntime is not installed (pip install onnxruntime): the face mesh needs it") \
-                from None
-        p = Path(path) if path else ONNX
-        if not p.is_file():
-            raise DogfilterError(f"face mesh model not found: {p} (make it with `python -m tools.convert_facemesh`)")
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = max(1, threads), 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
-            outs = [o.name for o in self.session.get_outputs()]
-        except Exception as e:  # any failure is "this file is not our model"
-            raise DogfilterError(f"cannot load face mesh model {p}: {type(e).__name__}: {str(e)[:160]}") from None
-        if outs != ["landmarks", "presence"]:
-            raise DogfilterError(f"{p} is not a face mesh export (outputs {outs})")
-        self.input = self.session.get_inputs()[0].name
+        self.session, self.input = open_session(Path(path) if path else ONNX, "face mesh model", threads=threads,
+                                                outputs=["landmarks", "presence"], export="face mesh export",
+                                                missing=": the face mesh needs it",
+                                                make="python -m tools.convert_facemesh")
 
     def __call__(self, bgr: np.ndarray, rois: list[Roi]) -> tuple[np.ndarray, np.ndarray]:
         """Landmarks (N×468×3: x, y in frame pixels, z at the same scale, larger away from the camera) and the
