@@ -87,9 +87,10 @@ def pip(*args: str) -> None:
 # ----------------------------------------------------------------------------------------------- 1. fetch, 2. tools
 
 
-def fetch(cache: Path) -> dict[str, Path]:
-    """The two .tflite files and the licence, from the wheel (downloaded once)."""
-    out = {k: cache / Path(member).name for k, (member, _) in MODELS.items()}
+def fetch_members(cache: Path, members: dict[str, tuple[str, str]]) -> dict[str, Path]:
+    """Files of the wheel (``members``: key → (path in the wheel, pinned sha256)) and its licence (``license``),
+    unzipped into ``cache`` from the pinned wheel (downloaded once); each checked against its pin."""
+    out = {k: cache / Path(member).name for k, (member, _) in members.items()}
     out["license"] = cache / "MEDIAPIPE_LICENSE"
     if not all(p.is_file() for p in out.values()):
         wheel = cache / WHEEL
@@ -99,14 +100,19 @@ def fetch(cache: Path) -> dict[str, Path]:
         if sha256(wheel) != WHEEL_SHA256:
             raise SystemExit(f"{wheel}: sha256 is not the pinned {WHEEL_SHA256}")
         with zipfile.ZipFile(wheel) as z:
-            for k, (member, _) in MODELS.items():
+            for k, (member, _) in members.items():
                 out[k].write_bytes(z.read(member))
             out["license"].write_bytes(z.read(LICENSE_MEMBER))
-    for k, (member, digest) in MODELS.items():
+    for k, (member, digest) in members.items():
         got = sha256(out[k])
         if got != digest:
             raise SystemExit(f"{member}: sha256 {got} is not the pinned {digest}; the package changed?")
     return out
+
+
+def fetch(cache: Path) -> dict[str, Path]:
+    """The two .tflite files and the licence, from the wheel (downloaded once)."""
+    return fetch_members(cache, MODELS)
 
 
 def tool_path(cache: Path, name: str, reqs: list[str]) -> Path:

