@@ -38,6 +38,14 @@ def need(path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def room() -> np.ndarray:
+    """The demo's room at 640×480 with no one in it: the background faces are pasted or rendered on."""
+    from dogfilter.common.scene import DemoScene
+
+    return DemoScene(640, 480, faces=0).render(0.0)
+
+
 @pytest.fixture
 def assets() -> Path:
     return need(ASSETS)

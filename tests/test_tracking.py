@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from dogfilter.common.errors import DogfilterError
-from dogfilter.common.scene import DemoScene
 from dogfilter.common.scene.group import demo_shot, paste_face
 from dogfilter.common.vision import blazeface
 from dogfilter.common.vision.boxes import iou_xywh, match
@@ -21,11 +20,6 @@ from dogfilter.common.vision.detectors import BlazeFaceDetector
 @pytest.fixture(scope="module")
 def bf() -> BlazeFaceDetector:
     return BlazeFaceDetector(rescan=8)
-
-
-@pytest.fixture(scope="module")
-def room() -> np.ndarray:
-    return DemoScene(640, 480, faces=0).render(0.0)
 
 
 @pytest.mark.system
