@@ -110,8 +110,9 @@ def rendered(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
                 continue
             f = hits[0]
             re, le = eye_centres(pf.landmarks)
-            frontal_iod = float(np.linalg.norm(headpose.rendered_landmarks(
-                headpose.Pose(np.eye(3), pf.pose.t), 640, 480)[[33, 263]] @ [1, -1])) / 1.42  # eye centres
+            # the eye distance of the same face seen from the front (a turned face's shrinks to nothing)
+            fr, fl = eye_centres(headpose.rendered_landmarks(headpose.Pose(np.eye(3), pf.pose.t), 640, 480))
+            frontal_iod = float(np.linalg.norm(fl - fr))
             truth = {"right_eye": re if pf.visible[33] else None, "left_eye": le if pf.visible[263] else None,
                      "nose_tip": pf.landmarks[4]}
             e = _errors(f, truth, frontal_iod)
