@@ -17,6 +17,7 @@ import numpy as np
 
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.transport.wire import ANCHOR_POINTS, Anchors, Face, Pose  # the wire's records: what a
+from dogfilter.common.vision import facemesh, headpose
 
 # detector finds is what detect sends
 
@@ -82,7 +83,6 @@ class BlazeFaceDetector:
                  rescan: int = 8, scan_pixels: int | None = 200_000, landmarks: bool = True,
                  mesh_every: int = 1) -> None:
         from dogfilter.common.vision.blazeface import BlazeFace
-        from dogfilter.common.vision.facemesh import FaceMesh
         from dogfilter.common.vision.facetrack import FaceTracker
 
         scale, shift = self.CALIBRATION.get(model, (1.0, (0.0, 0.0)))
@@ -94,7 +94,7 @@ class BlazeFaceDetector:
             min_score = 0.5 if landmarks else 0.6
         self.impl = BlazeFace(model, min_face=min_face / self.box_scale, input_size=input_size, min_score=min_score,
                               engine=engine, threads=threads)
-        self.mesh = FaceMesh(threads=threads) if landmarks else None
+        self.mesh = facemesh.FaceMesh(threads=threads) if landmarks else None
         self.tracker = FaceTracker(self.impl, rescan=rescan, max_scan_pixels=scan_pixels, mesh=self.mesh,
                                    mesh_every=mesh_every)
 
@@ -120,8 +120,6 @@ class BlazeFaceDetector:
 def pose_and_anchors(landmarks: np.ndarray, width: int, height: int) -> tuple[Pose | None, Anchors | None]:
     """What the wire carries of a face mesh: the head's pose (``common/vision/headpose.py``) and the named points
     and openings (``common/vision/facemesh.py``); None for a pose no fit explains."""
-    from dogfilter.common.vision import facemesh, headpose
-
     fit = headpose.fit(landmarks, width, height)
     pose = None
     if fit is not None:

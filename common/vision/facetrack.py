@@ -291,10 +291,11 @@ class FaceTracker:
         if self.mesh_every > 1:  # a face followed by its mesh runs it on one frame in mesh_every (faces take turns)
             carried = [t for t in by_mesh
                        if t.meshes >= 2 and n - t.meshed_at < self.mesh_every and (n + t.id) % self.mesh_every]
-            by_mesh = [t for t in by_mesh if not any(t is c for c in carried)]
+            by_mesh = [t for t in by_mesh if t not in carried]  # tracks compare by identity
             for t in carried:  # in between, its landmarks move as the face moves
+                assert t.landmarks is not None  # followed by its mesh: it has one
                 shift = t.velocity * float(n - t.frame)
-                lm = t.landmarks.copy() if t.landmarks is not None else np.zeros((0, 3), np.float32)
+                lm = t.landmarks.copy()
                 lm[:, :2] += shift
                 t.det = Detection(t.det.box + np.array([*shift, *shift], np.float32), t.det.score,
                                   t.det.keypoints + shift, lm)

@@ -25,6 +25,7 @@ import numpy as np
 from dogfilter.common import ASSETS
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.transport.wire import Face
+from dogfilter.common.vision import headpose
 
 MASK_DIR = ASSETS / "masks"
 EMOTION_MASKS = {"happy": "dog", "sad": "dalmatian", "surprise": "sheepdog", "neutral": "dalmatian"}
@@ -274,8 +275,6 @@ def draw_geometry(frame: np.ndarray, face: Face) -> None:
     """The face's 3-D fit, for ``--debug``: the canonical face's 468 points where its pose puts them (grey), the
     anchors (yellow; the eyes cyan), and the head's axes from the nose tip (x red: the face's left, y green: up,
     z blue: out of the face), 8 cm long; each angle written under the box."""
-    from dogfilter.common.vision import headpose
-
     h, w = frame.shape[:2]
     p = face.pose
     if p is not None:
