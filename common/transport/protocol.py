@@ -366,10 +366,15 @@ class Dispatcher:
             now = time.monotonic()
             # proven workers and newcomers (never sent a job) first; workers sent jobs that finished none lately
             # (identities that hand every job back among them) share one trial job a TRIAL_S
-            first = [(len(p.jobs), p.last_sent, i) for i, p in self.peers.items()
-                     if p.free > 0 and (p.proven(now) or not p.last_sent)]
-            tried = [(p.last_sent, len(p.jobs), i) for i, p in self.peers.items()
-                     if p.free > 0 and p.last_sent and not p.proven(now)]
+            first: list[tuple[int, float, bytes]] = []
+            tried: list[tuple[float, int, bytes]] = []
+            for i, p in self.peers.items():
+                if p.free <= 0:
+                    continue
+                if p.proven(now) or not p.last_sent:
+                    first.append((len(p.jobs), p.last_sent, i))
+                else:
+                    tried.append((p.last_sent, len(p.jobs), i))
             if not first and not tried:
                 return False
             if tried and (not first or now - self._last_trial >= TRIAL_S):  # a trial, or nobody else has room

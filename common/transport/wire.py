@@ -177,8 +177,8 @@ class Anchors(msgspec.Struct, forbid_unknown_fields=True, array_like=True):
                             self.left_eye_open, self.brows)
 
     def points(self) -> list[tuple[float, float]]:
-        return [self.right_eye, self.left_eye, self.nose_tip, self.mouth_right, self.mouth_left, self.upper_lip,
-                self.lower_lip, self.brow, self.chin, self.forehead]
+        """The points in :data:`ANCHOR_POINTS` order."""
+        return [getattr(self, name) for name in ANCHOR_POINTS]
 
 
 ANCHOR_POINTS: Final = ("right_eye", "left_eye", "nose_tip", "mouth_right", "mouth_left", "upper_lip", "lower_lip",
