@@ -737,6 +737,69 @@ def draw_sheepdog(cv: Canvas) -> None:
 
 
 # --------------------------------------------------------------------------
+# Parts of the dogs in 3-D that the flat masks do not have
+# --------------------------------------------------------------------------
+# The 3-D dogs (``common/vision/dog3d.py``) cut their ears, muzzles and fringe out of the masks above and add these:
+# a tongue (all three dogs) and, for each dog, an eyelid of its fur that closes over the wearer's eye.  Each is drawn
+# on its own square canvas; the rig cuts the drawn rectangle named in its comment.
+
+
+def draw_tongue(cv: Canvas) -> None:
+    """A hanging tongue, u 0.2 .. 0.8, v 0.05 .. 0.95: its root along the top edge (hidden under the muzzle)."""
+    outline = (120, 36, 52)
+    shape = bezier_path(
+        (0.24, 0.05),
+        [
+            ((0.22, 0.40), (0.20, 0.70), (0.30, 0.85)),
+            ((0.40, 0.97), (0.60, 0.97), (0.70, 0.85)),
+            ((0.80, 0.70), (0.78, 0.40), (0.76, 0.05)),
+            ((0.60, 0.03), (0.40, 0.03), (0.24, 0.05)),
+        ],
+    )
+    m = cv.poly(shape)
+    cv.outlined(m, linear_gradient((214, 74, 96), (246, 132, 148), (0.5, 0.05), (0.5, 0.9)), outline, 4.0)
+    groove = bezier_path((0.5, 0.08), [((0.49, 0.35), (0.51, 0.55), (0.5, 0.66))], n=24)
+    cv.paint(cv.soften(cv.polyline(groove, 6.0), 3.0) * (m > 0), (150, 40, 62), 0.8)
+    shine = cv.ellipse((0.36, 0.62), (0.05, 0.14), 12.0)
+    cv.paint(cv.soften(shine, 6.0) * (m > 0), (255, 255, 255), 0.35)
+    root = cv.ellipse((0.5, 0.0), (0.34, 0.12))
+    cv.paint(cv.soften(root, 8.0) * (m > 0), (90, 20, 36), 0.6)
+
+
+def _lid(cv: Canvas, fur: Fill, outline: RGB, lash: RGB) -> None:
+    """An eyelid, u 0.05 .. 0.95, v 0.2 .. 0.8: fur over the eye, its lower edge a lash line."""
+    shape = bezier_path(
+        (0.06, 0.45),
+        [
+            ((0.10, 0.22), (0.90, 0.22), (0.94, 0.45)),
+            ((0.80, 0.74), (0.20, 0.74), (0.06, 0.45)),
+        ],
+    )
+    m = cv.poly(shape)
+    cv.outlined(m, fur, outline, 3.0)
+    edge = bezier_path((0.08, 0.50), [((0.25, 0.72), (0.75, 0.72), (0.92, 0.50))], n=48)
+    cv.paint(cv.polyline(edge, 9.0), lash)
+    for k in range(5):  # lashes
+        u = 0.25 + 0.125 * k
+        v = 0.66 - 0.25 * (u - 0.5) ** 2
+        tip = (u + (u - 0.5) * 0.25, v + 0.1)
+        cv.paint(cv.polyline(np.array([(u, v), tip], np.float32), 6.0), lash)
+
+
+def draw_dog_lid(cv: Canvas) -> None:
+    _lid(cv, linear_gradient((168, 108, 58), (126, 74, 36), (0.5, 0.2), (0.5, 0.7)), (48, 28, 16), (40, 22, 12))
+
+
+def draw_dalmatian_lid(cv: Canvas) -> None:
+    _lid(cv, linear_gradient((250, 250, 248), (206, 208, 214), (0.5, 0.2), (0.5, 0.7)), (18, 18, 20), (18, 18, 20))
+    cv.paint(_spot(cv, (0.3, 0.38), (0.07, 0.05), 20.0), (22, 22, 24))
+
+
+def draw_sheepdog_lid(cv: Canvas) -> None:
+    _lid(cv, linear_gradient((250, 250, 248), (190, 192, 198), (0.5, 0.2), (0.5, 0.7)), (70, 72, 78), (60, 62, 68))
+
+
+# --------------------------------------------------------------------------
 # Entry points
 # --------------------------------------------------------------------------
 
@@ -744,7 +807,12 @@ DRAWERS: dict[str, Callable[[Canvas], None]] = {
     "dog": draw_dog,
     "dalmatian": draw_dalmatian,
     "sheepdog": draw_sheepdog,
+    "part_tongue": draw_tongue,
+    "part_dog_lid": draw_dog_lid,
+    "part_dalmatian_lid": draw_dalmatian_lid,
+    "part_sheepdog_lid": draw_sheepdog_lid,
 }
+PART_SIZE = 256  # the parts' canvases (small things: a tongue, an eyelid)
 
 
 def render(name: str, size: int = DEFAULT_SIZE, supersample: int = SUPERSAMPLE) -> NDArray[np.uint8]:
@@ -760,7 +828,8 @@ def write_masks(out_dir: Path, size: int = DEFAULT_SIZE) -> list[Path]:
     written: list[Path] = []
     for name in DRAWERS:
         path = out_dir / f"{name}.png"
-        if not cv2.imwrite(str(path), render(name, size)):
+        if not cv2.imwrite(str(path), render(name, PART_SIZE * size // DEFAULT_SIZE if name.startswith("part_")
+                                             else size)):
             raise OSError(f"could not write {path}")
         LOG.info("wrote %s", path)
         written.append(path)
