@@ -6,6 +6,7 @@ single loop — one command, one table (Markdown on stdout) and a JSON file.
     dogfilter-bench --only transport,classifier --json out.json
     dogfilter-bench --only fleet          # K pipeline hosts × M classify workers in network namespaces (root)
     dogfilter-bench --only faces          # faces at every pose: found, landmarked, posed, steady; cost per face
+    dogfilter-bench --only dog            # the dog on the face, flat and in 3-D: nose, ears, reactions, cost
 
 Each stage alone is a real process on real sockets, driven by a feeder and a sink that the benchmark plays (the
 same wire and credit code as the neighbouring stages).  Each figure is the median of ``--repeats`` runs, with the
@@ -574,7 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--quick", action="store_true", help="tiny counts (smoke test): one run per figure, 640×480 only")
     ap.add_argument("--repeats", type=int, default=3,
                     help="runs per figure, which is their median (default: %(default)s; 1 with --quick)")
-    ap.add_argument("--only", default="stages,transport,classifier,e2e,tutorial,oneshot,streams,faults,vcam,faces",
+    ap.add_argument("--only", default="stages,transport,classifier,e2e,tutorial,oneshot,streams,faults,vcam,faces,dog",
                     help="comma-separated sections to run (default: %(default)s; also: fleet, hosts in network "
                     "namespaces, which needs root)")
     ap.add_argument("--json", default="bench.json", help="where to write the figures as JSON (default: %(default)s)")
@@ -756,6 +757,13 @@ def section_faces(run: Run) -> list[str]:
     return lines
 
 
+def section_dog(run: Run) -> list[str]:
+    from dogfilter.commands import bench_dog
+
+    lines, run.out["dog"] = bench_dog.run(run.quick, log)
+    return lines
+
+
 def section_fleet(run: Run) -> list[str]:
     from dogfilter.commands import bench_fleet
 
@@ -780,7 +788,7 @@ def section_vcam(run: Run) -> list[str]:
 SECTIONS = {"stages": section_stages, "transport": section_transport, "classifier": section_classifier,
             "e2e": section_e2e, "tutorial": section_tutorial, "oneshot": section_oneshot,
             "streams": section_streams, "faults": section_faults, "fleet": section_fleet, "vcam": section_vcam,
-            "faces": section_faces}
+            "faces": section_faces, "dog": section_dog}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,14 +40,16 @@ from dogfilter.common.transport.seal import Sealer
 from dogfilter.common.transport.sockets import Links
 from dogfilter.common.transport.wire import Face, Message
 from dogfilter.common.vision.identity import FaceIdentities
-from dogfilter.common.vision.masks import Painter, load_masks
+from dogfilter.common.vision.masks import RENDERS, Painter, load_masks
 
 STAGE = "composite"
 OPTIONS = (
     Option("mask", [], "paint PATH (RGBA, or white background like the tutorial's) for EMOTION", kind="list",
            metavar="EMOTION=PATH", launcher=True),
-    Option("render", "masks", "masks (the tutorial's Steps 4 and 8) or boxes only (Step 2)",
-           choices=("masks", "boxes"), launcher=True),
+    Option("render", "3d", "3d: each dog posed with the head, hidden behind it, its tongue, ears and eyelids moved by "
+           "the face (a face without a pose, or an emotion given --mask, gets the flat mask); flat: the mask laid on "
+           "the face's box (the tutorial's Steps 4 and 8); boxes: the tutorial's green boxes only (Step 2)",
+           choices=RENDERS, launcher=True),
     Option("debug", False, "draw each face's box, emotion and probability", kind="flag", launcher=True),
     Option("deadline_ms", 40.0, "live: how long a frame waits for its emotions", type=non_negative(float)),
     Option("known_deadline_ms", 5.0, "live: how long a frame waits when every face in it is a followed face whose "
@@ -358,8 +360,10 @@ class Composite:
         image = np.array(msg.image)  # the one copy: the received pixels are ZeroMQ's, read-only; painted in place
         tracks = st.faces.assign(msg.frame, [f.box for f in msg.faces])
         t = msg.frame / float(msg.meta.get("fps") or 30.0)  # the video's own time: frames painted in order
+        lives = []
         for i, (face, track) in enumerate(zip(msg.faces, tracks, strict=True)):
             face.track = track.id
+            lives.append(track.reactions(face, t))  # from this frame's openings: a mouth opening shows now
             track.motion(face, t)
             if i in entry.asked:  # a face seen first in this frame was asked about then
                 track.asked = max(track.asked, entry.asked_at)
@@ -375,7 +379,7 @@ class Composite:
             else:
                 face.emotion, face.stale = self.painter.default_emotion, True
                 self.counters["faces_unclassified"] += 1
-        self.painter.paint(image, msg.faces)
+        self.painter.paint(image, msg.faces, lives)
         out = msg.derive("composited", image=image, crops=None)
         out.stamp(STAGE)
         self.counters["frames"] += 1

@@ -255,7 +255,7 @@ def test_composite_turns_the_mask_with_the_eyes(bf) -> None:
     paste_face(img, 0, 320, 240, 160, roll_deg=20)
     (f,) = bf.detect(img)
     sealer = Sealer(b"k" * 32)
-    painter = Painter(load_masks([]), default_emotion="happy")
+    painter = Painter(load_masks([]), default_emotion="happy", render="flat")
     comp = Composite(painter, sealer, Counters("composite", logging.getLogger("test")), Settings(deadline_s=0.0))
     got = {}
     for i, (name, face) in enumerate((("bf", f), ("haar", wire.Face(box=f.box)))):

@@ -169,7 +169,7 @@ def test_the_debug_view_draws_the_fitted_face_and_its_axes(detector: BlazeFaceDe
     blue = (drawn[:, :, 0] > 200) & (drawn[:, :, 1] < 60) & (drawn[:, :, 2] < 60) & changed
     assert red.sum() > 20 and blue.sum() > 5  # the x axis and (foreshortened: it points at the camera) the z axis
     painted = img.copy()
-    Painter({}, render="masks", debug=True).paint(painted, [face])  # --debug: the box, and the fit drawn on it
+    Painter({}, render="flat", debug=True).paint(painted, [face])  # --debug: the box, and the fit drawn on it
     assert (np.any(painted != img, axis=2) & changed).sum() > 0.9 * changed.sum()
 
 

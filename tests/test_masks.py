@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dogfilter.common.errors import DogfilterError
-from dogfilter.common.vision import masks
+from dogfilter.common.vision import blend, masks
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]
 
@@ -203,7 +203,7 @@ def _turned_with_numpy_matrices(frame: np.ndarray, bgra: np.ndarray, w: int, h: 
         return
     M[:, 2] -= (fx0 - sx, fy0 - sy)
     r = cv2.warpAffine(bgra, M, (fx1 - fx0, fy1 - fy0), flags=cv2.INTER_LINEAR)
-    masks._blend(frame[fy0:fy1, fx0:fx1], *masks._blend_terms(r))
+    blend.blend(frame[fy0:fy1, fx0:fx1], *blend.blend_terms(r))
 
 
 def test_turned_mask_is_the_same_picture_as_with_numpy_matrices() -> None:

@@ -43,14 +43,47 @@ def texture() -> tuple[np.ndarray, np.ndarray]:
     return img, lm[0, :, :2].astype(np.float32)
 
 
-def render(pose: headpose.Pose, background: np.ndarray) -> PosedFace:
-    """The textured canonical face with ``pose`` over a copy of ``background`` (its size is the frame's)."""
+#: the inner contour of the lips (MediaPipe's numbers), upper and lower, corner to corner
+UPPER_INNER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
+LOWER_INNER_LIP = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
+#: each eye's upper lid (its inner contour) and the lower lid it closes onto, point for point
+LIDS = (((246, 161, 160, 159, 158, 157, 173), (7, 163, 144, 145, 153, 154, 155)),
+        ((466, 388, 387, 386, 385, 384, 398), (249, 390, 373, 374, 380, 381, 382)))
+MOUTH_INSIDE = (40, 24, 60)  # BGR: a mouth's dark inside
+
+
+def expression(mouth_cm: float = 0.0, blink: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The canonical face's vertices with the jaw dropped ``mouth_cm`` at the chin's middle (the lower lip and
+    everything below it, less towards the sides) and the upper lids lowered ``blink`` of the way onto the lower ones
+    (1: closed); and which triangles are the mouth's inside (drawn dark where the lips part)."""
+    face = headpose.canonical()
+    v = face.vertices.copy()
+    if mouth_cm:
+        lower = face.vertices[list(LOWER_INNER_LIP)]
+        below = face.vertices[:, 1] <= lower[:, 1].max() + 1e-6
+        w = np.clip((7.5 - np.abs(face.vertices[:, 0])) / 4.0, 0.0, 1.0) * below
+        w[list(UPPER_INNER_LIP)] = 0.0
+        w[[78, 308]] = 0.0  # the corners stay
+        v[:, 1] -= mouth_cm * w
+    if blink:
+        for upper, low in LIDS:
+            v[list(upper)] += blink * (face.vertices[list(low)] - face.vertices[list(upper)])
+    lips = set(UPPER_INNER_LIP) | set(LOWER_INNER_LIP)
+    inside = np.array([all(int(i) in lips for i in t) and any(int(i) in UPPER_INNER_LIP[1:-1] for i in t)
+                       and any(int(i) in LOWER_INNER_LIP[1:-1] for i in t) for t in face.triangles])
+    return v, inside
+
+
+def render(pose: headpose.Pose, background: np.ndarray, mouth_cm: float = 0.0, blink: float = 0.0) -> PosedFace:
+    """The textured canonical face with ``pose`` over a copy of ``background`` (its size is the frame's); with the
+    jaw dropped ``mouth_cm`` and the eyes ``blink`` closed (:func:`expression`)."""
     tex, uv = texture()
     face = headpose.canonical()
+    vertices, inside = expression(mouth_cm, blink) if (mouth_cm or blink) else (face.vertices, None)
     h, w = background.shape[:2]
     img = background.copy()
-    pts = pose.project(face.vertices, w, h).astype(np.float32)
-    cam = pose.to_camera(face.vertices)
+    pts = pose.project(vertices, w, h).astype(np.float32)
+    cam = pose.to_camera(vertices)
     tri = face.triangles
     # a triangle faces the camera where its corners run counter-clockwise as seen (the mesh's winding, y up), which
     # on the image (y down) is a negative signed area
@@ -69,8 +102,13 @@ def render(pose: headpose.Pose, background: np.ndarray) -> PosedFace:
         x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
         if x1 <= x0 or y1 <= y0:
             continue
-        m = cv2.getAffineTransform(uv[tri[i]], (dst - [x0, y0]).astype(np.float32))
-        patch = cv2.warpAffine(tex, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        if inside is not None and inside[i]:
+            patch = np.empty((y1 - y0, x1 - x0, 3), np.uint8)
+            patch[:] = MOUTH_INSIDE
+        else:
+            m = cv2.getAffineTransform(uv[tri[i]], (dst - [x0, y0]).astype(np.float32))
+            patch = cv2.warpAffine(tex, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_REFLECT)
         mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
         cv2.fillConvexPoly(mask, np.round((dst - [x0, y0]) * 16).astype(np.int32), 255, cv2.LINE_AA, 4)
         region = img[y0:y1, x0:x1]

@@ -54,9 +54,14 @@ def canonical() -> CanonicalFace:
                              d["triangles"].astype(np.int32), d["weights"].astype(np.float64))
 
 
+def focal(height: int) -> float:
+    """The focal length in pixels for a frame this high."""
+    return 0.5 * height / math.tan(math.radians(VERTICAL_FOV_DEG) / 2)
+
+
 def camera(width: int, height: int) -> np.ndarray:
     """The 3×3 camera matrix for a frame of this size."""
-    f = 0.5 * height / math.tan(math.radians(VERTICAL_FOV_DEG) / 2)
+    f = focal(height)
     return np.array([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]])
 
 

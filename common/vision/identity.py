@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from dogfilter.common.vision.boxes import iou_xywh
+from dogfilter.common.vision.dog3d import Reactions
 from dogfilter.common.vision.smoothing import FaceSmoother
 
 MATCH_IOU = 0.3
@@ -32,6 +33,7 @@ class Track:
     probs: dict[str, float] | None = None
     asked: float = float("-inf")  # when (monotonic s) the composite last sent this face to the classifier
     motion: FaceSmoother = field(default_factory=FaceSmoother)  # its anchors and pose, smoothed in frame order
+    reactions: Reactions = field(default_factory=Reactions)  # what its dog does (tongue, ears, eyelids), over time
 
     @property
     def emotion(self) -> tuple[str, float] | None:

@@ -13,7 +13,6 @@ SIMD passes a face, within 2 of a float blend); a turned mask is warped only ove
 from __future__ import annotations
 
 import math
-import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,8 @@ import numpy as np
 from dogfilter.common import ASSETS
 from dogfilter.common.errors import DogfilterError
 from dogfilter.common.transport.wire import Face
-from dogfilter.common.vision import headpose
+from dogfilter.common.vision import dog3d, headpose
+from dogfilter.common.vision.blend import SCRATCH, blend, blend_terms
 
 MASK_DIR = ASSETS / "masks"
 EMOTION_MASKS = {"happy": "dog", "sad": "dalmatian", "surprise": "sheepdog", "neutral": "dalmatian"}
@@ -42,6 +42,7 @@ class Mask:
     _cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _levels: list = field(default_factory=list, repr=False)  # BGRA halvings of an alpha mask: cheap shrinking
     _cache_bytes: int = field(default=0, repr=False)
+    own: bool = False  # one of the product's own dogs (which have a 3-D version), not a user's --mask
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -73,7 +74,7 @@ class Mask:
         else:  # area-average from the smallest halving still at least this size: never from far larger pixels
             src = self.level(w, h, 1.0)
             interp = cv2.INTER_AREA if w < src.shape[1] else cv2.INTER_LINEAR
-            pre, inv = _blend_terms(cv2.resize(src, (w, h), interpolation=interp))
+            pre, inv = blend_terms(cv2.resize(src, (w, h), interpolation=interp))
             sized = Sized(pre=pre, inv=inv)
         self._cache[key] = sized
         self._cache_bytes += sized.nbytes
@@ -98,25 +99,6 @@ class Sized:
     @property
     def nbytes(self) -> int:
         return sum(x.nbytes for x in (self.pre, self.inv, self.bgr, self.sel, self.bgra) if x is not None)
-
-
-def _blend_terms(bgra: np.ndarray, pre: np.ndarray | None = None,
-                 inv: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """A BGRA mask as the two terms of the blend: colour·alpha/255 and 255 − alpha (3 channels each, uint8, into
-    ``pre`` and ``inv`` when given)."""
-    pre = cv2.cvtColor(bgra, cv2.COLOR_BGRA2BGR, dst=pre)
-    # alpha to 3 channels: one channel out, then gray to BGR (twice as fast as mixChannels' general copy)
-    inv = cv2.cvtColor(cv2.extractChannel(bgra, 3), cv2.COLOR_GRAY2BGR, dst=inv)
-    cv2.multiply(pre, inv, dst=pre, scale=1 / 255)
-    cv2.bitwise_not(inv, dst=inv)
-    return pre, inv
-
-
-def _blend(roi: np.ndarray, pre: np.ndarray, inv: np.ndarray) -> None:
-    """roi ← roi·(255 − a)/255 + colour·a/255, in place (each term rounded: within 1 of the exact blend; an opaque
-    pixel is the mask's colour and a transparent one the frame's, exactly)."""
-    cv2.multiply(roi, inv, dst=roi, scale=1 / 255)
-    cv2.add(roi, pre, dst=roi)
 
 
 def load_mask(path: str | Path, name: str | None = None) -> Mask:
@@ -150,6 +132,7 @@ def default_masks() -> dict[str, Mask]:
     for emotion, fname in EMOTION_MASKS.items():
         if fname not in by_file:
             by_file[fname] = load_mask(MASK_DIR / f"{fname}.png", fname)
+            by_file[fname].own = True
         out[emotion] = by_file[fname]
     return out
 
@@ -189,7 +172,7 @@ def paint(frame: np.ndarray, box: tuple[int, int, int, int] | list[int], mask: M
         cv2.copyTo(sized.bgr[rows, cols], sized.sel[rows, cols], roi)
     else:
         assert sized.pre is not None and sized.inv is not None
-        _blend(roi, sized.pre[rows, cols], sized.inv[rows, cols])
+        blend(roi, sized.pre[rows, cols], sized.inv[rows, cols])
     return True
 
 
@@ -202,25 +185,6 @@ def roll_from_keypoints(kp: Any) -> float:
     except (TypeError, ValueError, IndexError, KeyError):
         return 0.0
     return roll if np.isfinite(roll) and abs(roll) <= 90 else 0.0
-
-
-class _Scratch(threading.local):
-    """Buffers a turned mask is warped into, reused from frame to frame (one set per thread), grown as needed."""
-
-    def __init__(self) -> None:
-        self.shape = (0, 0)
-        self.bgra = self.pre = self.inv = np.empty((0, 0, 3), np.uint8)
-
-    def take(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if h > self.shape[0] or w > self.shape[1]:
-            h0, w0 = max(h, self.shape[0]), max(w, self.shape[1])
-            self.shape = (h0, w0)
-            self.bgra = np.empty((h0, w0, 4), np.uint8)
-            self.pre, self.inv = np.empty((h0, w0, 3), np.uint8), np.empty((h0, w0, 3), np.uint8)
-        return self.bgra[:h, :w], self.pre[:h, :w], self.inv[:h, :w]
-
-
-_SCRATCH = _Scratch()
 
 
 def _paint_turned(frame: np.ndarray, bgra: np.ndarray, w: int, h: int, ox: int, oy: int, deg: float) -> bool:
@@ -248,10 +212,10 @@ def _paint_turned(frame: np.ndarray, bgra: np.ndarray, w: int, h: int, ox: int, 
     tx = side / 2 - (m00 * (sw / 2) + m01 * (sh / 2)) - (fx0 - sx)
     ty = side / 2 - (m10 * (sw / 2) + m11 * (sh / 2)) - (fy0 - sy)
     M = np.array(((m00, m01, tx), (m10, m11, ty)))
-    r, pre, inv = _SCRATCH.take(fy1 - fy0, fx1 - fx0)
+    r, pre, inv = SCRATCH.take(fy1 - fy0, fx1 - fx0)
     cv2.warpAffine(bgra, M, (fx1 - fx0, fy1 - fy0), dst=r, flags=cv2.INTER_LINEAR)
-    _blend_terms(r, pre, inv)
-    _blend(frame[fy0:fy1, fx0:fx1], pre, inv)
+    blend_terms(r, pre, inv)
+    blend(frame[fy0:fy1, fx0:fx1], pre, inv)
     return True
 
 
@@ -310,21 +274,29 @@ def load_masks(specs: list[str]) -> dict[str, Mask]:
     return table
 
 
+RENDERS = ("3d", "flat", "boxes")
+
+
 @dataclass
 class Painter:
-    """Paints each face of a frame: its emotion's mask (turned with the head's roll), or the tutorial's green box
-    (``render="boxes"``), and with ``debug`` the box, emotion and probability."""
+    """Paints each face of a frame: its emotion's dog in 3-D (``render="3d"``: posed with the head, alive; a face
+    without a pose, or an emotion given a user's own ``--mask``, gets the flat mask), the flat mask turned with the
+    head's roll (``"flat"``: the tutorial's Step 4), or the tutorial's green box (``"boxes"``: Step 2); with ``debug``
+    the box, emotion and probability, and the face's 3-D fit."""
 
     masks: dict[str, Mask]
     default_emotion: str = "neutral"
-    render: str = "masks"
+    render: str = "3d"
     debug: bool = False
 
-    def paint(self, image: np.ndarray, faces: list[Face]) -> None:
-        for face in faces:
-            if self.render == "masks":
-                mask = self.masks.get(str(face.emotion)) or self.masks.get(self.default_emotion)
-                if mask is not None:
+    def paint(self, image: np.ndarray, faces: list[Face], lives: list[dog3d.Live] | None = None) -> None:
+        """``lives``: each face's reactions (the composite's, over time), else each face as it is now."""
+        for i, face in enumerate(faces):
+            mask = self.masks.get(str(face.emotion)) or self.masks.get(self.default_emotion)
+            if self.render != "boxes" and mask is not None:
+                cards = dog3d.rig(mask.name) if self.render == "3d" and mask.own else None
+                live = lives[i] if lives is not None else None
+                if cards is None or dog3d.draw(image, face, cards, live) is None:
                     paint(image, face.box, mask, roll_deg=roll_from_keypoints(face.keypoints))
             if self.debug or self.render == "boxes":
                 draw_debug(image, face)
