@@ -301,18 +301,20 @@ class Rig:
         self.probe = np.array(rows).reshape(-1, 4 * n)
         self.probe_card = np.array(which, np.int64)
 
-    def maybe_hidden(self, cam: np.ndarray, head: _Head) -> set[int]:
-        """The cards (indices) some of whose sample points the head hides: only these need the per-pixel pass."""
+    def maybe_hidden(self, corners: np.ndarray, eye: np.ndarray) -> set[int]:
+        """The cards (indices) some of whose sample points the head hides, seen from ``eye`` (the camera, in the
+        canonical face's space; ``corners``: the cards' corners there): only these need the per-pixel pass.  In the
+        skull's own units (the unit sphere), along the ray from the eye to each point, e + s·(p − e), s = 1 at it."""
         if not len(self.probe_card):
             return set()
-        x = self.probe @ cam.reshape(-1, 3)  # the sample points, camera axes
-        # along the ray from the camera, s·x (s = 1 at the point): q(s) = A·s² − 2·B·s + C, the head where q < 0
-        a = np.einsum("ij,jk,ik->i", x, head.q, x)
-        b = x @ head.qc
-        disc = b * b - a * head.c
-        inside = a - 2 * b + head.c < 0
-        s_in = (b - np.sqrt(np.maximum(disc, 0))) / a
-        hidden = inside | ((disc > 0) & (s_in > 0) & (s_in < 1))
+        p = (self.probe @ corners.reshape(-1, 3) - HEAD_CENTRE) / HEAD_AXES
+        e = (eye - HEAD_CENTRE) / HEAD_AXES
+        d = p - e
+        a = (d * d).sum(1)
+        b = d @ e
+        disc = b * b - a * (float(e @ e) - 1.0)
+        s_in = (-b - np.sqrt(np.maximum(disc, 0))) / a
+        hidden = ((p * p).sum(1) < 1) | ((disc > 0) & (s_in > 0) & (s_in < 1))
         return set(self.probe_card[hidden].tolist())
 
     def __iter__(self):  # type: ignore[no-untyped-def]
@@ -493,7 +495,8 @@ def draw(frame: np.ndarray, face: Face, cards: Rig, live: Live | None = None,
     f, cx, cy = headpose.focal(h), w / 2, h / 2
     r_cam = headpose.FLIP @ pose.r
     out = Drawn()
-    cam = cards.corners(live) @ r_cam.T + pose.t  # every card's corners, N×4×3, in one product
+    corners_face = cards.corners(live)
+    cam = corners_face @ r_cam.T + pose.t  # every card's corners, N×4×3, in one product
     # top edge × left edge: in the camera's axes (y down) it points away from the viewer when the card's front is seen
     e1, e2 = cam[:, 1] - cam[:, 0], cam[:, 3] - cam[:, 0]
     normal = np.stack([e1[:, 1] * e2[:, 2] - e1[:, 2] * e2[:, 1], e1[:, 2] * e2[:, 0] - e1[:, 0] * e2[:, 2],
@@ -506,10 +509,7 @@ def draw(frame: np.ndarray, face: Face, cards: Rig, live: Live | None = None,
     depth = cam[:, :, 2].sum(1).tolist()
     order = sorted(range(len(cards.cards)), key=lambda i: (cards.cards[i].spec.layer, -depth[i]))
     head: _Head | None = None
-    maybe: set[int] = set()
-    if len(cards.probe_card):
-        head = _head(r_cam, pose.t)
-        maybe = cards.maybe_hidden(cam, head)
+    maybe = cards.maybe_hidden(corners_face, -r_cam.T @ pose.t)  # the camera, seen from the face
     for i in order:
         card = cards.cards[i]
         spec = card.spec
@@ -537,7 +537,8 @@ def draw(frame: np.ndarray, face: Face, cards: Rig, live: Live | None = None,
                            np.float32)
             cv2.warpPerspective(tex, cv2.getPerspectiveTransform(src, dst), (x1 - x0, y1 - y0), dst=bgra,
                                 flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
-        if i in maybe and head is not None:  # some of its sample points are behind the head: find which pixels
+        if i in maybe:  # some of its sample points are behind the head: find which pixels
+            head = head or _head(r_cam, pose.t)
             alpha = cv2.extractChannel(bgra, 3)
             keep = _kept(head, k, (x0, y0, x1, y1), cam[i, 0], normal[i])
             if measure:
