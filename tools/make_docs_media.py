@@ -1,7 +1,7 @@
 """The README's pictures, made from the real pipeline (run it from the final tree before a release):
 
     python -m tools.make_docs_media            # docs/demo.gif, docs/browser_view.png, docs/camera.png,
-                                               # docs/faces3d.jpg
+                                               # docs/faces3d.jpg, docs/dog3d.jpg
 
 ``demo.gif``: 10 s of the built-in demo through the five processes (every dog appears: the faces change
 expression), recorded by the display and cut down to a small animation.  ``browser_view.png``: the browser view of
@@ -9,6 +9,9 @@ expression), recorded by the display and cut down to a small animation.  ``brows
 Chromium with a fake webcam (the demo scene played as a camera), showing its filtered frames and round trip.
 ``faces3d.jpg``: real photos (tests/data/faces) through ``dogfilter image --debug``: each face's 3-D fit (the
 canonical face where its pose puts it), anchors, the head's axes and angles, from frontal to profile.
+``dog3d.jpg``: real photos from frontal to profile, and mouths wide open (Darwin's plates, 1872), each face painted
+by the composite's own painter flat (``--render flat``, the row above) and in 3-D (the default, below), the dog its
+column's.
 """
 
 from __future__ import annotations
@@ -112,9 +115,58 @@ def faces3d(d: Path, out: Path, tile: int = 420) -> None:
     cv2.imwrite(str(out), grid, [cv2.IMWRITE_JPEG_QUALITY, 85])
 
 
+#: (photo in tests/data/faces, its dog, what the column shows)
+DOG3D = (("astronaut_collins_frontal_smile.jpg", "dog", "frontal"),
+         ("iss_frick_threequarter_smile.jpg", "dog", "three-quarter"),
+         ("iss_wiseman_threequarter_pitch_up.jpg", "dalmatian", "3/4, looking up"),
+         ("cameraman_nearprofile.jpg", "sheepdog", "near profile"),
+         ("iss_rubins_profile.jpg", "dalmatian", "profile"),
+         ("darwin_duchenne_oldman_mouth_open.jpg", "dog", "mouth open"),
+         ("darwin_rejlander_infant_mouth_open.jpg", "sheepdog", "mouth open"))
+EMOTION_OF = {"dog": "happy", "dalmatian": "sad", "sheepdog": "surprise"}
+
+
+def dog3d(out: Path, tile: int = 260) -> None:
+    """Each photo's largest face through the composite's painter, flat and in 3-D (its reactions as a still's),
+    cut around the head: a 2-row grid, flat above."""
+    import numpy as np
+
+    from dogfilter.common.vision import dog3d as rig3d
+    from dogfilter.common.vision import masks
+    from dogfilter.common.vision.detectors import BlazeFaceDetector
+
+    faces_dir = Path(__file__).resolve().parent.parent / "tests" / "data" / "faces"
+    det = BlazeFaceDetector(min_face=20.0)
+    rows: dict[str, list[np.ndarray]] = {"flat": [], "3d": []}
+    for name, dog, what in DOG3D:
+        img = cv2.imread(str(faces_dir / name))
+        face = max(det.detect(img), key=lambda f: f.box[2])
+        face.emotion = EMOTION_OF[dog]
+        x, y, w, h = face.box
+        side = int(2.3 * max(w, h))
+        ih, iw = img.shape[:2]
+        # the crop's centre (in the padded picture), moved to keep the crop inside the photo where it fits
+        cx = side + (min(max(x + w // 2, side // 2), iw - side // 2) if iw >= side else x + w // 2)
+        cy = side + (min(max(y + h // 2 - int(0.35 * h), side // 2), ih - side // 2) if ih >= side
+                     else y + h // 2 - int(0.35 * h))
+        live = rig3d.Reactions()(face, 0.0)
+        for render in rows:
+            canvas = img.copy()
+            masks.Painter(masks.default_masks(), render=render).paint(canvas, [face], [live])
+            canvas = cv2.copyMakeBorder(canvas, side, side, side, side, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+            crop = canvas[cy - side // 2:cy + side // 2, cx - side // 2:cx + side // 2]
+            crop = cv2.resize(crop, (tile, tile), interpolation=cv2.INTER_AREA)
+            cv2.rectangle(crop, (0, tile - 22), (tile, tile), (0, 0, 0), -1)
+            cv2.putText(crop, f"{what}: {'flat' if render == 'flat' else '3-D'}", (6, tile - 7),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+            rows[render].append(crop)
+    grid = np.vstack([np.hstack(rows["flat"]), np.hstack(rows["3d"])])
+    cv2.imwrite(str(out), grid, [cv2.IMWRITE_JPEG_QUALITY, 85])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=("gif", "screenshots", "faces3d"), default=None,
+    ap.add_argument("--only", choices=("gif", "screenshots", "faces3d", "dog3d"), default=None,
                     help="make one of them (default: all)")
     a = ap.parse_args(argv)
     DOCS.mkdir(exist_ok=True)
@@ -125,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             screenshots(Path(tmp))
         if a.only in (None, "faces3d"):
             faces3d(Path(tmp), DOCS / "faces3d.jpg")
+        if a.only in (None, "dog3d"):
+            dog3d(DOCS / "dog3d.jpg")
     return 0
 
 
