@@ -101,7 +101,9 @@ def _true(pf: Any) -> Face:
     """A rendered face as a perfect detector gives it: its pose and its own nose tip."""
     yaw, pitch, roll = pf.pose.yaw_pitch_roll
     tip = (float(pf.landmarks[4][0]), float(pf.landmarks[4][1]))
-    return Face(box=(0, 0, 10, 10), pose=Pose(yaw, pitch, roll, tuple(pf.pose.t)),
+    x0, y0, x1, y1 = box_from_landmarks(pf.landmarks).tolist()
+    return Face(box=(round(x0), round(y0), round(x1 - x0), round(y1 - y0)),
+                pose=Pose(yaw, pitch, roll, tuple(pf.pose.t)),
                 anchors=Anchors.make([tip] * len(ANCHOR_POINTS), 0.0, 0.3, 0.3, 0.24))
 
 

@@ -311,12 +311,13 @@ def test_a_dog_at_the_frames_edge_is_clipped_and_one_behind_the_camera_is_not_dr
     for x_cm in (-40.0, 40.0):  # half out of the frame, either side
         pose = pose_at(0, 0, 0, 60.0, x_cm=x_cm)
         img = room.copy()
-        face = Face(box=(0, 0, 10, 10), pose=Pose(0, 0, 0, tuple(pose.t)))
+        x = 0 if x_cm < 0 else W - 40
+        face = Face(box=(x, 200, 40, 80), pose=Pose(0, 0, 0, tuple(pose.t)))
         assert dog3d.draw(img, face, cards) is not None
         assert not np.array_equal(img, room)
     behind = Face(box=(0, 0, 10, 10), pose=Pose(0, 0, 0, (0.0, 0.0, 2.0)))  # the camera inside the head
     img = room.copy()
-    dog3d.draw(img, behind, cards)
+    assert dog3d.draw(img, behind, cards) is None  # the caller paints the flat mask
     assert np.array_equal(img, room)
 
 
@@ -367,3 +368,20 @@ def test_real_surprised_faces_show_the_tongue_and_calm_ones_do_not(fer_dir: Path
     calm, n_c = tongues(_fer_faces(fer_dir / "fer2013_neutral_train.npz", None, 80))
     assert n_s >= 40 and n_c >= 40, (n_s, n_c)
     assert surprised >= 3 and calm <= 0.03 * n_c, (surprised, n_s, calm, n_c)
+
+
+@pytest.mark.unit
+@pytest.mark.timeout(30)
+def test_a_pose_that_disagrees_with_its_box_gets_the_flat_mask(room: np.ndarray) -> None:
+    """A face whose pose puts it 3 cm from the lens (a hostile or broken detect worker: every value in range) would
+    make each card a warp as big as the frame; its box says it is small, so it is painted flat, bounded by the box.
+    The same for a pose that puts it 50 m away."""
+    cards = dog3d.rig("dog")
+    assert cards is not None
+    for z in (3.0, 5000.0):
+        face = Face(box=(300, 200, 60, 60), pose=Pose(0, 0, 0, (0.0, 0.0, z)))
+        img = room.copy()
+        assert dog3d.draw(img, face, cards) is None
+        assert np.array_equal(img, room)
+    sane = Face(box=(270, 190, 100, 100), pose=Pose(0, 0, 0, (0.0, 0.0, 40.0)))
+    assert dog3d.draw(room.copy(), sane, cards) is not None

@@ -61,6 +61,7 @@ TONGUE_ROOT_CM, TONGUE_OUT_CM = 0.3, 3.0  # the tongue from under the upper lip,
 EYE_OPEN, EYE_SHUT = 0.16, 0.07
 BROWS_REST, PERK_FROM, PERK_FULL = 0.24, 0.15, 0.40
 BROWS_LEARN_S = 4.0  # the time constant over which a face's resting brow height is learnt
+POSE_BOX_RATIO = 6.0  # a dog drawn more than this many times its face box's size, or less, is not drawn in 3-D
 AFFINE_PX = 1.5  # the most a card may move from its perspective place to be drawn by an affine warp instead
 KEEP_STEP = 4  # pixels between the points where the head's occlusion is solved (bilinear between them)
 BROWS_MAX_YAW = 35.0  # degrees of yaw beyond which the brows are not read (foreshortened): the ears hold
@@ -485,7 +486,8 @@ def project(face: Face, points: np.ndarray, width: int, height: int) -> np.ndarr
 def draw(frame: np.ndarray, face: Face, cards: Rig, live: Live | None = None,
          measure: bool = False) -> Drawn | None:
     """Draw the dog ``cards`` on ``face`` of ``frame`` (BGR, in place), posed with the face.  None: the face has no
-    pose (the caller paints the flat mask instead).  ``measure``: count each card's pixels (tests, the bench)."""
+    pose, or one that disagrees with its box by more than ``POSE_BOX_RATIO`` (the caller paints the flat mask).
+    ``measure``: count each card's pixels (tests, the bench)."""
     h, w = frame.shape[:2]
     pose = posed(face, w, h)
     if pose is None:
@@ -502,9 +504,15 @@ def draw(frame: np.ndarray, face: Face, cards: Rig, live: Live | None = None,
     normal = np.stack([e1[:, 1] * e2[:, 2] - e1[:, 2] * e2[:, 1], e1[:, 2] * e2[:, 0] - e1[:, 0] * e2[:, 2],
                        e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]], 1)
     facing = ((normal * cam.sum(1)).sum(1) > 0).tolist()
-    ahead = (cam[:, :, 2].min(1) >= 1.0).tolist()
+    ahead = bool((cam[:, :, 2] >= 1.0).all())  # every corner at least 1 cm in front of the lens
     z = np.maximum(cam[:, :, 2], 1e-3)
     pts = np.stack([f * cam[:, :, 0] / z + cx, f * cam[:, :, 1] / z + cy], 2)  # N×4×2
+    # a pose that puts a card at the lens, or says the face is far bigger or smaller than its box (a peer's nonsense,
+    # or a fit gone wrong): the box is what was seen, so the flat mask, bounded by it, is painted instead of warps
+    # as big as the frame
+    size, extent = max(face.box[2], face.box[3], 1), float(np.ptp(pts.reshape(-1, 2), 0).max())
+    if not ahead or not size / POSE_BOX_RATIO <= extent <= POSE_BOX_RATIO * size:
+        return None
     corners = pts.tolist()  # plain floats: what the loop reads costs less than numpy's scalars
     depth = cam[:, :, 2].sum(1).tolist()
     order = sorted(range(len(cards.cards)), key=lambda i: (cards.cards[i].spec.layer, -depth[i]))
@@ -513,7 +521,7 @@ def draw(frame: np.ndarray, face: Face, cards: Rig, live: Live | None = None,
     for i in order:
         card = cards.cards[i]
         spec = card.spec
-        if not ahead[i] or not live.shows(spec):
+        if not live.shows(spec):
             continue
         if not facing[i]:
             out.culled.append(spec.name)
