@@ -26,6 +26,7 @@ nose tip (``Face.anchors``): the dog's nose sits on the wearer's.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -318,7 +319,7 @@ class Rig:
         hidden = ((p * p).sum(1) < 1) | ((disc > 0) & (s_in > 0) & (s_in < 1))
         return set(self.probe_card[hidden].tolist())
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Card]:
         return iter(self.cards)
 
     def corners(self, live: Live) -> np.ndarray:
