@@ -139,14 +139,14 @@ def test_the_head_hides_a_card_behind_it_and_not_one_in_front() -> None:
     card in front of the face is not hidden at all."""
     pose = pose_at(0, 0, 0, 60.0)
     r_cam = headpose.FLIP @ pose.r
-    head = dog3d._head(r_cam, pose.t)
+    skull = dog3d._Skull.seen_by(pose)
     k = headpose.camera(W, H)
     for z, hidden in ((-10.0, True), (9.0, False)):
         corners = np.array([[-3, 3, z], [3, 3, z], [3, -3, z], [-3, -3, z]], float) @ r_cam.T + pose.t
         pts = pose.project(np.array([[-3, 3, z], [3, -3, z]], float), W, H)
         box = (int(pts[0][0]), int(pts[0][1]), int(pts[1][0]), int(pts[1][1]))
         normal = np.cross(corners[1] - corners[0], corners[3] - corners[0])
-        kept = dog3d._kept(head, k, box, corners[0], normal)
+        kept = dog3d._kept(skull, k, box, corners[0], normal)
         assert (kept == 0).all() if hidden else (kept == 255).all()
 
 

@@ -303,20 +303,15 @@ class Rig:
         self.probe = np.array(rows).reshape(-1, 4 * n)
         self.probe_card = np.array(which, np.int64)
 
-    def maybe_hidden(self, corners: np.ndarray, eye: np.ndarray) -> set[int]:
-        """The cards (indices) some of whose sample points the head hides, seen from ``eye`` (the camera, in the
-        canonical face's space; ``corners``: the cards' corners there): only these need the per-pixel pass.  In the
-        skull's own units (the unit sphere), along the ray from the eye to each point, e + s·(p − e), s = 1 at it."""
+    def maybe_hidden(self, corners: np.ndarray, skull: _Skull) -> set[int]:
+        """The cards (indices) some of whose sample points the head hides (``corners``: the cards' corners in the
+        canonical face's space): only these need the per-pixel pass.  A point is hidden inside the skull, or where
+        the ray from the eye to it (s = 1 at the point) meets the skull before it."""
         if not len(self.probe_card):
             return set()
         p = (self.probe @ corners.reshape(-1, 3) - HEAD_CENTRE) / HEAD_AXES
-        e = (eye - HEAD_CENTRE) / HEAD_AXES
-        d = p - e
-        a = (d * d).sum(1)
-        b = d @ e
-        disc = b * b - a * (float(e @ e) - 1.0)
-        s_in = (-b - np.sqrt(np.maximum(disc, 0))) / a
-        hidden = ((p * p).sum(1) < 1) | ((disc > 0) & (s_in > 0) & (s_in < 1))
+        s, meets = skull.first_meeting(p - skull.eye)
+        hidden = ((p * p).sum(1) < 1) | (meets & (s < 1))
         return set(self.probe_card[hidden].tolist())
 
     def __iter__(self) -> Iterator[Card]:
@@ -387,57 +382,57 @@ class Reactions:
         return Live(tongue, self.perk, *lids)
 
 
-@dataclass
-class _Head:
-    """The occluding ellipsoid in the camera's axes, as what a ray through a pixel needs: the ray (u, v, 1) ·s (s:
-    the depth) meets it where a·s² − 2·b·s + c = 0, with a and b polynomials in u and v (their coefficients below)."""
+@dataclass(frozen=True)
+class _Skull:
+    """The head the cards go behind, as rays see it, in the skull's own space (the canonical face's centimetres less
+    ``HEAD_CENTRE``, over ``HEAD_AXES``: the skull is the unit sphere there).  The camera is at ``eye``; the ray
+    through a pixel, s·(u, v, 1) in the camera's axes (s: the depth), is eye + s·``to_skull`` @ (u, v, 1) here."""
 
-    a: tuple[float, ...]  # a = a_uu·u² + a_vv·v² + a_uv·u·v + a_u·u + a_v·v + a_0
-    b: tuple[float, float, float]  # b = b_u·u + b_v·v + b_0
-    c: float
-    q: np.ndarray  # the quadratic form: (x − centre)ᵀ q (x − centre) = 1 on its surface
-    qc: np.ndarray  # q · centre
+    eye: np.ndarray
+    to_skull: np.ndarray  # 3×3
+
+    @classmethod
+    def seen_by(cls, pose: headpose.Pose) -> _Skull:
+        r_cam = headpose.FLIP @ pose.r
+        axes = np.array(HEAD_AXES)
+        return cls((-r_cam.T @ pose.t - HEAD_CENTRE) / axes, r_cam.T / axes[:, None])
+
+    def first_meeting(self, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Along eye + s·d (``d``: any number of directions, ...×3): the s where each ray first meets the skull, and
+        whether it meets it at all ahead of the eye (s > 0)."""
+        e = self.eye
+        a = (d * d).sum(-1)
+        b = d @ e
+        disc = b * b - a * (float(e @ e) - 1.0)
+        s = (-b - np.sqrt(np.maximum(disc, 0))) / a
+        return s, (disc > 0) & (s > 0)
 
 
-def _head(r_cam: np.ndarray, t: np.ndarray) -> _Head:
-    centre = r_cam @ np.array(HEAD_CENTRE) + t
-    q = (r_cam / np.array(HEAD_AXES) ** 2) @ r_cam.T  # the ellipsoid's quadratic form: (x − c)ᵀ q (x − c) = 1
-    qc = q @ centre
-    a = (q[0, 0], q[1, 1], 2 * q[0, 1], 2 * q[0, 2], 2 * q[1, 2], q[2, 2])
-    return _Head(tuple(float(x) for x in a), (float(qc[0]), float(qc[1]), float(qc[2])),
-                 float(centre @ qc) - 1.0, q, qc)
-
-
-def _grid(head: _Head, k: np.ndarray, box: tuple[int, int, int, int], plane_p: np.ndarray, plane_n: np.ndarray,
+def _grid(skull: _Skull, k: np.ndarray, box: tuple[int, int, int, int], plane_p: np.ndarray, plane_n: np.ndarray,
           step: int) -> np.ndarray:
     """On a grid of points ``step`` pixels apart from the top-left of ``box`` (x0, y0, x1, y1) to past its far
     edges: 255 where the card's plane is nearer the camera than the head (or the head is not there), 0 where the head
-    hides it.  Rows and columns carry the terms that depend on one of u, v, so each point costs a few operations."""
+    hides it."""
     x0, y0, x1, y1 = box
     f, cx, cy = k[0, 0], k[0, 2], k[1, 2]
     nx, ny = (x1 - x0 + step - 1) // step + 1, (y1 - y0 + step - 1) // step + 1
-    u = (x0 + step * np.arange(nx, dtype=np.float32) + 0.5 - cx) / f
-    v = ((y0 + step * np.arange(ny, dtype=np.float32) + 0.5 - cy) / f)[:, None]
-    auu, avv, auv, au, av, a0 = head.a
-    bu, bv, b0 = head.b
-    a = (auu * u + au) * u + ((avv * v + av) * v + a0) + auv * v * u
-    b = bu * u + (bv * v + b0)
-    disc = b * b - a * head.c
-    # the nearer meeting s = (b − √disc) / a lies before the card's plane (at s_card = n·p / n·(u, v, 1)):
-    # b − √disc < a·s_card
+    u = (x0 + step * np.arange(nx) + 0.5 - cx) / f
+    v = (y0 + step * np.arange(ny) + 0.5 - cy) / f
+    m = skull.to_skull
+    s_head, meets = skull.first_meeting(u[None, :, None] * m[:, 0] + v[:, None, None] * m[:, 1] + m[:, 2])
+    # the card's plane along the same ray: s_card = n·p / n·(u, v, 1)
     n = plane_n
-    s_card = float(n @ plane_p) / (float(n[0]) * u + (float(n[1]) * v + float(n[2])))
-    hid = (disc > 0) & (b > 0) & (b - np.sqrt(np.maximum(disc, 0)) < a * s_card)
-    return np.where(hid, np.uint8(0), np.uint8(255))
+    s_card = float(n @ plane_p) / (float(n[0]) * u[None, :] + (float(n[1]) * v[:, None] + float(n[2])))
+    return np.where(meets & (s_head < s_card), np.uint8(0), np.uint8(255))
 
 
-def _kept(head: _Head, k: np.ndarray, box: tuple[int, int, int, int], plane_p: np.ndarray,
+def _kept(skull: _Skull, k: np.ndarray, box: tuple[int, int, int, int], plane_p: np.ndarray,
           plane_n: np.ndarray) -> np.ndarray:
     """Of each pixel of ``box``: 255 where the card is seen, 0 where the head hides it (uint8, to multiply a card's
     alpha with): solved on a grid ``KEEP_STEP`` pixels apart and spread over the pixels between by a bilinear resize
     (the outline is smooth, and comes out anti-aliased)."""
     x0, y0, x1, y1 = box
-    grid = _grid(head, k, box, plane_p, plane_n, KEEP_STEP)
+    grid = _grid(skull, k, box, plane_p, plane_n, KEEP_STEP)
     ny, nx = grid.shape
     # grid point j sits at pixel j·step: a resize to (n − 1)·step + 1 pixels puts them there exactly
     full = cv2.resize(grid, ((nx - 1) * KEEP_STEP + 1, (ny - 1) * KEEP_STEP + 1), interpolation=cv2.INTER_LINEAR)
@@ -517,8 +512,8 @@ def draw(frame: np.ndarray, face: Face, cards: Rig, live: Live | None = None,
     corners = pts.tolist()  # plain floats: what the loop reads costs less than numpy's scalars
     depth = cam[:, :, 2].sum(1).tolist()
     order = sorted(range(len(cards.cards)), key=lambda i: (cards.cards[i].spec.layer, -depth[i]))
-    head: _Head | None = None
-    maybe = cards.maybe_hidden(corners_face, -r_cam.T @ pose.t)  # the camera, seen from the face
+    skull = _Skull.seen_by(pose)
+    maybe = cards.maybe_hidden(corners_face, skull)
     for i in order:
         card = cards.cards[i]
         spec = card.spec
@@ -547,9 +542,8 @@ def draw(frame: np.ndarray, face: Face, cards: Rig, live: Live | None = None,
             cv2.warpPerspective(tex, cv2.getPerspectiveTransform(src, dst), (x1 - x0, y1 - y0), dst=bgra,
                                 flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
         if i in maybe:  # some of its sample points are behind the head: find which pixels
-            head = head or _head(r_cam, pose.t)
             alpha = cv2.extractChannel(bgra, 3)
-            keep = _kept(head, k, (x0, y0, x1, y1), cam[i, 0], normal[i])
+            keep = _kept(skull, k, (x0, y0, x1, y1), cam[i, 0], normal[i])
             if measure:
                 out.hidden[spec.name] = int(np.count_nonzero(alpha[keep < 128]))
             cv2.multiply(alpha, keep, dst=alpha, scale=1 / 255)
