@@ -121,7 +121,7 @@ def pose_at(yaw: float, pitch: float, roll: float, distance_cm: float, x_cm: flo
             y_cm: float = 0.0) -> headpose.Pose:
     """A pose from its angles (degrees) and where the face is (centimetres: ``distance_cm`` ahead of the camera,
     ``x_cm`` right and ``y_cm`` down)."""
-    return headpose.Pose(headpose.rotation(yaw, pitch, roll), np.array([x_cm, y_cm, distance_cm], np.float64))
+    return headpose.Pose.turned(yaw, pitch, roll, (x_cm, y_cm, distance_cm))
 
 
 def distance_for(width_px: float, height: int) -> float:

@@ -446,7 +446,7 @@ def posed(face: Face, width: int, height: int) -> headpose.Pose | None:
     p = face.pose
     if p is None:
         return None
-    pose = headpose.Pose(headpose.rotation(p.yaw, p.pitch, p.roll), np.array(p.t, np.float64))
+    pose = headpose.Pose.turned(p.yaw, p.pitch, p.roll, p.t)
     a = face.anchors
     if a is None:
         return pose

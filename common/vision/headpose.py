@@ -20,6 +20,7 @@ counter-clockwise in the image.  ``rotation = Ry(yaw) · Rx(-pitch) · Rz(roll)`
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -89,6 +90,11 @@ class Pose:
 
     r: np.ndarray
     t: np.ndarray
+
+    @classmethod
+    def turned(cls, yaw: float, pitch: float, roll: float, t: Sequence[float]) -> Pose:
+        """The pose of these angles (degrees, :func:`rotation`) at ``t`` (cm): what ``Face.pose`` on the wire says."""
+        return cls(rotation(yaw, pitch, roll), np.array(t, np.float64))
 
     @property
     def yaw_pitch_roll(self) -> tuple[float, float, float]:

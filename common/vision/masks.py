@@ -242,7 +242,7 @@ def draw_geometry(frame: np.ndarray, face: Face) -> None:
     h, w = frame.shape[:2]
     p = face.pose
     if p is not None:
-        pose = headpose.Pose(headpose.rotation(p.yaw, p.pitch, p.roll), np.array(p.t, np.float64))
+        pose = headpose.Pose.turned(p.yaw, p.pitch, p.roll, p.t)
         face3d = headpose.canonical()
         for x, y in pose.project(face3d.vertices, w, h):
             if 0 <= x < w and 0 <= y < h:
