@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib
 import json
 import logging
 import os
@@ -743,52 +744,21 @@ def section_oneshot(run: Run) -> list[str]:
                  ["command", "one process (--inline yes) s", "five processes (--inline no) s", "ratio"], rows)
 
 
-def section_streams(run: Run) -> list[str]:
-    from dogfilter.commands import bench_streams
+def section_of(name: str) -> Callable[[Run], list[str]]:
+    """The section whose tables a module of its own makes (``bench_NAME.run(quick, log)``, imported only when it
+    runs): its lines, and its figures under ``name`` in the JSON."""
 
-    lines, run.out["streams"] = bench_streams.run(run.quick, log)
-    return lines
+    def section(run: Run) -> list[str]:
+        module = importlib.import_module(f"dogfilter.commands.bench_{name}")
+        lines, run.out[name] = module.run(run.quick, log)
+        return lines
 
-
-def section_faces(run: Run) -> list[str]:
-    from dogfilter.commands import bench_faces
-
-    lines, run.out["faces"] = bench_faces.run(run.quick, log)
-    return lines
-
-
-def section_dog(run: Run) -> list[str]:
-    from dogfilter.commands import bench_dog
-
-    lines, run.out["dog"] = bench_dog.run(run.quick, log)
-    return lines
-
-
-def section_fleet(run: Run) -> list[str]:
-    from dogfilter.commands import bench_fleet
-
-    lines, run.out["fleet"] = bench_fleet.run(run.quick, log)
-    return lines
-
-
-def section_faults(run: Run) -> list[str]:
-    from dogfilter.commands import bench_faults
-
-    lines, run.out["faults"] = bench_faults.run(run.quick, log)
-    return lines
-
-
-def section_vcam(run: Run) -> list[str]:
-    from dogfilter.commands import bench_vcam
-
-    lines, run.out["vcam"] = bench_vcam.run(run.quick, log)
-    return lines
+    return section
 
 
 SECTIONS = {"stages": section_stages, "transport": section_transport, "classifier": section_classifier,
             "e2e": section_e2e, "tutorial": section_tutorial, "oneshot": section_oneshot,
-            "streams": section_streams, "faults": section_faults, "fleet": section_fleet, "vcam": section_vcam,
-            "faces": section_faces, "dog": section_dog}
+            **{name: section_of(name) for name in ("streams", "faults", "fleet", "vcam", "faces", "dog")}}
 
 
 def main(argv: list[str] | None = None) -> int:
