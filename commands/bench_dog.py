@@ -25,7 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dogfilter.commands.bench_faces import CLIPS, FACES, _ms, eye_centres
+from dogfilter.commands.bench_faces import CLIPS, FACES, _ms, clip_frames, eye_centres
 from dogfilter.common.scene.posed import distance_for, pose_at, render
 from dogfilter.common.transport.wire import ANCHOR_POINTS, Anchors, Face, Pose
 from dogfilter.common.vision import dog3d, masks
@@ -191,22 +191,15 @@ def reactions(log: Callable[[str], None]) -> dict[str, Any]:
         "eyelid (eyes 0.3 → 0.05)": _step("eyes", 0.3, 0.05, lambda lv: lv.right_lid > 0.5),
         "ears perk (brows 0.24 → 0.36)": _step("brows", 0.24, 0.36, lambda lv: lv.perk > 0.5),
     }
-    clip = CLIPS / "selfie_talking_smiling.mp4"
-    cap = cv2.VideoCapture(str(clip))
     det, r = BlazeFaceDetector(), dog3d.Reactions()
     frames = tongue = lids = 0
-    i = 0
-    while True:
-        ok, img = cap.read()
-        if not ok:
-            break
+    for i, img in enumerate(clip_frames(CLIPS / "selfie_talking_smiling.mp4")):
         faces = det.detect(img, "talk", i)
         if faces:
             lv = r(faces[0], i / 30)
             frames += 1
             tongue += lv.tongue > 0
             lids += max(lv.right_lid, lv.left_lid) > 0.5
-        i += 1
     out["talking clip"] = {"frames": frames, "tongue": tongue, "lids": lids}
     photos = {"open": [0, 0], "other": [0, 0]}  # [faces, tongue shown]
     still = BlazeFaceDetector(min_face=20.0)

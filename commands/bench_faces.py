@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from dogfilter.common.media.sources import VideoSource
 from dogfilter.common.scene import DemoScene
 from dogfilter.common.scene.posed import distance_for, pose_at, render
 from dogfilter.common.transport.wire import Face
@@ -215,6 +216,16 @@ CLIPS = Path(__file__).resolve().parent.parent / "tests" / "data" / "clips"
 TURN = ("selfie_turn_to_profile.mp4", 150, 172)
 
 
+def clip_frames(path: Path) -> Iterator[np.ndarray]:
+    """Every frame of a video file, in order, as the product reads one (``VideoSource``: checked, then decoded)."""
+    src = VideoSource(str(path))
+    try:
+        while (frame := src.read()) is not None:
+            yield frame
+    finally:
+        src.close()
+
+
 def clips(log: Callable[[str], None]) -> dict[str, Any]:
     """Real video (tests/data/clips, CC BY 2.0): faces found a frame, how many tracks the faces were cut into,
     and on the turn to profile, the frames with the face and the furthest yaw read."""
@@ -224,17 +235,12 @@ def clips(log: Callable[[str], None]) -> dict[str, Any]:
     for name, landmarks in (("before", False), ("after", True)):
         for clip in sorted(CLIPS.glob("*.mp4")):
             det = BlazeFaceDetector(landmarks=landmarks)
-            cap = cv2.VideoCapture(str(clip))
             counts: list[int] = []
             turn_found: list[float] = []
             yaws: list[float] = []
             ids: set[int] = set()
             turn_ids: set[int] = set()
-            i = 0
-            while True:
-                ok, frame = cap.read()
-                if not ok:
-                    break
+            for i, frame in enumerate(clip_frames(clip)):
                 faces = det.detect(frame, "clip", i)
                 counts.append(len(faces))
                 tracks = det.tracker.streams["clip"].tracks
@@ -243,9 +249,7 @@ def clips(log: Callable[[str], None]) -> dict[str, Any]:
                     turn_found.append(float(bool(faces)))
                     turn_ids.update(t.id for t in tracks)
                     yaws += [abs(f.pose.yaw) for f in faces if f.pose is not None]
-                i += 1
-            cap.release()
-            row: dict[str, Any] = {"frames": i, "faces_per_frame": float(np.mean(counts)) if counts else 0.0,
+            row: dict[str, Any] = {"frames": len(counts), "faces_per_frame": float(np.mean(counts)) if counts else 0.0,
                                    "tracks": len(ids)}
             if turn_found:
                 row.update(turn_found=float(np.mean(turn_found)), turn_tracks=len(turn_ids),
