@@ -85,7 +85,7 @@ def nose(log: Callable[[str], None]) -> dict[str, Any]:
         pf = render(pose_at(yaw, 0, 0, distance_for(200, H)), room)
         re, le = eye_centres(pf.landmarks)
         iod = float(np.hypot(*(le - re)))
-        face = _true(pf)
+        face = true_face(pf)
         box = box_from_landmarks(pf.landmarks)
         flat_face = Face(box=(int(box[0]), int(box[1]), int(box[2] - box[0]), int(box[3] - box[1])))
         tip = pf.landmarks[4]
@@ -97,8 +97,9 @@ def nose(log: Callable[[str], None]) -> dict[str, Any]:
     return out
 
 
-def _true(pf: Any) -> Face:
-    """A rendered face as a perfect detector gives it: its pose and its own nose tip."""
+def true_face(pf: Any) -> Face:
+    """A rendered face (``posed.render``) as a perfect detector gives it: its box, its pose and its own nose tip (so
+    the nose correction moves nothing); the tests use it too."""
     yaw, pitch, roll = pf.pose.yaw_pitch_roll
     tip = (float(pf.landmarks[4][0]), float(pf.landmarks[4][1]))
     x0, y0, x1, y1 = box_from_landmarks(pf.landmarks).tolist()
@@ -153,7 +154,7 @@ def ears(log: Callable[[str], None]) -> dict[int, Any]:
         row: dict[str, Any] = {"flat": [head.judge(_flat_point(flat_face, uv, mask)) for uv in FLAT_EARS]}
         far = "left_ear" if yaw > 0 else "right_ear"
         for dog in sorted(dog3d.RIGS):
-            drawn = dog3d.draw(pf.image.copy(), _true(pf), _rig(dog), measure=True)
+            drawn = dog3d.draw(pf.image.copy(), true_face(pf), _rig(dog), measure=True)
             assert drawn is not None
             seen = [n for n in ("right_ear", "left_ear") if drawn.pixels.get(n, 0) > 0]
             row[dog] = [head.judge(drawn.corners[n].mean(0)) for n in seen]

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dogfilter.commands.bench_dog import HeadInPicture
+from dogfilter.commands.bench_dog import HeadInPicture, true_face
 from dogfilter.commands.bench_faces import eye_centres
 from dogfilter.common.scene.posed import distance_for, pose_at, render
 from dogfilter.common.transport import wire
@@ -33,14 +33,6 @@ def detector() -> BlazeFaceDetector:
 
 def _rendered(yaw: float, room: np.ndarray, width_px: float = 200, pitch: float = 0.0, **kw: float):
     return render(pose_at(yaw, pitch, 0, distance_for(width_px, H)), room, **kw)
-
-
-def _true_face(pf) -> Face:
-    """The face as a perfect detector would give it: its true pose and anchors (no nose correction needed)."""
-    yaw, pitch, roll = pf.pose.yaw_pitch_roll
-    x0, y0 = pf.landmarks.min(0)
-    x1, y1 = pf.landmarks.max(0)
-    return Face(box=(int(x0), int(y0), int(x1 - x0), int(y1 - y0)), pose=Pose(yaw, pitch, roll, tuple(pf.pose.t)))
 
 
 def _followed(detector: BlazeFaceDetector, yaw: float, room: np.ndarray):
@@ -87,10 +79,7 @@ def test_the_dogs_nose_follows_a_known_pose_to_sixty_degrees(room: np.ndarray, y
     """Given the true pose and nose tip, the dog's nose is drawn on the nose at any pose to ±60°: the projection
     itself, apart from how well the mesh reads a face (which the bench measures on real photos)."""
     pf = render(pose_at(yaw, pitch, roll, distance_for(200, H)), room)
-    tip = tuple(float(v) for v in pf.landmarks[4])
-    face = _true_face(pf)
-    face.anchors = Anchors.make([tip] * len(wire.ANCHOR_POINTS), 0.0, 0.3, 0.3, 0.24)
-    nose = dog3d.project(face, np.array([dog3d.DOG_NOSE]), W, H)
+    nose = dog3d.project(true_face(pf), np.array([dog3d.DOG_NOSE]), W, H)
     assert nose is not None and np.hypot(*(nose[0] - pf.landmarks[4])) < 0.10 * _iod(pf)
 
 
@@ -104,7 +93,7 @@ def test_ears_stand_above_the_eyes_and_on_the_head(room: np.ndarray, dog: str) -
     assert cards is not None
     for yaw in (-75, -45, -20, 0, 20, 45, 75):
         pf = _rendered(yaw, room)
-        drawn = dog3d.draw(pf.image.copy(), _true_face(pf), cards, measure=True)
+        drawn = dog3d.draw(pf.image.copy(), true_face(pf), cards, measure=True)
         assert drawn is not None
         head = HeadInPicture.of(pf)
         ears = [n for n in ("right_ear", "left_ear") if drawn.pixels.get(n, 0) > 0]
@@ -121,11 +110,11 @@ def test_the_far_ear_is_hidden_when_the_head_turns_away(room: np.ndarray, dog: s
     away), while the near one still is."""
     cards = dog3d.rig(dog)
     assert cards is not None
-    front = dog3d.draw(_rendered(0, room).image.copy(), _true_face(_rendered(0, room)), cards, measure=True)
+    front = dog3d.draw(_rendered(0, room).image.copy(), true_face(_rendered(0, room)), cards, measure=True)
     assert front is not None and front.pixels["right_ear"] > 0 and front.pixels["left_ear"] > 0
     for yaw in (60, 75, 90, -60, -75, -90):
         pf = _rendered(yaw, room)
-        drawn = dog3d.draw(pf.image.copy(), _true_face(pf), cards, measure=True)
+        drawn = dog3d.draw(pf.image.copy(), true_face(pf), cards, measure=True)
         assert drawn is not None
         far, near = ("left_ear", "right_ear") if yaw > 0 else ("right_ear", "left_ear")
         assert drawn.pixels.get(far, 0) == 0, (dog, yaw, drawn.pixels, drawn.hidden)
@@ -194,7 +183,7 @@ def test_an_open_mouth_gets_the_tongue_drawn_and_a_closed_eye_its_lid(room: np.n
     """Drawn on a rendered face: with the tongue out, tongue-pink pixels below the lips; with an eye closed, the
     dog's fur over it; neither with the mouth closed and eyes open."""
     pf = _rendered(0, room, 240)
-    face = _true_face(pf)
+    face = true_face(pf)
     cards = dog3d.rig("dog")
     assert cards is not None
     plain, live = pf.image.copy(), pf.image.copy()
