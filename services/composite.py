@@ -39,6 +39,7 @@ from dogfilter.common.transport.protocol import HEARTBEAT_S, Dispatcher, Job, Pe
 from dogfilter.common.transport.seal import Sealer
 from dogfilter.common.transport.sockets import Links
 from dogfilter.common.transport.wire import Face, Message
+from dogfilter.common.vision.dog3d import Live
 from dogfilter.common.vision.identity import FaceIdentities
 from dogfilter.common.vision.masks import RENDERS, Painter, load_masks
 
@@ -360,10 +361,11 @@ class Composite:
         image = np.array(msg.image)  # the one copy: the received pixels are ZeroMQ's, read-only; painted in place
         tracks = st.faces.assign(msg.frame, [f.box for f in msg.faces])
         t = msg.frame / float(msg.meta.get("fps") or 30.0)  # the video's own time: frames painted in order
-        lives = []
+        lives: list[Live] | None = [] if self.painter.render == "3d" else None  # what moves each 3-D dog
         for i, (face, track) in enumerate(zip(msg.faces, tracks, strict=True)):
             face.track = track.id
-            lives.append(track.reactions(face, t))  # from this frame's openings: a mouth opening shows now
+            if lives is not None:
+                lives.append(track.reactions(face, t))  # from this frame's openings: a mouth opening shows now
             track.motion(face, t)
             if i in entry.asked:  # a face seen first in this frame was asked about then
                 track.asked = max(track.asked, entry.asked_at)
